@@ -1,0 +1,41 @@
+"""Errors a user can cause, each carrying the fix.
+
+Library code raises these; only `cli.py` turns them into one line and exit code 1.
+Anything that is not a `BotError` is a bug and may show a traceback.
+"""
+
+
+class BotError(Exception):
+    """Base: `message` says what is wrong, `hint` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(BotError, ValueError):
+    """config.yaml is unreadable, has an unknown key or a bad value."""
+
+
+class ModelError(BotError):
+    """A persona artifact (models/<name>/) is missing, truncated or inconsistent."""
+
+
+class CorpusError(BotError, ValueError):
+    """A training corpus is empty, binary, not UTF-8 or in an unknown format."""
+
+
+class StoreError(BotError):
+    """The SQLite state cannot be opened or migrated."""
+
+
+class PublishError(BotError):
+    """A publisher failed. `transient` errors keep the slot and retry it later."""
+
+    def __init__(self, message: str, hint: str = "", *, transient: bool = False) -> None:
+        super().__init__(message, hint)
+        self.transient = transient
