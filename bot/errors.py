@@ -34,8 +34,23 @@ class StoreError(BotError):
 
 
 class PublishError(BotError):
-    """A publisher failed. `transient` errors keep the slot and retry it later."""
+    """A publisher failed. `transient` errors keep the slot and retry it later.
 
-    def __init__(self, message: str, hint: str = "", *, transient: bool = False) -> None:
+    `status_code` is the HTTP status when the target answered (None for network errors);
+    `retry_after` is how many seconds the target asked us to wait (a rate limit's reset),
+    None when it did not say.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        transient: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, hint)
         self.transient = transient
+        self.status_code = status_code
+        self.retry_after = retry_after

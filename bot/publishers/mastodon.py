@@ -1,0 +1,435 @@
+"""Publish to a Mastodon account through Mastodon.py, exactly once, with clear failures.
+
+`MastodonPublisher` implements `Publisher`. Every post carries the Post's
+`idempotency_key` (persona + slot key), so a retried or re-run slot gets the status it
+already created back instead of a second one. Mastodon keeps an idempotency key for one
+hour (a Redis key with a 3600 s TTL), so a crashed slot must be re-run within that hour.
+
+The client is built offline (`version_check_mode="none"`), with a short request timeout
+and `ratelimit_method="throw"`, so no job thread ever sleeps inside Mastodon.py. Every
+Mastodon.py error is translated here, at the boundary, into a `PublishError`:
+
+    429 rate limit                 transient, `retry_after` = seconds until the reset
+    5xx, timeout, network error    transient: keep the slot, retry with the same key
+    401, 403                       permanent: names the token's env var and the scopes
+    422 and other 4xx              permanent: carries the server's own message
+
+`MastodonIllegalArgumentError` is a bug in our call and is not translated.
+`publish_with_retries` is the bounded retry loop around `publish`. The token is never
+logged, repr'd or put in an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonError,
+    MastodonIllegalArgumentError,
+    MastodonNetworkError,
+    MastodonRatelimitError,
+    MastodonServerError,
+    MastodonUnauthorizedError,
+)
+
+from bot import __version__
+from bot.errors import PublishError
+from bot.publishers.base import Post, Publisher, Receipt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHARS = 500  # Mastodon's stock limit, used when the instance does not say
+DEFAULT_TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
+REQUIRED_SCOPES = ("write:statuses", "read:notifications", "read:accounts")
+
+
+class SupportsReveal(Protocol):
+    """A secret wrapper (config's `Secret`) that hands out its value on purpose only."""
+
+    def reveal(self) -> str: ...
+
+
+def _reveal(token: str | SupportsReveal) -> str:
+    if isinstance(token, str):
+        return token
+    reveal = getattr(token, "reveal", None) or getattr(token, "get_secret_value", None)
+    if reveal is None:
+        raise TypeError("token must be a str or a secret wrapper with reveal()")
+    value = reveal()
+    if not isinstance(value, str):
+        raise TypeError("token wrapper must reveal a str")
+    return value
+
+
+def status_length(text: str, spoiler_text: str = "") -> int:
+    """Length as Mastodon counts it: any URL is 23 chars, `@user@domain` counts as `@user`."""
+    return int(Mastodon.get_status_length(text, spoiler_text))
+
+
+# --- rate-limit headers ------------------------------------------------------------------
+
+
+def _parse_instant(value: str) -> datetime | None:
+    """An ISO-8601 timestamp (Mastodon) or an HTTP date, as an aware datetime."""
+    value = value.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds until a rate limit resets, from a response's headers; None if they don't say.
+
+    Reads `Retry-After` (seconds or HTTP date) first, then `X-RateLimit-Reset`, which real
+    Mastodon sends as an ISO-8601 timestamp (`2020-09-08T13:25:00.019685Z`) and GoToSocial
+    and mastodon-mock as epoch seconds. A `Date` header, when present, is the reference for
+    an absolute reset, so a skewed local clock does not stretch or cut the wait.
+    """
+    now = time.time() if now is None else now
+    lower = {k.lower(): v for k, v in headers.items()}
+    reference = now
+    if "date" in lower:
+        server_date = _parse_instant(lower["date"])
+        if server_date is not None:
+            reference = server_date.timestamp()
+
+    retry_after = lower.get("retry-after", "").strip()
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            when = _parse_instant(retry_after)
+            if when is not None:
+                return max(0.0, when.timestamp() - reference)
+
+    reset = lower.get("x-ratelimit-reset", "").strip()
+    if reset:
+        try:
+            reset_epoch = float(reset)
+        except ValueError:
+            when = _parse_instant(reset)
+            if when is None:
+                return None
+            reset_epoch = when.timestamp()
+        return max(0.0, reset_epoch - reference)
+    return None
+
+
+class _LastResponse(threading.local):
+    """The headers of the last HTTP response this thread received (a requests hook).
+
+    Mastodon.py's `MastodonRatelimitError` carries no headers; this is how we still read
+    the reset time. It is our own `requests.Session`, handed to the documented
+    `session=` argument, not a patch of the client.
+    """
+
+    headers: Mapping[str, str] | None = None
+
+    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.headers = response.headers
+
+
+# --- the publisher -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """What `bot check --online` shows: who the token posts as, and the instance limit."""
+
+    acct: str
+    bot: bool
+    url: str | None
+    instance_limit: int
+
+
+class MastodonPublisher:
+    """A `Publisher` for one Mastodon account. Construction makes no request."""
+
+    name = "mastodon"
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | SupportsReveal,
+        *,
+        request_timeout_seconds: float = 10.0,
+        token_env: str = DEFAULT_TOKEN_ENV,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token_env = token_env
+        self.request_timeout_seconds = request_timeout_seconds
+        self._last = _LastResponse()
+        session = requests.Session()
+        session.hooks["response"].append(self._last.hook)
+        self._client = Mastodon(
+            access_token=_reveal(token),
+            api_base_url=self.base_url,
+            request_timeout=request_timeout_seconds,
+            ratelimit_method="throw",  # never sleep in a job thread; we decide when to retry
+            version_check_mode="none",  # no request at construction
+            session=session,
+            user_agent=f"revenant/{__version__}",
+        )
+        self._max_chars: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MastodonPublisher(base_url={self.base_url!r}, token=***)"
+
+    # -- Publisher --
+
+    def publish(self, post: Post) -> Receipt:
+        """Post once; the same `post.idempotency_key` always yields the same status."""
+        try:
+            status = self._client.status_post(
+                post.text,
+                in_reply_to_id=post.in_reply_to_id,
+                sensitive=post.sensitive,
+                visibility=post.visibility,
+                spoiler_text=post.spoiler_text or None,
+                language=post.language,
+                idempotency_key=post.idempotency_key,
+            )
+        except MastodonIllegalArgumentError:
+            raise  # our bug, not the server's
+        except MastodonError as err:
+            raise self._translate(err, "publish") from None
+        receipt = Receipt(
+            publisher=self.name,
+            remote_id=str(status["id"]),
+            url=status.get("url") or status.get("uri"),
+        )
+        log.info(
+            "event=published persona=%s remote_id=%s url=%s",
+            post.persona,
+            receipt.remote_id,
+            receipt.url,
+        )
+        return receipt
+
+    def max_chars(self) -> int:
+        """The instance's character limit: v2 instance, then v1, then 500. Read once.
+
+        A limit the server stated (or a 4xx saying it has no such endpoint) is cached
+        for the publisher's life; a network error or 5xx gives 500 for now and is asked
+        again next time.
+        """
+        with self._lock:
+            if self._max_chars is not None:
+                return self._max_chars
+            limit, definitive = self._read_max_chars()
+            if definitive:
+                self._max_chars = limit
+            return limit
+
+    # -- bot check / bot setup --
+
+    def account_info(self) -> AccountInfo:
+        """Verify the token: the account it posts as, its bot flag and the length limit."""
+        try:
+            account = self._client.account_verify_credentials()
+        except MastodonError as err:
+            raise self._translate(err, "verify the token") from None
+        return self._account_info(account)
+
+    def mark_bot(self, note: str | None = None) -> AccountInfo:
+        """Flag the account as a bot and, if given, set its profile note (the disclaimer)."""
+        try:
+            account = self._client.account_update_credentials(bot=True, note=note)
+        except MastodonError as err:
+            raise self._translate(err, "update the profile") from None
+        return self._account_info(account)
+
+    # -- internals --
+
+    def _account_info(self, account: Mapping[str, Any]) -> AccountInfo:
+        return AccountInfo(
+            acct=str(account["acct"]),
+            bot=bool(account.get("bot")),
+            url=account.get("url"),
+            instance_limit=self.max_chars(),
+        )
+
+    def _read_max_chars(self) -> tuple[int, bool]:
+        """(limit, definitive): definitive unless the server could not be reached."""
+        definitive = True
+        for fetch in (self._client.instance_v2, self._client.instance_v1):
+            try:
+                instance = fetch()
+            except (MastodonNetworkError, MastodonServerError, MastodonRatelimitError) as err:
+                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
+                definitive = False
+                continue
+            except MastodonError as err:  # 404 and friends: this instance has no such page
+                log.info("event=instance_limit_missing error=%s", type(err).__name__)
+                continue
+            limit = _limit_from_instance(instance)
+            if limit is not None:
+                return limit, True
+        return DEFAULT_MAX_CHARS, definitive
+
+    def _translate(self, err: MastodonError, action: str) -> PublishError:
+        """One Mastodon.py error -> one PublishError that says retry, fix, or give up."""
+        host = urlsplit(self.base_url).netloc or self.base_url
+        auth_hint = (
+            f"set {self.token_env} to an access token for this account with the scopes "
+            f"{', '.join(REQUIRED_SCOPES)}, then run `bot check --online`"
+        )
+        if isinstance(err, MastodonRatelimitError):
+            retry_after = self._retry_after()
+            when = f"; resets in {retry_after:.0f} s" if retry_after is not None else ""
+            return PublishError(
+                f"{host} rate-limited the request to {action} (429){when}",
+                "the slot is kept and retried after the reset",
+                transient=True,
+                status_code=429,
+                retry_after=retry_after,
+            )
+        if isinstance(err, MastodonNetworkError):  # includes timeouts and refused connections
+            return PublishError(
+                f"could not reach {host} to {action}: {_network_reason(err)}",
+                "the slot is kept and retried with the same idempotency key",
+                transient=True,
+            )
+        status_code, server_message = _api_error_details(err)
+        if isinstance(err, MastodonUnauthorizedError) or status_code == 401:
+            return PublishError(
+                f"{host} rejected the access token in {self.token_env} (401 Unauthorized)",
+                auth_hint,
+                status_code=401,
+            )
+        if status_code == 403:
+            return PublishError(
+                f"{host} refused to {action} with the token in {self.token_env} "
+                f"(403 Forbidden: {server_message or 'not allowed'})",
+                auth_hint,
+                status_code=403,
+            )
+        if isinstance(err, MastodonServerError) or status_code is None or status_code == 408:
+            # A 5xx, a request timeout, or an unparseable answer (a proxy's HTML page):
+            # the post may or may not exist, so retry with the same key.
+            return PublishError(
+                f"{host} failed to {action} ({status_code or 'bad response'}"
+                f"{': ' + server_message if server_message else ''})",
+                "the slot is kept and retried with the same idempotency key",
+                transient=True,
+                status_code=status_code,
+            )
+        if isinstance(err, MastodonAPIError):
+            return PublishError(
+                f"{host} refused to {action} ({status_code}): {server_message or 'no reason given'}",
+                "the server's message is recorded against the slot; it will not be retried",
+                status_code=status_code,
+            )
+        return PublishError(f"Mastodon.py failed to {action}: {type(err).__name__}")
+
+    def _retry_after(self) -> float | None:
+        headers = self._last.headers
+        seconds = retry_after_seconds(headers) if headers is not None else None
+        if seconds is None and self._client.ratelimit_reset is not None:
+            # Mastodon.py parsed the reset too (both formats, clock-corrected).
+            seconds = max(0.0, float(self._client.ratelimit_reset) - time.time())
+        return seconds
+
+
+def _limit_from_instance(instance: Mapping[str, Any]) -> int | None:
+    """configuration.statuses.max_characters (v2, and v1 since 3.4), or Pleroma's key."""
+    configuration = instance.get("configuration") or {}
+    statuses = configuration.get("statuses") or {}
+    for value in (statuses.get("max_characters"), instance.get("max_toot_chars")):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _api_error_details(err: MastodonError) -> tuple[int | None, str | None]:
+    """(HTTP status, the server's `error` text) from a MastodonAPIError's args.
+
+    Mastodon.py raises `ex_type('Mastodon API returned error', status, reason, error)`.
+    """
+    args = err.args
+    if len(args) >= 4 and isinstance(args[1], int):
+        message = args[3] if args[3] else args[2]
+        return args[1], str(message) if message else None
+    return None, None
+
+
+def _network_reason(err: MastodonNetworkError) -> str:
+    text = str(err)
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return "timed out"
+    if "refused" in text.lower():
+        return "connection refused"
+    return text.removeprefix("Could not complete request: ")[:200]
+
+
+# --- bounded retries ---------------------------------------------------------------------
+
+
+def publish_with_retries(
+    publisher: Publisher,
+    post: Post,
+    *,
+    attempts: int = 3,
+    base_delay_seconds: float = 2.0,
+    max_delay_seconds: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+    on_attempt: Callable[[int, PublishError | None], None] | None = None,
+) -> Receipt:
+    """Publish, retrying transient errors with the same Post (so the same idempotency key).
+
+    Backoff is exponential with jitter (`base * 2**n`, scaled by 0.5-1.0). A rate limit
+    waits for its reset only if that is within `max_delay_seconds`; otherwise, or with no
+    reset time, the error is raised at once so the caller keeps the slot for the next
+    wake. Permanent errors are raised at once. `on_attempt(n, error_or_None)` is called
+    after every attempt, so the caller can record each one.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for attempt in range(1, attempts + 1):
+        try:
+            receipt = publisher.publish(post)
+        except PublishError as err:
+            if on_attempt is not None:
+                on_attempt(attempt, err)
+            if not err.transient or attempt == attempts:
+                raise
+            if err.status_code == 429:
+                if err.retry_after is None or err.retry_after > max_delay_seconds:
+                    raise
+                delay = err.retry_after + rand() * min(1.0, base_delay_seconds)
+            else:
+                backoff = min(max_delay_seconds, base_delay_seconds * 2 ** (attempt - 1))
+                delay = backoff * (0.5 + rand() / 2)
+            delay = min(delay, max_delay_seconds)
+            log.warning(
+                "event=publish_retry persona=%s attempt=%d delay_s=%.1f error=%s",
+                post.persona,
+                attempt,
+                delay,
+                err.message,
+            )
+            sleep(delay)
+        else:
+            if on_attempt is not None:
+                on_attempt(attempt, None)
+            return receipt
+    raise AssertionError("unreachable")  # the loop returns or raises

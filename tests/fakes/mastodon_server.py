@@ -1,0 +1,435 @@
+"""A real Mastodon-shaped HTTP server on 127.0.0.1 for tests: mastodon-mock, in a thread.
+
+mastodon-mock (PyPI) is a FastAPI app of the Mastodon client API backed by in-memory
+SQLite, with idempotency keys, notifications, pagination and a control plane
+(`/api/v1/_mock/*`) for resets and fault injection. This module runs it with uvicorn on
+a free loopback port and wraps it in `MastodonServer`, so our code talks to it through
+the real `mastodon.Mastodon` client: nothing is patched.
+
+Load it as a pytest plugin, in a test module or once in tests/conftest.py (a plugin is
+registered once, so every module shares one server):
+
+    pytest_plugins = ["tests.fakes.mastodon_server"]
+
+    def test_something(mastodon_server):
+        client = make_client(mastodon_server, mastodon_server.bot.token)
+        ...
+
+`mastodon_server` is function-scoped: the session's server, reset to the seed before
+the test (tables recreated, fault rules cleared) and drained after it (no request of
+this test still running when the next one starts). `mastodon_server_session` is the
+same server without the reset, for a soak test that wants state to pile up. Outside
+pytest (a script, a benchmark), `with running_mastodon_server() as server:` does the same.
+
+Seeded accounts (tokens are fixtures, not credentials):
+
+    server.bot     @revenant  our persona's account (bot flag off until `bot setup`)
+    server.alice   @alice     a human who mentions us
+    server.bob     @bob       another human
+    server.robot   @robot     a bot account (bot=True), for the no-bot-loop rules
+    remote @dave@remote.example exists for `@user@domain` mentions, has no token
+
+Recipes:
+
+    acct = server.create_account("carol", note="#nobot", bot=False)   # new account + token
+    st = server.post_as(server.alice, "hello", visibility="public")    # a status by someone else
+    st = server.mention(server.alice, "write me a poem")    # "@revenant write me a poem"
+    server.statuses()            # our account's statuses, newest first, all visibilities
+    server.statuses(server.alice)
+    server.inject_error(500, count=1)                       # next POST /api/v1/statuses -> 500
+    server.inject_rate_limit(reset_in_seconds=120)          # -> 429 + X-RateLimit-* headers
+    server.inject_rate_limit(reset_in_seconds=120, shape="mastodon")  # ISO reset, real shape
+    server.inject_late_response(1.0)    # the server posts at once but answers 1 s later: a
+                                        # client with a shorter timeout sees a timeout
+    server.inject_delay(1.0)            # the server waits 1 s before handling the request
+    server.inject_error(200, path="/api/v2/instance", methods=["GET"], body={...})
+                                        # serve a real server's response shape instead
+    server.clear_faults()
+
+Fault rules match `path` (exact, or a glob with `*`) and `methods`, fire `count` times
+(None = until cleared) and never touch `/api/v1/_mock/*`.
+
+Gaps of mastodon-mock 0.6.1 against a real Mastodon, which tests cover with canned
+response shapes instead:
+- `X-RateLimit-*` headers only with its limiter on or a `ratelimit` fault, and its
+  `X-RateLimit-Reset` is epoch seconds where Mastodon sends ISO 8601.
+- A spoiler text does not force `sensitive`; URLs count at full length in its 422 length
+  check (Mastodon counts 23); status HTML has no mention or hashtag markup; the instance
+  limit is a constant 500.
+- Idempotency keys never expire (Mastodon forgets them after one hour).
+- Its `timeout` fault holds the request >= 30 s before running it, which would leak into
+  the next test; its `latency` fault delays the request before the handler, so a client
+  that gave up never creates anything. Neither can stage "created, answer lost": this
+  module's `inject_late_response` (an ASGI wrapper) does.
+- Its own test helpers (`MockServer.reset`, `FaultHandle`) need `httpx2`, which the
+  package does not install; this module uses `requests` (already a Mastodon.py dependency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+import uvicorn
+from mastodon import Mastodon
+from mastodon_mock.app import create_app
+from mastodon_mock.config import (
+    DatabaseConfig,
+    MastodonMockConfig,
+    SeedAccount,
+    SeedConfig,
+    StreamingConfig,
+)
+
+BOT_USERNAME = "revenant"
+BOT_TOKEN = "revenant-test-token"  # a fixture for the mock, not a credential
+_CONTROL = "/api/v1/_mock"
+
+
+@dataclass(frozen=True)
+class MockAccount:
+    """An account on the mock: its id (as a string, like the API), username and token."""
+
+    id: str
+    username: str
+    token: str | None
+
+    @property
+    def acct(self) -> str:
+        return self.username
+
+
+SEED = SeedConfig(
+    accounts=[
+        SeedAccount(username=BOT_USERNAME, display_name="Revenant", access_token=BOT_TOKEN),
+        SeedAccount(username="alice", display_name="Alice", access_token="alice-test-token"),
+        SeedAccount(username="bob", display_name="Bob", access_token="bob-test-token"),
+        SeedAccount(
+            username="robot", display_name="Robot", bot=True, access_token="robot-test-token"
+        ),
+        SeedAccount(username="dave", display_name="Dave", domain="remote.example"),
+    ],
+)
+
+
+def make_client(server: MastodonServer, token: str | None, *, timeout: float = 5.0) -> Mastodon:
+    """A real `mastodon.Mastodon` pointed at the server (offline construction, throw on 429)."""
+    return Mastodon(
+        access_token=token,
+        api_base_url=server.base_url,
+        request_timeout=timeout,
+        ratelimit_method="throw",
+        version_check_mode="none",
+    )
+
+
+class _LateResponses:
+    """ASGI wrapper: for matching requests, run the app fully, then hold the answer.
+
+    This is "the server accepted the post but the client never heard back": the status
+    is committed at once, and the response leaves `delay` seconds later, after a client
+    with a shorter timeout has given up. mastodon-mock's own `latency` fault delays the
+    request *before* the handler instead, so a client that gives up posts nothing.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.rules: list[dict[str, Any]] = []  # {path, methods, delay, remaining}
+        self._lock = threading.Lock()
+
+    def _take(self, method: str, path: str) -> float | None:
+        with self._lock:
+            for rule in self.rules:
+                if method in rule["methods"] and fnmatch.fnmatchcase(path, rule["path"]):
+                    if rule["remaining"] is not None:
+                        rule["remaining"] -= 1
+                        if rule["remaining"] <= 0:
+                            self.rules.remove(rule)
+                    return float(rule["delay"])
+        return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        delay = self._take(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if delay is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def late_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                await asyncio.sleep(delay)
+            await send(message)
+
+        await self.app(scope, receive, late_send)
+
+
+class MastodonServer:
+    """A running mastodon-mock on 127.0.0.1: accounts, statuses, resets and faults."""
+
+    def __init__(self, config: MastodonMockConfig | None = None) -> None:
+        self.config = config or MastodonMockConfig(
+            database=DatabaseConfig(path=":memory:"),
+            seed=SEED,
+            streaming=StreamingConfig(heartbeat_seconds=0.2),  # short, so streams close fast
+        )
+        self.app = create_app(self.config)
+        self._late = _LateResponses(self.app)
+        self._server = uvicorn.Server(
+            uvicorn.Config(self._late, host="127.0.0.1", port=0, log_level="warning")
+        )
+        self._thread: threading.Thread | None = None
+        self._http = requests.Session()
+        self.base_url = ""
+        self._accounts: dict[str, MockAccount] = {}
+
+    # -- lifecycle --
+
+    def start(self, timeout: float = 10.0) -> MastodonServer:
+        self._thread = threading.Thread(target=self._server.run, name="mastodon-mock", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("mastodon-mock did not start")
+            time.sleep(0.02)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._load_seeded_accounts()
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._http.close()
+
+    def reset(self) -> None:
+        """Back to the seed: all tables recreated (new ids), fault rules cleared."""
+        self.clear_faults()
+        self.control("POST", "/reset")
+        self._load_seeded_accounts()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait until no request is being handled (e.g. one a client timed out on)."""
+        deadline = time.monotonic() + timeout
+        while self._server.server_state.tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    # -- control plane --
+
+    def control(self, method: str, path: str, json: Any = None) -> Any:
+        """Call a mock-only endpoint under /api/v1/_mock (reset, faults, dev_user, login)."""
+        response = self._http.request(
+            method, self.base_url + _CONTROL + path, json=json, timeout=10
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def inject(
+        self,
+        effect: dict[str, Any],
+        *,
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+    ) -> str:
+        """Add a raw fault rule (see mastodon_mock.faults); returns its id."""
+        rule = {
+            "match": {"path": path, "methods": methods if methods is not None else ["POST"]},
+            "effect": effect,
+            "count": count,
+        }
+        return str(self.control("POST", "/faults", rule)["id"])
+
+    def inject_error(
+        self,
+        status: int,
+        *,
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """The next `count` matching requests get `status` (and `body`) without being run."""
+        effect: dict[str, Any] = {"type": "status", "status": status, "headers": headers or {}}
+        if body is not None:
+            effect["body"] = body
+        return self.inject(effect, path=path, methods=methods, count=count)
+
+    def inject_rate_limit(
+        self,
+        *,
+        reset_in_seconds: float = 300,
+        shape: str = "mock",
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+    ) -> str:
+        """429 with rate-limit headers, `shape` "mock" or "mastodon".
+
+        "mock": X-RateLimit-Reset as epoch seconds plus Retry-After (mastodon-mock's own).
+        "mastodon": what Rack::Attack in Mastodon sends: X-RateLimit-Reset as ISO 8601 with
+        microseconds and no Retry-After (the mock always adds one, so it is sent empty).
+        """
+        reset_at = time.time() + reset_in_seconds
+        headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0"}
+        if shape == "mock":
+            headers["X-RateLimit-Reset"] = str(int(reset_at))
+            headers["Retry-After"] = str(int(reset_in_seconds))
+        elif shape == "mastodon":
+            iso = datetime.fromtimestamp(reset_at, tz=UTC).isoformat(timespec="microseconds")
+            headers["X-RateLimit-Reset"] = iso.replace("+00:00", "Z")
+            headers["Retry-After"] = ""
+        else:
+            raise ValueError(f"unknown rate-limit shape {shape!r}")
+        effect = {"type": "ratelimit", "status": 429, "headers": headers}
+        return self.inject(effect, path=path, methods=methods, count=count)
+
+    def inject_delay(
+        self,
+        seconds: float,
+        *,
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+    ) -> str:
+        """Hold matching requests for `seconds` before handling them (a slow server).
+
+        A client that times out first has disconnected by then, so nothing is created
+        (uvicorn logs a `ClientDisconnect`). For "created, but the answer never came",
+        use `inject_late_response`.
+        """
+        effect = {"type": "latency", "delay_ms": int(seconds * 1000)}
+        return self.inject(effect, path=path, methods=methods, count=count)
+
+    def inject_late_response(
+        self,
+        seconds: float,
+        *,
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+    ) -> None:
+        """Handle matching requests at once, but send the answer `seconds` later.
+
+        With a client timeout shorter than `seconds` this is the hazard idempotency keys
+        exist for: the server created the status, the client saw a timeout.
+        """
+        rule = {"path": path, "methods": methods or ["POST"], "delay": seconds, "remaining": count}
+        with self._late._lock:
+            self._late.rules.append(rule)
+
+    def clear_faults(self) -> None:
+        """Drop every fault rule, the mock's and the late-response ones."""
+        self.control("DELETE", "/faults")
+        with self._late._lock:
+            self._late.rules.clear()
+
+    # -- accounts and statuses --
+
+    @property
+    def bot(self) -> MockAccount:
+        return self._accounts[BOT_USERNAME]
+
+    @property
+    def alice(self) -> MockAccount:
+        return self._accounts["alice"]
+
+    @property
+    def bob(self) -> MockAccount:
+        return self._accounts["bob"]
+
+    @property
+    def robot(self) -> MockAccount:
+        return self._accounts["robot"]
+
+    def account(self, username: str) -> MockAccount:
+        return self._accounts[username]
+
+    def create_account(
+        self,
+        username: str,
+        *,
+        display_name: str | None = None,
+        note: str | None = None,
+        bot: bool = False,
+    ) -> MockAccount:
+        """A new local account with a token; `note` and `bot` set through the real API."""
+        created = self.control(
+            "POST", "/dev_user", {"username": username, "display_name": display_name or username}
+        )
+        account = MockAccount(str(created["id"]), username, str(created["access_token"]))
+        if note is not None or bot:
+            make_client(self, account.token).account_update_credentials(note=note, bot=bot)
+        self._accounts[username] = account
+        return account
+
+    def client(self, account: MockAccount | None = None) -> Mastodon:
+        """A client logged in as `account` (default: our bot account)."""
+        return make_client(self, (account or self.bot).token)
+
+    def post_as(self, account: MockAccount, text: str, **kwargs: Any) -> Any:
+        """Post a status as another account; kwargs go to `status_post`."""
+        return self.client(account).status_post(text, **kwargs)
+
+    def mention(self, account: MockAccount, text: str, **kwargs: Any) -> Any:
+        """`account` mentions our bot: posts "@revenant <text>" (public unless told)."""
+        kwargs.setdefault("visibility", "public")
+        return self.post_as(account, f"@{BOT_USERNAME} {text}", **kwargs)
+
+    def statuses(self, account: MockAccount | None = None) -> list[Any]:
+        """Every status of `account` (default: our bot), newest first, read by its owner."""
+        owner = account or self.bot
+        client = self.client(owner)
+        page = client.account_statuses(owner.id, limit=40)
+        result: list[Any] = []
+        while page:
+            result.extend(page)
+            page = client.fetch_next(page)
+        return result
+
+    def _load_seeded_accounts(self) -> None:
+        self._accounts = {}
+        for seeded in self.config.seed.accounts:
+            if seeded.access_token is None:
+                continue
+            me = make_client(self, seeded.access_token).account_verify_credentials()
+            self._accounts[seeded.username] = MockAccount(
+                str(me["id"]), seeded.username, seeded.access_token
+            )
+
+
+@contextlib.contextmanager
+def running_mastodon_server(config: MastodonMockConfig | None = None) -> Iterator[MastodonServer]:
+    """Start a server on a free loopback port, stop it on exit."""
+    server = MastodonServer(config).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mastodon_server_session() -> Iterator[MastodonServer]:
+    """One mastodon-mock for the whole session; state accumulates (no reset)."""
+    with running_mastodon_server() as server:
+        yield server
+
+
+@pytest.fixture
+def mastodon_server(mastodon_server_session: MastodonServer) -> Iterator[MastodonServer]:
+    """The session's mastodon-mock, reset to the seed before the test, drained after."""
+    server = mastodon_server_session
+    server.reset()
+    yield server
+    server.drain()
+    server.clear_faults()
