@@ -30,6 +30,18 @@ UNK = 1  # a character too rare to get its own id
 SPECIAL_TOKENS = {"eos": EOS, "unk": UNK}
 N_SPECIAL = len(SPECIAL_TOKENS)
 
+# Optional typographic normalisation: fewer rare characters, same voice.
+NORMALISE = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
+        "\u00ab": '"', "\u00bb": '"',
+        "\u2013": "-", "\u2014": "--", "\u2015": "--", "\u2212": "-",
+        "\u2026": "...", "\u00a0": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ",
+        "\ufeff": "", "\r": "",
+    }
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Architecture:

@@ -29,9 +29,7 @@ def _hash(gram: Iterable[str]) -> int:
 
 def ngram_hashes(tokens: list[str], n: int) -> np.ndarray:
     """Hashes of every n-word window, in text order (empty when fewer than n words)."""
-    return np.array(
-        [_hash(tokens[i : i + n]) for i in range(len(tokens) - n + 1)], dtype=np.uint64
-    )
+    return np.array([_hash(tokens[i : i + n]) for i in range(len(tokens) - n + 1)], dtype=np.uint64)
 
 
 def build_index(documents: Iterable[str], n: int = 8) -> np.ndarray:

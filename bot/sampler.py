@@ -1,0 +1,302 @@
+"""NumPy LSTM engine: load a persona's model.keras, prime it with a prompt, sample posts.
+
+The online path's only model code. It reads the `.keras` zip the trainer wrote (config.json
+and the HDF5 weights, through h5py), never imports TensorFlow or Keras, and must agree with
+Keras on the same weights (tests/test_parity.py checks 1e-5 on per-step probabilities).
+
+Speed: the first layer's input projection is folded into a [vocab, 4H] table (embedding @
+kernel + bias), each later layer does one [x, h] @ [kernel; recurrent] product, and the
+gates are reordered (i, f, o | g) with the sigmoid inputs pre-scaled by 1/2 so one tanh over
+all 4H columns gives every gate (sigmoid(z) = (1 + tanh(z/2)) / 2). N candidates advance
+together as one batch; finished ones leave the batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from bot.card import EOS, MODEL_FILE, NORMALISE, UNK, PersonaCard, read_card
+from bot.errors import ModelError
+
+SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+SOFT_LIMIT = 0.75  # past this fraction of max_chars, a finished sentence ends the post
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    mean_logprob: float  # mean log-probability (nats/char, T=1) of the generated characters
+    stop: str  # "eos", "sentence" or "length"
+
+
+@dataclass
+class Primed:
+    """The model state after the prompt, and what priming had to change in the prompt."""
+
+    state: list[tuple[np.ndarray, np.ndarray]]
+    logits: np.ndarray  # [1, vocab]: the next-character logits
+    unknown: list[str] = field(default_factory=list)  # prompt characters not in the vocabulary
+
+
+def _sigmoid_prescale(w: np.ndarray, h: int) -> np.ndarray:
+    """Reorder Keras' gate columns (i, f, g, o) to (i, f, o, g); halve the sigmoid ones."""
+    i, f, g, o = (w[..., k * h : (k + 1) * h] for k in range(4))
+    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g], axis=-1).astype(np.float32)
+
+
+def _read_weights(path: Path, card: PersonaCard) -> dict[str, list[np.ndarray]]:
+    """Layer name (as in config.json) -> its arrays, read from the zip with h5py."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+            weights = io.BytesIO(zf.read("model.weights.h5"))
+    except FileNotFoundError as err:
+        raise ModelError(
+            f"{path}: no model file", f"train it with `bot train -p {card.name}`"
+        ) from err
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as err:
+        raise ModelError(
+            f"{path}: not a complete Keras model file ({err})",
+            f"the file is truncated or corrupt; retrain with `bot train -p {card.name}`",
+        ) from err
+    out: dict[str, list[np.ndarray]] = {}
+    seen: dict[str, int] = {}
+    try:
+        with h5py.File(weights, "r") as h5:
+            for layer in config["config"]["layers"]:
+                # Keras names weight groups by class, snake_case, numbered in order of use.
+                cls = _snake(layer["class_name"])
+                k = seen.get(cls, 0)
+                seen[cls] = k + 1
+                group = h5["layers"][cls if k == 0 else f"{cls}_{k}"]
+                if "cell" in group:
+                    group = group["cell"]
+                arrays = [np.asarray(group["vars"][str(j)]) for j in range(len(group["vars"]))]
+                out[layer["config"]["name"]] = arrays
+    except (KeyError, OSError, ValueError) as err:
+        raise ModelError(
+            f"{path}: weights do not match the model's layers ({err})",
+            f"retrain with `bot train -p {card.name}`",
+        ) from err
+    return out
+
+
+class Sampler:
+    """Batched stateful LSTM sampling in NumPy, float32 throughout."""
+
+    def __init__(self, card: PersonaCard, weights: dict[str, list[np.ndarray]]) -> None:
+        self.card = card
+        arch = card.architecture
+        self.n_hidden = h = arch.n_hidden
+        self.stoi = card.stoi
+        self.itos = card.itos
+        try:
+            (emb,) = weights["embedding"]
+            lstms = [weights[f"lstm_{i}"] for i in range(arch.n_layer)]
+            w_out, b_out = weights["logits"]
+        except (KeyError, ValueError) as err:
+            raise ModelError(
+                f"model.keras of {card.name!r} lacks the layer {err}",
+                "it was not written by `bot train`; retrain the persona",
+            ) from err
+        if emb.shape != (arch.vocab_size, arch.n_embd) or w_out.shape != (h, arch.vocab_size):
+            raise ModelError(
+                f"model.keras of {card.name!r} has vocabulary {emb.shape[0]}, "
+                f"card.json says {arch.vocab_size}",
+                "the card and the model come from different trainings; retrain the persona",
+            )
+        k0, r0, b0 = lstms[0]
+        self.table = _sigmoid_prescale(emb.astype(np.float64) @ k0 + b0, h)  # [vocab, 4H]
+        self.recurrent0 = _sigmoid_prescale(r0, h)
+        self.layers = [
+            (_sigmoid_prescale(np.concatenate([k, r], axis=0), h), _sigmoid_prescale(b, h))
+            for k, r, b in lstms[1:]
+        ]
+        self.w_out = np.ascontiguousarray(w_out, dtype=np.float32)
+        self.b_out = b_out.astype(np.float32)
+
+    @classmethod
+    def load(cls, directory: Path) -> Sampler:
+        card = read_card(directory)
+        return cls(card, _read_weights(directory / MODEL_FILE, card))
+
+    # -- the forward pass ---------------------------------------------------------------
+
+    def zero_state(self, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        shape = (n, self.n_hidden)
+        return [
+            (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+            for _ in range(self.card.architecture.n_layer)
+        ]
+
+    def _cell(self, z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = self.n_hidden
+        np.tanh(z, out=z)
+        gates = z[:, : 3 * h]
+        gates *= 0.5
+        gates += 0.5
+        c_new = z[:, h : 2 * h] * c
+        c_new += z[:, :h] * z[:, 3 * h :]
+        h_new = np.tanh(c_new)
+        h_new *= z[:, 2 * h : 3 * h]
+        return h_new, c_new
+
+    def step(
+        self, tokens: np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """One character for each row: tokens [n] -> logits [n, vocab] and the new state."""
+        h, c = state[0]
+        z = self.table[tokens] + h @ self.recurrent0
+        h, c = self._cell(z, c)
+        new_state = [(h, c)]
+        for (w, b), (h_prev, c_prev) in zip(self.layers, state[1:], strict=True):
+            z = np.concatenate([h, h_prev], axis=1) @ w
+            z += b
+            h, c = self._cell(z, c_prev)
+            new_state.append((h, c))
+        logits = h @ self.w_out
+        logits += self.b_out
+        return logits, new_state
+
+    def probabilities(self, ids: list[int]) -> np.ndarray:
+        """Per-step softmax for one sequence from the zero state: [len(ids), vocab]."""
+        state = self.zero_state(1)
+        out = []
+        for token in ids:
+            logits, state = self.step(np.array([token]), state)
+            out.append(_softmax(logits[0].astype(np.float64)))
+        return np.array(out)
+
+    # -- prompts and sampling -------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str) -> tuple[list[int], list[str]]:
+        """Prompt -> ids after the card's normalisation; unknown characters are reported and
+        mapped to the unknown token (or dropped, if the persona was trained that way)."""
+        text = prompt.translate(NORMALISE) if self.card.training.get("normalise", True) else prompt
+        drop = self.card.training.get("rare") == "drop"
+        ids, unknown = [], []
+        for ch in text:
+            if ch in self.stoi:
+                ids.append(self.stoi[ch])
+            else:
+                unknown.append(ch)
+                if not drop:
+                    ids.append(UNK)
+        return ids, unknown
+
+    def prime(self, prompt: str) -> Primed:
+        """Run the end-of-post token and then the prompt through the model at batch 1."""
+        ids, unknown = self.encode_prompt(prompt)
+        state = self.zero_state(1)
+        logits = np.zeros((1, self.card.vocab_size), np.float32)
+        for token in [EOS, *ids]:
+            logits, state = self.step(np.array([token]), state)
+        return Primed(state, logits, unknown)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        n: int,
+        max_chars: int,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        rng: np.random.Generator,
+        primed: Primed | None = None,
+    ) -> list[Sample]:
+        """Sample n continuations of `prompt` in one batch. Temperature 0 is greedy."""
+        primed = primed or self.prime(prompt)
+        state = [(np.repeat(h, n, 0), np.repeat(c, n, 0)) for h, c in primed.state]
+        logits = np.repeat(primed.logits, n, 0)
+        active = np.arange(n)  # candidate index of each batch row
+        chars: list[list[str]] = [[] for _ in range(n)]
+        logprob = np.zeros(n)
+        stops = ["length"] * n
+        soft = int(SOFT_LIMIT * max_chars)
+        for t in range(max_chars):
+            tokens, lp = self._choose(logits, temperature, top_k, top_p, rng)
+            logprob[active] += lp
+            done = np.zeros(len(active), bool)
+            for row, (cand, token) in enumerate(zip(active, tokens, strict=True)):
+                if token == EOS:
+                    stops[cand], done[row] = "eos", True
+                    continue
+                ch = self.itos[token]
+                chars[cand].append(ch)
+                if t >= soft and ch in ".!?" and t > 0:
+                    stops[cand], done[row] = "sentence", True
+            if done.all():
+                active = active[:0]
+                break
+            if done.any():
+                keep = ~done
+                active, tokens = active[keep], tokens[keep]
+                state = [(h[keep], c[keep]) for h, c in state]
+            logits, state = self.step(tokens, state)
+        return [self._finish("".join(chars[i]), logprob[i], stops[i], max_chars) for i in range(n)]
+
+    def _choose(
+        self,
+        logits: np.ndarray,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick one token per row; return it and its log-probability under the model (T=1)."""
+        logits = logits.astype(np.float64)
+        logits[:, UNK] = -np.inf  # never write the replacement character into a post
+        logp = logits - _logsumexp(logits)
+        if temperature <= 0:
+            tokens = logp.argmax(axis=1)
+        else:
+            scaled = logp / temperature
+            if 0 < top_k < scaled.shape[1]:
+                kth = np.partition(scaled, -top_k, axis=1)[:, -top_k][:, None]
+                scaled = np.where(scaled < kth, -np.inf, scaled)
+            if top_p < 1.0:
+                order = np.argsort(-scaled, axis=1)
+                sorted_p = np.exp(np.take_along_axis(scaled, order, 1) - _logsumexp(scaled))
+                # keep the smallest prefix whose mass reaches top_p (always the top token)
+                cut = np.cumsum(sorted_p, axis=1) - sorted_p >= top_p
+                mask = np.zeros_like(cut)
+                np.put_along_axis(mask, order, cut, axis=1)
+                scaled = np.where(mask, -np.inf, scaled)
+            # Gumbel-max: argmax(log p / T + Gumbel noise) samples softmax(log p / T).
+            tokens = (scaled + rng.gumbel(size=scaled.shape)).argmax(axis=1)
+        return tokens, logp[np.arange(len(tokens)), tokens]
+
+    @staticmethod
+    def _finish(text: str, logprob: float, stop: str, max_chars: int) -> Sample:
+        n = max(len(text) + (stop == "eos"), 1)
+        if stop == "length":
+            # Cut back to the last finished sentence if that keeps most of the post.
+            ends = [m.end() for m in SENTENCE_END.finditer(text)]
+            if ends and ends[-1] >= max_chars // 2:
+                text, stop = text[: ends[-1]], "sentence"
+        return Sample(text.strip(), float(logprob / n), stop)
+
+
+def _snake(name: str) -> str:
+    """Keras' own to_snake_case: "LSTM" -> "lstm", "InputLayer" -> "input_layer"."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=1, keepdims=True)
+    return m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()

@@ -1,0 +1,468 @@
+"""`bot train`: turn a corpus into a persona in models/<name>/.
+
+    bot train -p nietzsche --corpus a.txt --corpus b.txt --max-minutes 90
+
+Reads text or JSONL posts (bot/train/data.py), trains Embedding -> LSTM x n -> Dense on
+windows where every position is a target, with Adam, global-norm clipping, warm-up and a
+cosine learning rate that follows the time budget (or the epochs when there is none).
+Validation loss is reported every epoch in nats/char and bits/char; the best weights by
+validation loss are kept. `--max-minutes` stops cleanly and keeps the best; `--resume`
+continues from the last epoch's checkpoint. The persona directory is written atomically
+(a temporary directory, then a rename), so a running daemon never sees half a persona.
+
+On 2 CPU cores a 3x256 model learns at ~10k chars/s; see BENCHMARKS.md for figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+import bot
+from bot.card import (
+    CARD_FILE,
+    LOSS_PLOT_FILE,
+    MODEL_FILE,
+    N_SPECIAL,
+    NGRAMS_FILE,
+    Architecture,
+    PersonaCard,
+    read_card,
+)
+from bot.errors import CorpusError, ModelError
+from bot.novelty import build_index, save_index
+from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
+from bot.train.model import build_model, distribution_scope
+
+LN2 = math.log(2.0)
+SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    n_embd: int = 64
+    n_hidden: int = 256
+    n_layer: int = 3
+    dropout: float = 0.1
+    seq_len: int = 128  # characters per training window; every position is a target
+    batch_size: int = 64
+    epochs: int = 100
+    learning_rate: float = 3e-3  # peak, after warm-up
+    min_lr_fraction: float = 0.05  # cosine decays to this fraction of the peak
+    warmup_steps: int = 200
+    clipnorm: float = 1.0  # global gradient norm
+    val_fraction: float = 0.05
+    min_char_count: int = 5  # rarer characters map to the unknown token (or are dropped)
+    rare: str = "unk"
+    normalise: bool = True  # curly quotes and dashes -> ASCII
+    patience: int = 8  # epochs without a better validation loss before stopping
+    max_minutes: float | None = None
+    seed: int = 1337
+    novelty_n: int = 8
+    mixed_precision: bool = False
+    jit_compile: bool = False  # measured slower on CPU (BENCHMARKS.md)
+
+
+class WindowDataset(keras.utils.PyDataset):
+    """Batches of [batch, seq_len] windows over the token stream, x -> next token y.
+
+    Each epoch starts the windows at a new random offset and shuffles them, so the model
+    sees every boundary in different places.
+    """
+
+    def __init__(self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.ids, self.seq_len, self.batch_size = ids, seq_len, batch_size
+        self.rng = np.random.default_rng(seed)
+        if (len(ids) - 1) // seq_len < batch_size:
+            raise CorpusError(
+                f"the training text ({len(ids)} chars) is shorter than one batch "
+                f"({batch_size} x {seq_len})",
+                "use a larger corpus or smaller --batch-size/--seq-len",
+            )
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        offset = int(self.rng.integers(0, self.seq_len))
+        n = (len(self.ids) - 1 - offset) // self.seq_len
+        self.starts = offset + self.seq_len * self.rng.permutation(n)
+
+    def __len__(self) -> int:
+        return len(self.starts) // self.batch_size
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        starts = self.starts[i * self.batch_size : (i + 1) * self.batch_size]
+        idx = starts[:, None] + np.arange(self.seq_len + 1)
+        windows = self.ids[idx]
+        return windows[:, :-1], windows[:, 1:]
+
+
+def validation_windows(ids: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping windows over the held-out stream (the ragged tail is dropped)."""
+    n = (len(ids) - 1) // seq_len
+    if n == 0:
+        raise CorpusError(
+            f"the validation text ({len(ids)} chars) is shorter than one window ({seq_len})",
+            "use a larger corpus, a larger --val-fraction or a smaller --seq-len",
+        )
+    idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
+    windows = ids[idx]
+    return windows[:, :-1], windows[:, 1:]
+
+
+class Budget(keras.callbacks.Callback):
+    """Learning-rate schedule and wall-clock budget in one place.
+
+    Progress is the larger of steps done / steps planned and minutes spent / budget, so the
+    cosine decay ends when the time does; the run stops cleanly once the budget is spent
+    (Keras still validates the partial epoch, so the best weights are kept).
+    """
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, step0: int, elapsed0: float):
+        super().__init__()
+        self.cfg = cfg
+        self.total_steps = max(1, cfg.epochs * steps_per_epoch)
+        self.step = step0
+        self.elapsed0 = elapsed0
+        self.t0 = time.monotonic()
+        self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+        self.out_of_time = False
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.monotonic() - self.t0
+
+    def lr_at(self, step: int, elapsed: float) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+        progress = step / self.total_steps
+        if self.budget_s:
+            progress = max(progress, elapsed / self.budget_s)
+        progress = min(progress, 1.0)
+        low = cfg.learning_rate * cfg.min_lr_fraction
+        return low + 0.5 * (cfg.learning_rate - low) * (1 + math.cos(math.pi * progress))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.model.optimizer.learning_rate.assign(self.lr_at(self.step, self.elapsed))
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.step += 1
+        if self.budget_s and time.monotonic() - self.t0 >= self.budget_s:
+            self.out_of_time = True
+            self.model.stop_training = True
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Per epoch: report nats and bits per char, keep the best weights, save for --resume."""
+
+    def __init__(self, workdir: Path, state: dict[str, Any], budget: Budget, verbose: bool):
+        super().__init__()
+        self.workdir, self.state, self.budget, self.verbose = workdir, state, budget, verbose
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        val, loss = float(logs["val_loss"]), float(logs["loss"])
+        state = self.state
+        state["history"].append(
+            {"epoch": epoch + 1, "loss": loss, "val_loss": val, "elapsed_s": self.budget.elapsed}
+        )
+        improved = val < state["best_val_loss"]
+        if improved:
+            state["best_val_loss"], state["best_epoch"] = val, epoch + 1
+            self.model.save_weights(self.workdir / "best.weights.h5")
+        state.update(epoch=epoch + 1, step=self.budget.step, elapsed_s=self.budget.elapsed)
+        self.model.save(self.workdir / "last.keras")  # weights + optimizer, for --resume
+        (self.workdir / "state.json").write_text(json.dumps(state, indent=1))
+        if self.verbose:
+            mark = " *best*" if improved else ""
+            print(
+                f"epoch {epoch + 1}: train {loss:.4f} val {val:.4f} nats/char "
+                f"({val / LN2:.3f} bits/char){mark}  elapsed {self.budget.elapsed / 60:.1f} min",
+                flush=True,
+            )
+
+
+def _compile(model: keras.Model, cfg: TrainConfig) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clipnorm),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=cfg.jit_compile,
+    )
+
+
+def _transplant(model: keras.Model, base_dir: Path, chars: list[str]) -> list[str]:
+    """Copy a base persona's weights into `model`, mapping embedding rows and logit columns
+    character by character; characters the base never saw keep their fresh init."""
+    base_card = read_card(base_dir)
+    base = keras.saving.load_model(base_dir / MODEL_FILE, compile=False)
+    base_ids = {ch: i for i, ch in enumerate(base_card.itos)}
+    base_ids.update({ch: i + N_SPECIAL for i, ch in enumerate(base_card.chars)})
+    new_ids = list(range(N_SPECIAL)) + [base_ids.get(ch, -1) for ch in chars]
+    fresh = [ch for ch in chars if ch not in base_ids]
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        src = base.get_layer(layer.name).get_weights()
+        if layer.name == "embedding":
+            (emb,) = layer.get_weights()
+            for new, old in enumerate(new_ids):
+                if old >= 0:
+                    emb[new] = src[0][old]
+            layer.set_weights([emb])
+        elif layer.name == "logits":
+            kernel, bias = layer.get_weights()
+            for new, old in enumerate(new_ids):
+                if old >= 0:
+                    kernel[:, new], bias[new] = src[0][:, old], src[1][old]
+            layer.set_weights([kernel, bias])
+        else:
+            layer.set_weights(src)
+    return fresh
+
+
+@contextlib.contextmanager
+def _atomic_dir(out_dir: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of out_dir; on success swap it into place."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plot(history: list[dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats/char)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _versions() -> dict[str, str]:
+    versions = {"revenant": bot.__version__, "keras": keras.__version__, "numpy": np.__version__}
+    versions["backend"] = keras.backend.backend()
+    if versions["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    return versions
+
+
+def train(
+    cfg: TrainConfig,
+    corpus_paths: list[Path],
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    from_dir: Path | None = None,
+    verbose: bool = True,
+) -> PersonaCard:
+    """Train a persona and write models/<name>/ atomically; returns the card written."""
+    say = print if verbose else (lambda *a, **k: None)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    workdir = out_dir.with_name(f".{out_dir.name}.train")
+    corpus: Corpus = load_corpus(
+        corpus_paths, val_fraction=cfg.val_fraction, normalise=cfg.normalise, seed=cfg.seed
+    )
+    if corpus.n_chars < MIN_CHARS_WARNING:
+        say(f"warning: {corpus.n_chars:,} characters is little; ~1M trains a good persona")
+
+    state: dict[str, Any]
+    if resume:
+        if not (workdir / "state.json").is_file():
+            raise ModelError(f"{workdir}: nothing to resume", "start without --resume first")
+        state = json.loads((workdir / "state.json").read_text())
+        if state["corpus_sha256"] != corpus.sha256:
+            raise CorpusError(
+                "the corpus changed since the checkpoint", "train again without --resume"
+            )
+        cfg = replace(
+            TrainConfig(**state["config"]), epochs=cfg.epochs, max_minutes=cfg.max_minutes
+        )
+        vocab = Vocab(state["chars"], state["unknown"], cfg.rare)
+    else:
+        vocab = build_vocab(corpus.train, min_count=cfg.min_char_count, rare=cfg.rare)
+    if vocab.unknown:
+        shown = ", ".join(f"{ch!r} x{n}" for ch, n in list(vocab.unknown.items())[:12])
+        more = f" and {len(vocab.unknown) - 12} more" if len(vocab.unknown) > 12 else ""
+        action = "map to the unknown token" if cfg.rare == "unk" else "are dropped"
+        say(f"{len(vocab.unknown)} rare characters {action}: {shown}{more}")
+    train_ids, val_ids = vocab.encode(corpus.train), vocab.encode(corpus.val)
+    data = WindowDataset(train_ids, cfg.seq_len, cfg.batch_size, cfg.seed)
+    x_val, y_val = validation_windows(val_ids, cfg.seq_len)
+    say(
+        f"corpus: {len(corpus.files)} files, {corpus.n_chars:,} chars; "
+        f"train {len(train_ids):,} / validation {len(val_ids):,} tokens; "
+        f"vocabulary {len(vocab.chars) + N_SPECIAL}"
+    )
+
+    with distribution_scope():
+        if resume:
+            model = keras.saving.load_model(workdir / "last.keras")
+            arch = Architecture(**state["architecture"])
+            say(f"resuming after epoch {state['epoch']} ({state['elapsed_s'] / 60:.1f} min)")
+        else:
+            arch = Architecture(
+                vocab_size=len(vocab.chars) + N_SPECIAL,
+                n_embd=cfg.n_embd,
+                n_hidden=cfg.n_hidden,
+                n_layer=cfg.n_layer,
+                dropout=cfg.dropout,
+            )
+            if from_dir is not None:
+                base = read_card(from_dir).architecture
+                arch = replace(
+                    arch, n_embd=base.n_embd, n_hidden=base.n_hidden, n_layer=base.n_layer
+                )
+                cfg = replace(cfg, n_embd=base.n_embd, n_hidden=base.n_hidden, n_layer=base.n_layer)
+            model = build_model(arch, seed=cfg.seed)
+            if from_dir is not None:
+                fresh = _transplant(model, from_dir, vocab.chars)
+                say(f"fine-tuning from {from_dir} ({len(fresh)} new characters)")
+            _compile(model, cfg)
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+            state = {
+                "config": asdict(cfg),
+                "architecture": asdict(arch),
+                "chars": vocab.chars,
+                "unknown": vocab.unknown,
+                "corpus_sha256": corpus.sha256,
+                "from": str(from_dir) if from_dir else None,
+                "history": [],
+                "best_val_loss": float("inf"),
+                "best_epoch": 0,
+                "epoch": 0,
+                "step": 0,
+                "elapsed_s": 0.0,
+                "trained_chars": 0,
+            }
+        say(f"model: {arch.n_layer} x LSTM({arch.n_hidden}), {model.count_params():,} parameters")
+        budget = Budget(cfg, len(data), state["step"], state["elapsed_s"])
+        callbacks: list[keras.callbacks.Callback] = [
+            budget,
+            Checkpoints(workdir, state, budget, verbose),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
+        ]
+        step0, run_t0 = state["step"], time.monotonic()
+        if state["epoch"] < cfg.epochs:
+            model.fit(
+                data,
+                validation_data=(x_val, y_val),
+                validation_batch_size=cfg.batch_size * 4,
+                epochs=cfg.epochs,
+                initial_epoch=state["epoch"],
+                callbacks=callbacks,
+                verbose=1 if verbose else 0,
+            )
+        run_s = time.monotonic() - run_t0
+        run_chars = (budget.step - step0) * cfg.batch_size * cfg.seq_len
+        state["trained_chars"] = state.get("trained_chars", 0) + run_chars
+        (workdir / "state.json").write_text(json.dumps(state, indent=1))
+
+    if not (workdir / "best.weights.h5").is_file():
+        raise ModelError(
+            "training stopped before the first validation", "give it more --max-minutes"
+        )
+    if budget.out_of_time:
+        say(f"time budget of {cfg.max_minutes} min reached; keeping the best epoch")
+    export = build_model(arch, seed=cfg.seed)  # uncompiled: no optimizer state in the artifact
+    export.load_weights(workdir / "best.weights.h5")
+
+    best = state["best_val_loss"]
+    card = PersonaCard(
+        name=cfg.name,
+        chars=vocab.chars,
+        architecture=arch,
+        training={
+            **{k: v for k, v in asdict(cfg).items() if k not in ("name",)},
+            "epochs_run": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "from": state.get("from"),
+            "rare_characters": vocab.unknown,
+        },
+        corpus={
+            "files": [Path(f).name for f in corpus.files],
+            "sha256": corpus.sha256,
+            "bytes": corpus.n_bytes,
+            "chars": corpus.n_chars,
+            "train_tokens": len(train_ids),
+            "val_tokens": len(val_ids),
+        },
+        metrics={
+            "best_val_loss_nats_per_char": round(best, 4),
+            "best_val_bits_per_char": round(best / LN2, 4),
+            "train_seconds": round(state["elapsed_s"], 1),
+            "chars_per_second": round(run_chars / run_s) if run_s > 0 else None,
+            "parameters": int(export.count_params()),
+            "history": state["history"],
+        },
+        versions=_versions(),
+        novelty_n=cfg.novelty_n,
+        created_at_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    with _atomic_dir(out_dir) as tmp:
+        export.save(tmp / MODEL_FILE)
+        card.write(tmp)
+        save_index(build_index(corpus.train + corpus.val, cfg.novelty_n), tmp / NGRAMS_FILE)
+        _plot(state["history"], tmp / LOSS_PLOT_FILE, f"{cfg.name}: best {best:.3f} nats/char")
+        card = _with_samples(tmp, card, cfg.seed)
+    say(
+        f"wrote {out_dir}: best validation loss {best:.4f} nats/char "
+        f"({best / LN2:.3f} bits/char) at epoch {state['best_epoch']}"
+    )
+    return card
+
+
+def _with_samples(directory: Path, card: PersonaCard, seed: int) -> PersonaCard:
+    """One sample per temperature from the NumPy engine, stored in the card."""
+    from bot.sampler import Sampler
+
+    sampler = Sampler.load(directory)
+    rng = np.random.default_rng(seed)
+    samples = {
+        f"{t:.1f}": sampler.generate("", n=1, max_chars=200, temperature=t, rng=rng)[0].text
+        for t in SAMPLE_TEMPERATURES
+    }
+    card = replace(card, samples=samples)
+    (directory / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+    return card
