@@ -1,0 +1,124 @@
+"""The local outbox, the embedded default publisher: one JSON line per post, no account.
+
+    <outbox>/<persona>.jsonl   {"id": "ada-1", "text": ..., "idempotency_key": ..., ...}
+
+Same contract as the Mastodon publisher: a Post in, a Receipt out, and a second publish
+with the same idempotency key returns the first Receipt without writing again (also from
+another process: the file is locked while it is read and appended to). Never touches the
+network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from bot.errors import PublishError
+from bot.publishers.base import Post, Receipt
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock; one daemon per outbox is still safe
+    fcntl = None  # type: ignore[assignment]
+
+MAX_CHARS = 500  # what Mastodon allows by default; the outbox mirrors it
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class Outbox:
+    """Publisher that appends to <directory>/<persona>.jsonl."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path | str, *, now: Callable[[], datetime] | None = None):
+        self.directory = Path(directory)
+        self._now = now or (lambda: datetime.now(UTC))
+
+    def max_chars(self) -> int:
+        return MAX_CHARS
+
+    def path_for(self, persona: str) -> Path:
+        if not SAFE_NAME.match(persona):
+            raise PublishError(
+                f"outbox: persona name {persona!r} cannot name a file",
+                "use letters, digits, '-' and '_' in persona names",
+            )
+        return self.directory / f"{persona}.jsonl"
+
+    def publish(self, post: Post) -> Receipt:
+        path = self.path_for(post.persona)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with _locked(path) as handle:
+                content = handle.read()
+                entries = _parse_entries(content)
+                for entry in entries:
+                    if entry.get("idempotency_key") == post.idempotency_key:
+                        return self._receipt(path, str(entry["id"]))
+                entry_id = f"{post.persona}-{len(entries) + 1}"
+                data = {
+                    "id": entry_id,
+                    **{k: v for k, v in asdict(post).items() if k != "persona"},
+                    "created_at_utc": self._now()
+                    .astimezone(UTC)
+                    .isoformat(timespec="seconds")
+                    .replace("+00:00", "Z"),
+                }
+                line = json.dumps(data, ensure_ascii=False) + "\n"
+                if content and not content.endswith("\n"):
+                    line = "\n" + line  # a torn last line from a crash stays on its own line
+                handle.write(line)  # "a+" mode: always appended
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:
+            raise PublishError(
+                f"outbox {path}: {err.strerror or err}",
+                "check that REVENANT_HOME, or `outbox:` in config.yaml, is a writable folder",
+            ) from err
+        return self._receipt(path, entry_id)
+
+    def read(self, persona: str) -> list[dict[str, Any]]:
+        """Every entry in the persona's outbox, oldest first."""
+        path = self.path_for(persona)
+        if not path.exists():
+            return []
+        return _parse_entries(path.read_text(encoding="utf-8"))
+
+    def _receipt(self, path: Path, entry_id: str) -> Receipt:
+        return Receipt(
+            publisher=self.name, remote_id=entry_id, url=f"{path.resolve().as_uri()}#{entry_id}"
+        )
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[IO[str]]:
+    with path.open("a+", encoding="utf-8") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            yield handle
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _parse_entries(content: str) -> list[dict[str, Any]]:
+    entries = []
+    for line in content.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line from a crash mid-write: not a post
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries

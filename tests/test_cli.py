@@ -1,0 +1,150 @@
+"""The `bot` CLI: help everywhere, documented commands, one-line errors, check and status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot import __version__
+from bot.card import MODEL_FILE
+from bot.cli import cli
+from bot.publishers.base import Receipt
+from bot.store import Store
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS = sorted(cli.commands)
+
+
+def test_bare_bot_prints_help() -> None:
+    result = CliRunner().invoke(cli, [])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and "Commands:" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.output == f"bot {__version__}\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_has_help(command: str) -> None:
+    for flag in ("--help", "-h"):
+        result = CliRunner().invoke(cli, [command, flag])
+        assert result.exit_code == 0, result.output
+        assert f"Usage: cli {command}" in result.output
+        short_help = cli.commands[command].get_short_help_str()
+        assert short_help and short_help != "...", f"{command} needs a one-line docstring"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_is_documented(command: str) -> None:
+    assert f"bot {command}" in README.read_text(encoding="utf-8"), f"README lacks `bot {command}`"
+
+
+def test_usage_error_exits_2(ada_config: Path) -> None:
+    result = CliRunner().invoke(cli, ["check", "--no-such-flag"])
+    assert result.exit_code == 2
+
+
+def test_check_shows_what_would_run(ada_config: Path) -> None:
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "persona ada:" in out
+    assert "1x32 LSTM, 2.500 bits/char on validation" in out
+    assert "publisher: outbox" in out and "ada.jsonl, unlisted" in out
+    assert "schedule: every 60 min (UTC)" in out
+    [runs] = [line for line in out.splitlines() if "next runs:" in line]
+    assert runs.count("UTC") == 3
+    assert out.rstrip().endswith("ok: 1 persona ready")
+
+
+def test_check_missing_model_file(ada_config: Path, tmp_path: Path) -> None:
+    (tmp_path / "models" / "ada" / MODEL_FILE).unlink()
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {tmp_path}/models/ada/model.keras: model file missing "
+        "(run `bot train -p ada` or fix the path)\n"
+    )
+
+
+def test_check_missing_card(ada_config: Path, tmp_path: Path) -> None:
+    (tmp_path / "models" / "ada" / "card.json").unlink()
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "no persona card" in result.stderr
+
+
+def test_check_mastodon_needs_token_env(
+    write_config: Callable[[str], Path], make_persona: Callable[..., Path]
+) -> None:
+    make_persona("ada")
+    write_config(
+        "personas: {ada: {publisher: mastodon, mastodon: {base_url: 'https://x.example'}}}"
+    )
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: environment variable MASTODON_ACCESS_TOKEN is not set; persona ada posts to "
+        "Mastodon (export MASTODON_ACCESS_TOKEN=<the bot account's access token>)\n"
+    )
+
+
+def test_check_skips_disabled(
+    write_config: Callable[[str], Path], make_persona: Callable[..., Path]
+) -> None:
+    make_persona("ada")
+    write_config("personas: {ada: {}, ghost: {enabled: false}}")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "persona ghost: disabled, not checked" in result.output
+
+
+def test_status_before_anything_ran(ada_config: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "no state yet" in result.output and "posts: none yet" in result.output
+    assert not (tmp_path / "home" / "revenant.db").exists()  # status creates nothing
+
+
+def test_status_lists_posts_rejections_failures(ada_config: Path, tmp_path: Path) -> None:
+    with Store(tmp_path / "home" / "revenant.db") as store:
+        store.claim_slot("ada", "k1")
+        store.record_post(
+            "ada",
+            "k1",
+            "Man is a rope.",
+            Receipt("outbox", "ada-1", "file:///o/ada.jsonl#ada-1"),
+            rejections=[("x", "too_short"), ("y", "too_short"), ("@z", "has_mention")],
+        )
+        store.record_failure("ada", "k2", "publish", "instance unreachable", transient=True)
+        store.beat("scheduler")
+    result = CliRunner().invoke(cli, ["status", "-p", "ada"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "file:///o/ada.jsonl#ada-1" in out and "Man is a rope." in out
+    assert "rejections: too_short=2 has_mention=1" in out
+    assert "failures: publish=1" in out and "instance unreachable" in out
+    assert "heartbeats: scheduler" in out
+
+    data = json.loads(CliRunner().invoke(cli, ["status", "--json", "-n", "1"]).output)
+    ada = data["personas"]["ada"]
+    assert ada["posts"][0]["url"] == "file:///o/ada.jsonl#ada-1"
+    assert ada["posts"][0]["text"] == "Man is a rope."
+    assert ada["rejections"] == {"too_short": 2, "has_mention": 1}
+    assert ada["failures"] == {"publish": 1}
+    assert ada["recent_failures"][0]["transient"] is True
+    assert set(data["heartbeats"]) == {"scheduler"}
+
+
+def test_config_flag_beats_environment(ada_config: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("personas: {ada: {temperature: 9}}", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["-c", str(other), "check"])
+    assert result.exit_code == 1
+    assert "other.yaml: personas.ada.temperature must be between 0 and 2 (got 9)" in result.stderr

@@ -1,0 +1,235 @@
+"""SQLite state: migrations, WAL, slot claims exactly once (also across processes)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError
+from bot.publishers.base import Receipt
+from bot.store import MIGRATIONS, Store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+EXPECTED_COLUMNS = {
+    "slots": [
+        "id",
+        "persona",
+        "slot_key",
+        "claimed_at_utc",
+        "status",
+        "attempts",
+        "updated_at_utc",
+    ],
+    "posts": [
+        "id",
+        "persona",
+        "slot_key",
+        "kind",
+        "text",
+        "publisher",
+        "remote_id",
+        "url",
+        "created_at_utc",
+    ],
+    "rejections": ["id", "persona", "slot_key", "text", "reason", "created_at_utc"],
+    "cursors": ["name", "value", "updated_at_utc"],
+    "failures": ["id", "persona", "slot_key", "kind", "error", "transient", "created_at_utc"],
+    "heartbeats": ["name", "at_utc"],
+}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock):
+    with Store(tmp_path / "state" / "revenant.db", now=clock) as s:
+        yield s
+
+
+def test_migrate_blank(store: Store) -> None:
+    assert store.path.exists()  # the folder was created too
+    assert store.migrations() == [fn.__name__ for fn in MIGRATIONS]
+    assert store.migrations()[0] == "m001_initial"
+    tables = {
+        name: [row[1] for row in store.db.execute(f"PRAGMA table_info({name})")]
+        for name in EXPECTED_COLUMNS
+    }
+    assert tables == EXPECTED_COLUMNS
+    assert store.migrate() == []  # reopening applies nothing twice
+
+
+def test_wal_and_busy_timeout(store: Store) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_claim_once(store: Store) -> None:
+    assert store.claim_slot("ada", "2025-01-01T10:00Z") is True
+    assert store.claim_slot("ada", "2025-01-01T10:00Z") is False
+    assert store.claim_slot("bob", "2025-01-01T10:00Z") is True  # per persona
+    slot = store.slot("ada", "2025-01-01T10:00Z")
+    assert slot is not None
+    assert (slot.status, slot.attempts, slot.claimed_at_utc) == (
+        "claimed",
+        1,
+        "2025-01-01T10:00:00.000Z",
+    )
+
+
+def test_retry_only_failed_slots(store: Store) -> None:
+    store.claim_slot("ada", "k")
+    assert store.retry_slot("ada", "k", max_attempts=3) is False  # still claimed
+    store.mark_slot("ada", "k", "failed")
+    assert store.retry_slot("ada", "k", max_attempts=3) is True
+    assert store.retry_slot("ada", "k", max_attempts=3) is False  # claimed again
+    store.mark_slot("ada", "k", "failed")
+    assert store.retry_slot("ada", "k", max_attempts=3) is True
+    store.mark_slot("ada", "k", "failed")
+    assert store.retry_slot("ada", "k", max_attempts=3) is False  # 3 attempts used
+    slot = store.slot("ada", "k")
+    assert slot is not None and slot.attempts == 3
+
+
+CLAIM_SCRIPT = """
+import sys
+from bot.store import Store
+store = Store(sys.argv[1])
+sys.stdout.write("won" if store.claim_slot("ada", "2025-01-01T10:00Z") else "lost")
+"""
+
+
+def test_claim_exactly_once_across_processes(tmp_path: Path) -> None:
+    """Several processes race on a fresh file (migration included): one wins the slot."""
+    db = tmp_path / "race" / "revenant.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM_SCRIPT, str(db)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append(out)
+    assert sorted(results) == ["lost", "lost", "lost", "won"]
+    with Store(db) as store:
+        assert store.migrations() == [fn.__name__ for fn in MIGRATIONS]
+
+
+def test_record_post_marks_slot_and_keeps_rejections(store: Store, clock: FakeClock) -> None:
+    store.claim_slot("ada", "k1")
+    receipt = Receipt(publisher="outbox", remote_id="ada-1", url="file:///x#ada-1")
+    post_id = store.record_post(
+        "ada",
+        "k1",
+        "Man is a rope.",
+        receipt,
+        rejections=[("@x hi", "has_mention"), ("short", "too_short"), ("tiny", "too_short")],
+    )
+    assert post_id > 0
+    slot = store.slot("ada", "k1")
+    assert slot is not None and slot.status == "posted"
+    [post] = store.recent_posts("ada")
+    assert (post.text, post.url, post.kind, post.created_at_utc) == (
+        "Man is a rope.",
+        "file:///x#ada-1",
+        "post",
+        "2025-01-01T10:00:00.000Z",
+    )
+    assert store.rejection_counts("ada") == {"too_short": 2, "has_mention": 1}
+    assert store.rejection_counts("bob") == {}
+
+
+def test_record_post_is_atomic(store: Store) -> None:
+    store.claim_slot("ada", "k1")
+    receipt = Receipt(publisher="outbox", remote_id="1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_post("ada", "k1", "text", receipt, kind="bogus")  # type: ignore[arg-type]
+    assert store.recent_posts("ada") == []
+    slot = store.slot("ada", "k1")
+    assert slot is not None and slot.status == "claimed"
+
+
+def test_recent_posts_and_texts_newest_first(store: Store, clock: FakeClock) -> None:
+    for i in range(5):
+        clock.now += timedelta(minutes=1)
+        store.record_post(
+            "ada" if i % 2 == 0 else "bob",
+            f"k{i}",
+            f"text {i}",
+            Receipt(publisher="outbox", remote_id=str(i)),
+        )
+    assert [p.text for p in store.recent_posts(limit=2)] == ["text 4", "text 3"]
+    assert [p.text for p in store.recent_posts("ada")] == ["text 4", "text 2", "text 0"]
+    assert store.recent_texts("ada", limit=2) == ["text 4", "text 2"]
+
+
+def test_failures(store: Store) -> None:
+    store.record_failure("ada", "k1", "publish", "503 from instance", transient=True)
+    store.record_failure("ada", "k2", "publish", "401", transient=False)
+    store.record_failure("ada", "k3", "sample", "boom", transient=False)
+    assert store.failure_counts("ada") == {"publish": 2, "sample": 1}
+    [last] = store.recent_failures("ada", limit=1)
+    assert (last.kind, last.error, last.transient) == ("sample", "boom", False)
+    assert store.recent_failures("ada")[-1].transient is True
+    assert store.failure_counts("bob") == {}
+
+
+def test_cursors_and_heartbeats(store: Store, clock: FakeClock) -> None:
+    assert store.get_cursor("scrape:@ada@x") is None
+    assert store.get_cursor("scrape:@ada@x", "0") == "0"
+    store.set_cursor("scrape:@ada@x", "110")
+    store.set_cursor("scrape:@ada@x", "120")
+    assert store.get_cursor("scrape:@ada@x") == "120"
+    assert store.last_beat("scheduler") is None
+    store.beat("scheduler")
+    clock.now += timedelta(seconds=30)
+    store.beat("scheduler")
+    assert store.last_beat("scheduler") == clock.now
+    assert store.heartbeats() == {"scheduler": clock.now}
+
+
+def test_nested_transaction_rolls_back_together(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.claim_slot("ada", "k")
+        store.set_cursor("c", "1")
+        raise RuntimeError("crash between the two writes")
+    assert store.slot("ada", "k") is None
+    assert store.get_cursor("c") is None
+
+
+def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(StoreError) as info:
+        Store(tmp_path / "taken" / "revenant.db")
+    assert "cannot open the state database" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    bogus = tmp_path / "revenant.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open the state database"):
+        Store(bogus)
