@@ -1,0 +1,362 @@
+"""`bot scrape`: gather a corpus from a Mastodon account, an archive or text files.
+
+Every subcommand runs the same pipeline after its importer: date filter, language
+filter, exact and near-duplicate removal, `--limit`, then one JSONL line per post, and a
+report (posts, characters, vocabulary, date range) on stderr. Registered in `bot/cli.py`
+with `cli.add_command(scrape)`; BotErrors raised here become one line there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Self, TypeVar
+
+import click
+
+from bot.corpus import Document, read_jsonl, write_jsonl
+from bot.corpus.clean import CleanOptions, HashtagMode, filter_language
+from bot.corpus.stats import CorpusStats, compute_stats
+from bot.errors import CorpusError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_DIR = Path("corpus")  # git-ignored: scraped text is not ours to commit
+
+
+def output_options(fn: F) -> F:
+    """Options every source shares: where to write, how many, which language."""
+    fn = click.option(
+        "--language", metavar="CODE", help="Keep posts in this language only (e.g. en)."
+    )(fn)
+    fn = click.option(
+        "--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N posts."
+    )(fn)
+    return click.option(
+        "-o",
+        "--out",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE.jsonl",
+        help="Output JSONL ('-' for stdout) [default: corpus/<name>.jsonl].",
+    )(fn)
+
+
+def post_options(fn: F) -> F:
+    """Options for sources made of posts (Mastodon, archives)."""
+    fn = click.option(
+        "--hashtags",
+        type=click.Choice(["keep", "drop"]),
+        default="keep",
+        show_default=True,
+        help="Keep or drop #hashtags.",
+    )(fn)
+    fn = click.option("--keep-links", is_flag=True, help="Keep links as bare URLs.")(fn)
+    fn = click.option(
+        "--include-replies",
+        is_flag=True,
+        help="Also take replies to others (own threads always count).",
+    )(fn)
+    fn = click.option(
+        "--include-cw",
+        is_flag=True,
+        help="Also take posts behind a content warning or marked sensitive.",
+    )(fn)
+    return click.option(
+        "--since",
+        type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+        metavar="DATE",
+        help="Only posts from DATE (UTC, YYYY-MM-DD) on.",
+    )(fn)
+
+
+@click.group()
+def scrape() -> None:
+    """Gather a training corpus (JSONL, one post per line) for `bot train --corpus`.
+
+    \b
+    Examples:
+      bot scrape mastodon @ada@example.social -o corpus/ada.jsonl
+      bot scrape archive archive-20240501.zip --include-replies
+      bot scrape text pg11.txt letters/ -o corpus/mary.jsonl
+    """
+
+
+@scrape.command(name="mastodon")
+@click.argument("acct")
+@output_options
+@post_options
+@click.option(
+    "--i-have-consent",
+    "consent",
+    is_flag=True,
+    help="Scrape an account that opted out (#nobot, noindex): only with its owner's OK.",
+)
+@click.option(
+    "--instance",
+    metavar="URL",
+    help="API server to ask [default: the account's own, https://HOST].",
+)
+@click.option(
+    "--token-env",
+    metavar="NAME",
+    help="Read an access token for that server from env var NAME (default: none).",
+)
+def scrape_mastodon(
+    acct: str,
+    out: Path | None,
+    limit: int | None,
+    language: str | None,
+    since: datetime | None,
+    include_cw: bool,
+    include_replies: bool,
+    keep_links: bool,
+    hashtags: HashtagMode,
+    consent: bool,
+    instance: str | None,
+    token_env: str | None,
+) -> None:
+    """Scrape a Mastodon account's public posts.
+
+    Appends to FILE and resumes: an interrupted run continues where it stopped, and a
+    later run fetches only posts newer than the last one. Accounts that opted out
+    (#nobot, #noscrape, #noai, noindex, not discoverable) are refused.
+    """
+    from mastodon import Mastodon
+
+    from bot import __version__
+    from bot.corpus.mastodon import parse_acct, scrape_account
+
+    handle = parse_acct(acct)
+    if not instance and not handle.host:
+        raise CorpusError(f"{acct!r} has no instance", "write @user@instance or pass --instance")
+    base_url = (instance or f"https://{handle.host}").rstrip("/")
+    same_server = handle.host is None or handle.host == (base_url.split("://")[-1])
+    token = os.environ.get(token_env) if token_env else None
+    if token_env and not token:
+        raise CorpusError(f"env var {token_env} is empty", f"export {token_env}=<token>")
+    client = Mastodon(
+        api_base_url=base_url,
+        access_token=token,
+        ratelimit_method="pace",
+        request_timeout=30,
+        version_check_mode="none",
+        user_agent=f"revenant/{__version__} (bot scrape)",
+    )
+    out = _default_out(out, handle.user)
+    store = _open_store() if out != Path("-") else None
+    name = f"scrape:mastodon:{handle.acct.lower()}:{out.resolve()}"
+    if store is not None and not out.exists():
+        store.set_cursor(name, "")  # no file, nothing to resume: start from the top
+    skipped: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack, _Bar() as bar:
+        if store is not None:
+            stack.callback(store.close)
+        docs = scrape_account(
+            client,
+            handle.user if same_server else handle.acct,
+            options=CleanOptions(include_cw, include_replies, keep_links, hashtags),
+            consent=consent,
+            since=_utc(since),
+            store=store,
+            cursor_name=name,
+            progress=bar,
+            skipped=skipped,
+        )
+        stats = run_pipeline(docs, out, limit=limit, language=language, append=True)
+    _report(out, stats, skipped)
+
+
+@scrape.command(name="archive")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@output_options
+@post_options
+def scrape_archive(
+    path: Path,
+    out: Path | None,
+    limit: int | None,
+    language: str | None,
+    since: datetime | None,
+    include_cw: bool,
+    include_replies: bool,
+    keep_links: bool,
+    hashtags: HashtagMode,
+) -> None:
+    """Import a Mastodon or Twitter/X archive.
+
+    FILE is the .zip as downloaded, its unpacked folder, a Mastodon outbox.json or a
+    Twitter/X data/tweets.js; the kind is detected. FILE.jsonl is replaced.
+    """
+    from bot.corpus.archive import import_archive
+
+    options = CleanOptions(include_cw, include_replies, keep_links, hashtags)
+    skipped: Counter[str] = Counter()
+    docs = import_archive(path, options, skipped)
+    out = _default_out(out, path.stem if path.is_file() else path.name)
+    stats = run_pipeline(docs, out, limit=limit, language=language, since=_utc(since))
+    _report(out, stats, skipped)
+
+
+@scrape.command(name="text")
+@click.argument(
+    "paths",
+    metavar="FILE...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+)
+@output_options
+def scrape_text(
+    paths: tuple[Path, ...], out: Path | None, limit: int | None, language: str | None
+) -> None:
+    """Import text or Project Gutenberg files.
+
+    Each paragraph becomes a post; folders are read for .txt files recursively; Project
+    Gutenberg headers and licences are stripped. FILE.jsonl is replaced.
+    """
+    from bot.corpus.text import import_text
+
+    out = _default_out(out, paths[0].stem if paths[0].is_file() else paths[0].name)
+    stats = run_pipeline(import_text(paths), out, limit=limit, language=language)
+    _report(out, stats, Counter())
+
+
+class PipelineStats:
+    """What the pipeline removed, and the stats of the corpus it wrote."""
+
+    def __init__(self) -> None:
+        self.removed: Counter[str] = Counter()
+        self.written = 0
+        self.corpus: CorpusStats | None = None
+
+
+def run_pipeline(
+    docs: Iterable[Document],
+    out: Path,
+    *,
+    limit: int | None = None,
+    language: str | None = None,
+    since: datetime | None = None,
+    append: bool = False,
+) -> PipelineStats:
+    """Filter, dedupe and write `docs` to `out` ('-' = stdout). `append` keeps what `out`
+    holds (its posts seed the deduper); otherwise `out` is replaced atomically at the end.
+    Raises CorpusError when a fresh corpus would be empty."""
+    from bot.corpus.dedupe import Deduper, dedupe
+
+    result = PipelineStats()
+    deduper = Deduper()
+    to_stdout = out == Path("-")
+    existing = list(read_jsonl(out)) if append and not to_stdout and out.exists() else []
+    for doc in existing:
+        deduper.check(doc.text)
+    seen: Counter[str] = Counter()  # posts reaching each stage, to report what each dropped
+    stream = _counted(iter(docs), seen, "in")
+    if since is not None:
+        cutoff = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stream = (d for d in stream if d.created_at is None or d.created_at >= cutoff)
+    stream = _counted(filter_language(_counted(stream, seen, "since"), language), seen, "lang")
+    stream = dedupe(stream, deduper)
+    written: list[Document] = []
+    if to_stdout:
+        _write_limited(stream, sys.stdout, limit, written)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        target = out if append else out.with_name(out.name + ".tmp")
+        with target.open("a" if append else "w", encoding="utf-8") as handle:
+            _write_limited(stream, handle, limit, written)
+        if not append:
+            if not written:
+                target.unlink()
+                raise CorpusError(
+                    "no posts left to write", "check the filters (--language, --since, --include-*)"
+                )
+            target.replace(out)
+    result.written = len(written)
+    result.removed.update(
+        {
+            "before_since": seen["in"] - seen["since"],
+            "other_language": seen["since"] - seen["lang"],
+            **{f"{kind}_duplicate": count for kind, count in deduper.removed.items()},
+        }
+    )
+    result.removed = +result.removed  # drop the zero counts
+    result.corpus = compute_stats(existing + written)
+    return result
+
+
+def _write_limited(
+    stream: Iterator[Document], handle: IO[str], limit: int | None, written: list[Document]
+) -> None:
+    def take() -> Iterator[Document]:
+        for doc in stream:
+            written.append(doc)
+            yield doc
+            if limit is not None and len(written) >= limit:
+                return
+
+    write_jsonl(take(), handle)
+
+
+def _counted(stream: Iterator[Document], counter: Counter[str], key: str) -> Iterator[Document]:
+    for doc in stream:
+        counter[key] += 1
+        yield doc
+
+
+def _report(out: Path, stats: PipelineStats, skipped: Counter[str]) -> None:
+    where = "stdout" if out == Path("-") else str(out)
+    click.echo(f"wrote {stats.written} posts to {where}", err=True)
+    dropped = {**skipped, **stats.removed}
+    if dropped:
+        click.echo("skipped: " + " ".join(f"{k}={v}" for k, v in sorted(dropped.items())), err=True)
+    if stats.corpus is not None:
+        click.echo(stats.corpus.format(), err=True)
+
+
+def _default_out(out: Path | None, name: str) -> Path:
+    return out if out is not None else DEFAULT_DIR / f"{name}.jsonl"
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _open_store() -> Any:
+    """The state database that holds scrape cursors: config.yaml's `store:` when there is
+    a config file, else REVENANT_HOME's default (scraping needs no persona)."""
+    from bot.cli import App
+    from bot.config import DEFAULT_CONFIG, DEFAULT_HOME, HOME_ENV, STORE_FILE
+    from bot.store import Store
+
+    app = App.current()
+    config_path = app.config_path or DEFAULT_CONFIG
+    if config_path.exists():
+        return Store(app.config(check_models=False).store)
+    return Store(Path(os.environ.get(HOME_ENV) or DEFAULT_HOME) / STORE_FILE)
+
+
+class _Bar:
+    """`bot.corpus.mastodon.Progress` as a click progress bar on stderr (statuses fetched)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+
+    def start(self, total: int | None) -> None:
+        self._bar = click.progressbar(
+            length=max(total or 0, 1), label="statuses", file=sys.stderr, show_pos=True
+        )
+
+    def advance(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
