@@ -280,3 +280,257 @@ def _counts(counts: dict[str, int]) -> str:
 def _shorten(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "\u2026"
+
+
+# --- bot preview / bot post --------------------------------------------------------------
+
+
+def _seeded_rng(seed: int | None) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+@cli.command()
+@persona_option
+@click.option("-n", "--count", default=3, show_default=True, help="Posts to show.")
+@click.option("-t", "--temperature", type=float, help="Sampling temperature (0 = greedy).")
+@click.option("--top-k", type=int, help="Sample among the k likeliest characters (0 = off).")
+@click.option("--top-p", type=float, help="Nucleus sampling mass (1 = off).")
+@click.option("--candidates", type=int, help="Candidates sampled per round.")
+@click.option("--prompt", help="Prime with this text instead of a configured prompt.")
+@click.option("--seed", type=int, help="Seed for a reproducible preview.")
+@click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
+@json_option
+@pass_app
+def preview(
+    app: App,
+    personas: tuple[str, ...],
+    count: int,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
+    candidates: int | None,
+    prompt: str | None,
+    seed: int | None,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Dry run: sample, filter and show posts. Sends nothing, stores nothing.
+
+    \b
+    Examples:
+      bot preview
+      bot preview -p nietzsche -n 5 --prompt "Woman " --all
+      bot preview --seed 7 --json
+    """
+    from bot.config import with_overrides
+    from bot.persona import Persona as Runner
+    from bot.persona import length_function, read_history
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    report: list[dict[str, Any]] = []
+    for settings in config.select(personas):
+        settings = with_overrides(
+            settings, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
+        )
+        runner = Runner(settings, rng=rng, length=length_function(settings))
+        history = read_history(config.store, settings.name, settings.filters.history)
+        comp = runner.compose(want=count, prompt=prompt, history=history)
+        report.append(
+            {
+                "persona": settings.name,
+                "prompt": comp.prompt if prompt is not None or len(settings.prompts) < 2 else None,
+                "unknown_chars": comp.unknown_chars,
+                "rounds": comp.rounds,
+                "candidates": len(comp.verdicts),
+                "posts": [
+                    {"text": c.text, "mean_logprob": round(c.mean_logprob, 4), "stop": c.stop}
+                    for c in comp.chosen
+                ],
+                "rejections": comp.reason_counts(),
+                "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
+                if show_all
+                else [],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for item in report:
+        click.echo(f"== {item['persona']} ({item['candidates']} candidates, "
+                   f"{item['rounds']} rounds; rejected: {_counts(item['rejections'])})")  # fmt: skip
+        if item["unknown_chars"]:
+            chars = "".join(item["unknown_chars"])
+            click.echo(f"note: prompt characters not in the vocabulary were replaced: {chars!r}")
+        if not item["posts"]:
+            click.echo("no candidate survived the filters; try --all to see why")
+        for i, post in enumerate(item["posts"], 1):
+            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char, {post['stop']}]")
+            click.echo(post["text"])
+        if show_all and item["rejected"]:
+            click.echo("\nrejected:")
+            for rej in item["rejected"]:
+                click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
+
+
+@cli.command()
+@persona_option
+@click.option(
+    "--publisher",
+    "publisher_name",
+    type=click.Choice(["outbox", "mastodon"]),
+    help="Override the configured publisher.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
+@click.option("--seed", type=int, help="Seed the sampler.")
+@pass_app
+def post(
+    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
+) -> None:
+    """Post once now, through the same path as a scheduled wake.
+
+    \b
+    Examples:
+      bot post                       # the shipped persona, to the local outbox
+      bot post -p ada --publisher mastodon --yes
+    """
+    from bot.config import with_overrides
+    from bot.persona import Persona as Runner
+    from bot.persona import build_publisher, length_function
+    from bot.store import Store
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    failed = []
+    with Store(config.store) as store:
+        for settings in config.select(personas):
+            settings = with_overrides(settings, publisher=publisher_name)
+            publisher = build_publisher(config, settings)
+            if settings.publisher == "mastodon" and not yes:
+                click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
+            runner = Runner(
+                settings, store=store, publisher=publisher, rng=rng,
+                length=length_function(settings),
+            )  # fmt: skip
+            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            result = runner.wake(slot)
+            if result.outcome == "posted" and result.receipt:
+                click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
+                           f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
+                click.echo(result.text or "")
+            elif result.outcome == "no_candidate":
+                failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
+            else:
+                failed.append(f"{settings.name}: {result.outcome} {result.error or ''}".strip())
+    if failed:
+        raise click.ClickException(
+            "; ".join(failed) + " (see `bot preview --all` for why, or `bot status`)"
+        )
+
+
+# --- bot train / bot eval ----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("-p", "--persona", "name", required=True, help="Persona name (models/NAME).")
+@click.option(
+    "--corpus",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Text file, folder of .txt, or .jsonl posts; repeatable.",
+)
+@click.option("--epochs", default=100, show_default=True, help="Upper bound on epochs.")
+@click.option("--max-minutes", type=float, help="Wall-clock budget; stops cleanly, keeps best.")
+@click.option("--seq-len", default=128, show_default=True, help="Characters per window.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--hidden", default=256, show_default=True, help="LSTM units per layer.")
+@click.option("--layers", default=3, show_default=True, help="Stacked LSTM layers.")
+@click.option("--embedding", default=64, show_default=True, help="Embedding width.")
+@click.option("--dropout", default=0.1, show_default=True, help="Dropout between layers.")
+@click.option("--learning-rate", default=3e-3, show_default=True, help="Peak Adam rate.")
+@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out share.")
+@click.option("--min-char-count", default=5, show_default=True, help="Rarer chars are rare.")
+@click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True)
+@click.option("--normalise/--no-normalise", default=True, help="Curly quotes/dashes to ASCII.")
+@click.option("--patience", default=8, show_default=True, help="Early-stopping epochs.")
+@click.option("--resume", is_flag=True, help="Continue the last interrupted training.")
+@click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
+@click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
+@click.option("--seed", default=1337, show_default=True)
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: models/NAME.")
+def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path | None,
+          resume: bool, **settings: Any) -> None:  # fmt: skip
+    """Train a persona from a corpus (needs requirements-train.txt).
+
+    \b
+    Examples:
+      bot train -p nietzsche --corpus texts/ --max-minutes 90
+      bot train -p trump --corpus corpus/trump.jsonl --from models/nietzsche
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        raise click.ClickException(
+            "bot train needs Keras and TensorFlow (pip install -r requirements-train.txt)"
+        )
+    from bot.train.trainer import TrainConfig
+    from bot.train.trainer import train as run_training
+
+    renames = {"hidden": "n_hidden", "layers": "n_layer", "embedding": "n_embd"}
+    cfg = TrainConfig(name=name, **{renames.get(k, k): v for k, v in settings.items()})
+    run_training(cfg, list(corpus), out or Path("models") / name, resume=resume,
+                 from_dir=from_dir)  # fmt: skip
+
+
+@cli.command(name="eval")
+@persona_option
+@click.option(
+    "--corpus",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Held-out text to measure bits/char on.",
+)
+@click.option("-n", "--count", default=64, show_default=True, help="Candidates to sample.")
+@click.option("--seed", type=int, default=1337, show_default=True)
+@json_option
+@pass_app
+def eval_persona(
+    app: App, personas: tuple[str, ...], corpus: tuple[Path, ...], count: int, seed: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Measure a persona: bits/char on held-out text, filter pass rate, novelty.
+
+    \b
+    Example:
+      bot eval -p nietzsche --corpus held_out.txt
+    """
+    from bot.evaluate import evaluate
+
+    config = app.config()
+    results = [
+        evaluate(settings, corpus=list(corpus), count=count, seed=seed)
+        for settings in config.select(personas)
+    ]
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in results], indent=2))
+        return
+    for r in results:
+        click.echo(f"== {r.persona}")
+        if r.nats_per_char is not None:
+            click.echo(f"held-out loss: {r.nats_per_char:.4f} nats/char "
+                       f"({r.bits_per_char:.4f} bits/char) over {r.chars:,} chars")  # fmt: skip
+        click.echo(f"filter pass rate: {r.pass_rate:.1%} of {r.candidates} candidates")
+        click.echo(f"novel (no {r.novelty_words}-word run from the corpus): {r.novel_rate:.1%}")
+        click.echo(f"rejections: {_counts(r.rejections)}")
+
+
+def _register_extensions() -> None:
+    from bot.corpus.commands import scrape
+
+    cli.add_command(scrape)
+
+
+_register_extensions()

@@ -184,7 +184,7 @@ class Persona:
     model: Path  # models/<name>/ with model.keras + card.json
     enabled: bool = True
     prompts: tuple[str, ...] = ()  # primes; {date} {weekday} {time} are filled in
-    include_prompt: bool = True  # the post starts with the prompt
+    include_prompt: bool = False  # the post starts with the prompt
     temperature: float = 0.8  # 0 = greedy (argmax)
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
@@ -331,7 +331,7 @@ def _parse_persona(
         model=model,
         enabled=enabled,
         prompts=p.texts("prompts"),
-        include_prompt=p.flag("include_prompt", True),
+        include_prompt=p.flag("include_prompt", False),
         temperature=p.number("temperature", 0.8, lo=0.0, hi=2.0),
         top_k=p.whole("top_k", 0, lo=0),
         top_p=p.number("top_p", 1.0, lo=0.0, hi=1.0, lo_open=True),

@@ -4,8 +4,8 @@ Each filter looks at one candidate and returns a stable snake_case reason when i
 (stored in the store, counted by `bot status`, asserted in tests), or None. `apply` runs
 them cheapest first and stops at the first rejection. NumPy and the standard library only.
 
-Reasons: has_mention, has_url, too_short, too_long, garbage, unbalanced, blocklisted,
-duplicate, not_novel.
+Reasons: has_mention, has_url, too_short, too_long, garbage, unbalanced, unfinished,
+blocklisted, duplicate, not_novel.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ REASONS = (
     "too_long",
     "garbage",
     "unbalanced",
+    "unfinished",
     "blocklisted",
     "duplicate",
     "not_novel",
@@ -43,6 +44,7 @@ URL = re.compile(
 LEET = str.maketrans({"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "0": "o", "5": "s",
                       "$": "s", "7": "t", "+": "t", "|": "l"})  # fmt: skip
 PAIRS = {"(": ")", "[": "]", "{": "}"}
+FINISHED = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*$")  # a post ends like a sentence
 MAX_COMPRESSION = 0.30  # zlib ratio below this reads as a loop ("the the the ...")
 MIN_LETTER_FRACTION = 0.60  # letters among non-space characters
 SHINGLE = 5  # characters per shingle for near-duplicate detection
@@ -166,6 +168,8 @@ def judge(candidate: Candidate, rules: Rules) -> Verdict:
         return reject("garbage")
     if not is_balanced(text):
         return reject("unbalanced")
+    if not FINISHED.search(text):
+        return reject("unfinished")
     if rules.blocked is not None and rules.blocked.search(_normal(text).translate(LEET)):
         return reject("blocklisted")
     if rules.history:

@@ -32,7 +32,7 @@ SOFT_LIMIT = 0.75  # past this fraction of max_chars, a finished sentence ends t
 
 @dataclass(frozen=True)
 class Sample:
-    text: str
+    text: str  # the continuation exactly as sampled after the prompt (trailing space trimmed)
     mean_logprob: float  # mean log-probability (nats/char, T=1) of the generated characters
     stop: str  # "eos", "sentence" or "length"
 
@@ -283,7 +283,7 @@ class Sampler:
             ends = [m.end() for m in SENTENCE_END.finditer(text)]
             if ends and ends[-1] >= max_chars // 2:
                 text, stop = text[: ends[-1]], "sentence"
-        return Sample(text.strip(), float(logprob / n), stop)
+        return Sample(text.rstrip(), float(logprob / n), stop)
 
 
 def _snake(name: str) -> str:

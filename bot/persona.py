@@ -1,0 +1,373 @@
+"""One persona: its model, prompts, filters, publisher and store, and the post pipeline.
+
+    compose()  sample a batch of candidates -> filter -> rank; repeat for a bounded number of
+               rounds until enough survive. No network, no store writes (`bot preview`).
+    wake(slot) claim the slot -> compose -> publish -> record, exactly once per slot
+               (`bot post`, and every scheduled wake of `bot run`).
+
+The model is held by a `ModelHandle` that notices when the trainer swaps models/<name>/
+(it writes atomically) and loads the new one on the next use; a corrupt new model is
+refused with a log line and the last good one keeps serving. Never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from bot import config as cfg
+from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE
+from bot.errors import ModelError, PublishError
+from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
+from bot.log import event
+from bot.novelty import load_index
+from bot.publishers.base import Post, Publisher, Receipt
+from bot.publishers.outbox import Outbox
+from bot.sampler import Sampler
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM = timedelta(minutes=55)  # Mastodon forgets an idempotency key after one hour
+MAX_SLOT_ATTEMPTS = 5  # transient failures of one slot before it is given up
+
+
+@dataclass
+class Loaded:
+    sampler: Sampler
+    novelty_index: np.ndarray | None
+    stamp: tuple[float, ...]
+
+
+class ModelHandle:
+    """The persona's sampler and novelty index, reloaded when the files on disk change."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._loaded: Loaded | None = None
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> tuple[float, ...]:
+        stamps: list[float] = []
+        for name in (CARD_FILE, MODEL_FILE, NGRAMS_FILE):
+            try:
+                st = (self.directory / name).stat()
+                stamps += [st.st_mtime_ns, st.st_ino, st.st_size]
+            except FileNotFoundError:
+                stamps += [-1]
+        return tuple(stamps)
+
+    def get(self) -> Loaded:
+        with self._lock:
+            stamp = self._stamp()
+            if self._loaded is not None and stamp == self._loaded.stamp:
+                return self._loaded
+            try:
+                sampler = Sampler.load(self.directory)
+                ngrams = self.directory / NGRAMS_FILE
+                index = load_index(ngrams) if ngrams.is_file() else None
+            except (ModelError, OSError, ValueError) as err:
+                if self._loaded is None:
+                    if isinstance(err, ModelError):
+                        raise
+                    raise ModelError(
+                        f"{self.directory}: cannot read the persona ({err})", "retrain it"
+                    ) from err
+                event(log, "model_refused", logging.ERROR, model=str(self.directory),
+                      error=str(err), keeping="last good model")  # fmt: skip
+                self._loaded.stamp = stamp  # do not retry every wake; a new write changes it
+                return self._loaded
+            if self._loaded is not None:
+                event(log, "model_reloaded", model=str(self.directory))
+            self._loaded = Loaded(sampler, index, stamp)
+            return self._loaded
+
+
+@dataclass
+class Composition:
+    """What one compose() did: the prompt, every verdict, and the survivors in pick order."""
+
+    prompt: str
+    unknown_chars: list[str]
+    verdicts: list[Verdict] = field(default_factory=list)
+    chosen: list[Candidate] = field(default_factory=list)
+    rounds: int = 0
+
+    @property
+    def rejected(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.ok]
+
+    def reason_counts(self) -> dict[str, int]:
+        return dict(Counter(v.reason for v in self.rejected if v.reason))
+
+
+@dataclass(frozen=True)
+class WakeResult:
+    slot_key: str
+    outcome: str  # posted | already_claimed | no_candidate | failed | abandoned
+    text: str | None = None
+    receipt: Receipt | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def build_publisher(config: cfg.Config, persona: cfg.Persona) -> Publisher:
+    """The persona's publisher: the local outbox, or Mastodon (built only when used)."""
+    if persona.publisher == "mastodon":
+        from bot.publishers.mastodon import MastodonPublisher
+
+        return MastodonPublisher(
+            cfg.resolve_base_url(persona),
+            cfg.resolve_token(persona),
+            request_timeout_seconds=persona.mastodon.request_timeout_seconds,
+            token_env=persona.mastodon.access_token_env,
+        )
+    return Outbox(config.outbox)
+
+
+def length_function(persona: cfg.Persona) -> Callable[[str], int]:
+    """How the target counts characters: Mastodon counts any URL as 23 and mentions by
+    username (Mastodon.py's own rule); the outbox counts plain characters."""
+    if persona.publisher == "mastodon":
+        from bot.publishers.mastodon import status_length
+
+        return status_length
+    return len
+
+
+def fill_prompt(template: str, now: datetime) -> str:
+    """Placeholders a prompt may carry: {date} {weekday} {month} {year} {time}."""
+    values = {
+        "date": now.strftime("%B %-d"),
+        "weekday": now.strftime("%A"),
+        "month": now.strftime("%B"),
+        "year": str(now.year),
+        "time": now.strftime("%H:%M"),
+    }
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def read_history(store_path: Path, persona: str, limit: int) -> list[str]:
+    """The persona's recent post texts, read-only (preview must never write the store)."""
+    if limit <= 0 or not store_path.is_file():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT text FROM posts WHERE persona = ? ORDER BY id DESC LIMIT ?",
+                (persona, limit),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    return [r[0] for r in rows]
+
+
+def join_post(prompt: str, continuation: str, include_prompt: bool) -> str:
+    """The post text: the prompt plus what followed it, or only what followed, made to read
+    as a beginning (a word cut by the prompt's end is dropped, the first letter capitalised)."""
+    if include_prompt:
+        return (prompt + continuation).strip()
+    text = continuation
+    if prompt and prompt[-1].isalnum() and text[:1].isalnum():
+        text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+    text = text.lstrip(" \t\n,;:-")
+    return text[:1].upper() + text[1:]
+
+
+class Persona:
+    """A configured persona, ready to compose and (given a store and publisher) to post."""
+
+    def __init__(
+        self,
+        settings: cfg.Persona,
+        *,
+        store: Store | None = None,
+        publisher: Publisher | None = None,
+        rng: np.random.Generator | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        model: ModelHandle | None = None,
+        length: Callable[[str], int] = len,
+        max_chars: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.store = store
+        self.publisher = publisher
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.now = now
+        self.model = model or ModelHandle(settings.model)
+        self.length = length
+        self._max_chars = max_chars
+        blocklist = list(settings.filters.blocklist)
+        if settings.filters.default_blocklist:
+            blocklist += default_blocklist()
+        self._blocklist = blocklist
+
+    def max_chars(self) -> int:
+        limit = self.settings.filters.max_chars
+        if self._max_chars is not None:
+            return min(limit, self._max_chars)
+        if self.publisher is not None:
+            return min(limit, self.publisher.max_chars())
+        return limit
+
+    def rules(self, history: list[str], loaded: Loaded) -> Rules:
+        f = self.settings.filters
+        return Rules(
+            min_chars=f.min_chars,
+            max_chars=self.max_chars(),
+            length=self.length,
+            blocklist=self._blocklist,
+            novelty_index=loaded.novelty_index,
+            novelty_n=loaded.sampler.card.novelty_n,
+            novelty_words=f.novelty_words,
+            history=history,
+            duplicate_jaccard=f.duplicate_jaccard,
+            mentions=f.mentions,
+            urls=f.urls,
+        )
+
+    def pick_prompt(self) -> str:
+        prompts = self.settings.prompts
+        if not prompts:
+            return ""
+        return fill_prompt(prompts[int(self.rng.integers(len(prompts)))], self.now())
+
+    def compose(
+        self,
+        *,
+        want: int = 1,
+        prompt: str | None = None,
+        history: list[str] | None = None,
+        candidates: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> Composition:
+        """Sample, filter and rank until `want` posts survive or the rounds run out."""
+        s = self.settings
+        loaded = self.model.get()
+        if history is None:
+            history = self.store.recent_texts(self.name, s.filters.history) if self.store else []
+        rules = self.rules(history, loaded)
+        n = candidates or s.candidates
+        fixed_prompt = prompt
+        comp = Composition(prompt="", unknown_chars=[])
+        survivors: list[Candidate] = []
+        limit = self.max_chars()
+        for _ in range(s.max_rounds + want - 1):
+            comp.rounds += 1
+            this_prompt = fixed_prompt if fixed_prompt is not None else self.pick_prompt()
+            primed = loaded.sampler.prime(this_prompt)
+            comp.prompt = this_prompt
+            comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
+            budget = limit - (len(this_prompt) if s.include_prompt else 0)
+            samples = loaded.sampler.generate(
+                this_prompt,
+                n=n,
+                max_chars=max(budget, 1),
+                temperature=s.temperature if temperature is None else temperature,
+                top_k=s.top_k if top_k is None else top_k,
+                top_p=s.top_p if top_p is None else top_p,
+                rng=self.rng,
+                primed=primed,
+            )
+            cands = [
+                Candidate(join_post(this_prompt, x.text, s.include_prompt), x.mean_logprob, x.stop)
+                for x in samples
+            ]
+            # Earlier survivors count as history, so two picks are never alike.
+            round_rules = replace(rules, history=[*rules.history, *(c.text for c in survivors)])
+            verdicts = apply(cands, round_rules)
+            comp.verdicts += verdicts
+            survivors += [v.candidate for v in verdicts if v.ok]
+            if len(survivors) >= want:
+                break
+        comp.chosen = rank(survivors, s.ranking, self.rng)[:want] if survivors else []
+        return comp
+
+    # -- posting -------------------------------------------------------------------------
+
+    def _claim(self, store: Store, slot_key: str) -> str | None:
+        """Claim the slot; None if this caller owns it now, else why not."""
+        if store.claim_slot(self.name, slot_key):
+            return None
+        row = store.slot(self.name, slot_key)
+        if row is None:
+            return "already_claimed"
+        if row.status == "failed" and store.retry_slot(self.name, slot_key, MAX_SLOT_ATTEMPTS):
+            return None
+        if row.status == "claimed":
+            # A crash between publish and record: re-run with the same idempotency key, so
+            # the server answers with the status it already has, unless the key has expired.
+            claimed = datetime.fromisoformat(row.claimed_at_utc)
+            if self.now() - claimed < STALE_CLAIM:
+                return None
+            store.mark_slot(self.name, slot_key, "failed")
+            store.record_failure(self.name, slot_key, "post", "claim left by a crash expired",
+                                 transient=False)  # fmt: skip
+            return "abandoned"
+        return "already_claimed"
+
+    def wake(
+        self, slot_key: str, *, publish: Callable[[Post], Receipt] | None = None
+    ) -> WakeResult:
+        """One slot, exactly once: claim -> compose -> publish -> record."""
+        store, publisher = self.store, self.publisher
+        if store is None or publisher is None:
+            raise RuntimeError("wake() needs a store and a publisher")
+        refused = self._claim(store, slot_key)
+        if refused:
+            event(log, "slot_skipped", persona=self.name, slot=slot_key, why=refused)
+            return WakeResult(slot_key, refused)
+        try:
+            comp = self.compose()
+        except ModelError as err:
+            store.mark_slot(self.name, slot_key, "failed")
+            store.record_failure(self.name, slot_key, "model", str(err), transient=True)
+            raise
+        rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
+        if not comp.chosen:
+            store.record_rejections(self.name, slot_key, rejected)
+            store.mark_slot(self.name, slot_key, "skipped")
+            counts = comp.reason_counts()
+            event(log, "no_candidate", logging.WARNING, persona=self.name, slot=slot_key,
+                  rounds=comp.rounds, **{f"rejected_{k}": v for k, v in counts.items()})  # fmt: skip
+            return WakeResult(slot_key, "no_candidate", reasons=counts)
+        text = comp.chosen[0].text
+        s = self.settings
+        post = Post(
+            persona=self.name,
+            text=text,
+            idempotency_key=f"revenant:{self.name}:{slot_key}",
+            visibility=s.visibility,
+            spoiler_text=s.spoiler_text,
+            language=s.language,
+            sensitive=s.sensitive,
+        )
+        try:
+            receipt = (publish or publisher.publish)(post)
+        except PublishError as err:
+            store.mark_slot(self.name, slot_key, "failed")
+            store.record_failure(self.name, slot_key, "publish", str(err),
+                                 transient=err.transient)  # fmt: skip
+            event(log, "publish_failed", logging.ERROR, persona=self.name, slot=slot_key,
+                  transient=err.transient, error=str(err))  # fmt: skip
+            return WakeResult(slot_key, "failed", text=text, error=str(err))
+        store.record_post(self.name, slot_key, text, receipt, rejections=rejected)
+        event(log, "posted", persona=self.name, slot=slot_key, publisher=receipt.publisher,
+              id=receipt.remote_id, url=receipt.url or "", chars=len(text))  # fmt: skip
+        return WakeResult(slot_key, "posted", text=text, receipt=receipt,
+                          reasons=comp.reason_counts())  # fmt: skip

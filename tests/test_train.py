@@ -1,0 +1,152 @@
+"""`bot train` on tiny data: the artifact, resume, the time budget, fine-tuning, bad corpora."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bot.card import read_card
+from bot.errors import CorpusError
+from bot.train.data import load_corpus
+
+if TYPE_CHECKING:
+    from bot.train.trainer import TrainConfig
+
+DATA = Path(__file__).parent / "data" / "tiny"
+
+
+def tiny_config(name: str = "tiny", **overrides: object) -> TrainConfig:
+    from bot.train.trainer import TrainConfig
+
+    base = TrainConfig(
+        name=name, n_embd=8, n_hidden=16, n_layer=1, dropout=0.0, seq_len=32, batch_size=8,
+        epochs=2, warmup_steps=5, learning_rate=1e-2, min_char_count=1,
+    )  # fmt: skip
+    return replace(base, **overrides)
+
+
+@pytest.fixture
+def tf() -> None:
+    pytest.importorskip("tensorflow")
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_training_writes_a_complete_loadable_persona(tmp_path: Path) -> None:
+    import keras
+
+    from bot.train.trainer import train
+
+    out = tmp_path / "models" / "tiny"
+    train(tiny_config(epochs=4), [DATA / "aphorisms.txt"], out, verbose=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "card.json", "loss.png", "model.keras", "ngrams.npy",
+    ]  # fmt: skip
+    assert not list((tmp_path / "models").glob(".tiny.tmp-*"))  # nothing half-written left
+    model = keras.saving.load_model(out / "model.keras")
+    card = read_card(out)
+    assert model.output_shape[-1] == card.vocab_size
+    history = card.metrics["history"]
+    assert history[-1]["loss"] < history[0]["loss"]  # it learned something
+    assert card.metrics["best_val_loss_nats_per_char"] == pytest.approx(
+        min(h["val_loss"] for h in history), abs=1e-4
+    )
+    assert card.metrics["best_val_bits_per_char"] == pytest.approx(
+        card.metrics["best_val_loss_nats_per_char"] / 0.693147, abs=1e-3
+    )
+    assert card.corpus["sha256"] and card.corpus["chars"] > 10_000
+    assert set(card.samples) == {"0.2", "0.5", "0.8", "1.0"}
+    assert card.versions["keras"] == keras.__version__
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    from bot.train.trainer import train
+
+    out = tmp_path / "tiny"
+    train(tiny_config(epochs=1), [DATA / "aphorisms.txt"], out, verbose=False)
+    card = train(tiny_config(epochs=3), [DATA / "aphorisms.txt"], out, resume=True, verbose=False)
+    epochs = [h["epoch"] for h in card.metrics["history"]]
+    assert epochs == [1, 2, 3]
+    assert card.training["epochs_run"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_time_budget_stops_cleanly_and_keeps_the_best(tmp_path: Path) -> None:
+    from bot.train.trainer import train
+
+    out = tmp_path / "tiny"
+    start = time.monotonic()
+    card = train(
+        tiny_config(epochs=500, max_minutes=0.15), [DATA / "aphorisms.txt"], out, verbose=False
+    )
+    assert time.monotonic() - start < 60
+    assert card.training["epochs_run"] < 500
+    assert (out / "model.keras").is_file()
+    best = min(h["val_loss"] for h in card.metrics["history"])
+    assert card.metrics["best_val_loss_nats_per_char"] == pytest.approx(best, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_fine_tuning_maps_the_vocabularies(tmp_path: Path) -> None:
+    from bot.train.trainer import train
+
+    base = tmp_path / "base"
+    train(tiny_config("base", epochs=3), [DATA / "aphorisms.txt"], base, verbose=False)
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text((DATA / "posts.jsonl").read_text() * 3)
+    # Fine-tuned and from scratch, same epochs: borrowing English must not hurt.
+    tuned = train(tiny_config("tuned", epochs=3, n_hidden=99), [posts], tmp_path / "tuned",
+                  from_dir=base, verbose=False)  # fmt: skip
+    assert tuned.architecture.n_hidden == 16  # the base's shape wins over the flags
+    assert tuned.training["from"] == str(base)
+    scratch = train(tiny_config("scratch", epochs=3), [posts], tmp_path / "s", verbose=False)
+    assert tuned.metrics["best_val_loss_nats_per_char"] < scratch.metrics[
+        "best_val_loss_nats_per_char"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no text"),
+        (b"\x00\x01\x02binary\x00", "looks binary"),
+        ("Caf\u00e9 au lait".encode("latin-1") * 10, "not UTF-8"),
+        (b'{"text": "fine"}\n{"txt": "oops"}\n', ':2: not a JSON object with a "text" field'),
+    ],
+)
+def test_bad_corpora_are_one_clear_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / ("c.jsonl" if content.startswith(b"{") else "c.txt")
+    path.write_bytes(content)
+    with pytest.raises(CorpusError) as err:
+        load_corpus([path])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_validation_is_held_out_text_never_trained_on() -> None:
+    corpus = load_corpus([DATA / "aphorisms.txt"], val_fraction=0.1)
+    train_text = "\n".join(corpus.train)
+    assert corpus.val
+    assert all(para not in train_text for para in corpus.val)
+    tail = (DATA / "aphorisms.txt").read_text().split()[-5:]
+    assert " ".join(tail) in corpus.val[-1]  # the end of the document is held out
+
+
+def test_posts_become_documents_and_some_are_held_out() -> None:
+    corpus = load_corpus([DATA / "posts.jsonl"], val_fraction=0.2)
+    lines = [json.loads(line)["text"] for line in (DATA / "posts.jsonl").open()]
+    assert len(corpus.train) + len(corpus.val) == len(lines)
+    assert 0 < len(corpus.val) < len(lines)
