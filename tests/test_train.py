@@ -113,9 +113,10 @@ def test_fine_tuning_maps_the_vocabularies(tmp_path: Path) -> None:
     assert tuned.architecture.n_hidden == 16  # the base's shape wins over the flags
     assert tuned.training["from"] == str(base)
     scratch = train(tiny_config("scratch", epochs=3), [posts], tmp_path / "s", verbose=False)
-    assert tuned.metrics["best_val_loss_nats_per_char"] < scratch.metrics[
-        "best_val_loss_nats_per_char"
-    ]
+    assert (
+        tuned.metrics["best_val_loss_nats_per_char"]
+        < scratch.metrics["best_val_loss_nats_per_char"]
+    )
 
 
 @pytest.mark.parametrize(
