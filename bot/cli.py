@@ -25,7 +25,7 @@ import click
 
 from bot import __version__
 from bot.config import Config, Persona, load_config, resolve_base_url, resolve_token
-from bot.errors import BotError, ModelError
+from bot.errors import BotError
 from bot.log import redact, setup_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,19 +162,18 @@ def check(app: App, personas: tuple[str, ...]) -> None:
 
 
 def _describe_model(persona: Persona) -> str:
-    from bot.card import MODEL_FILE, read_card
+    """Load the artifact the way the daemon will (card, weights, novelty index)."""
+    from bot.persona import ModelHandle
 
-    card = read_card(persona.model)
-    weights = persona.model / MODEL_FILE
-    if not weights.is_file():
-        raise ModelError(
-            f"{weights}: model file missing", f"run `bot train -p {persona.name}` or fix the path"
-        )
+    loaded = ModelHandle(persona.model).get()
+    card = loaded.sampler.card
     arch = card.architecture
     text = f"{persona.model} ({arch.vocab_size} tokens, {arch.n_layer}x{arch.n_hidden} LSTM"
-    bits = card.metrics.get("val_bits_per_char")
+    bits = card.metrics.get("best_val_bits_per_char")
     if isinstance(bits, int | float):
         text += f", {bits:.3f} bits/char on validation"
+    if loaded.novelty_index is None:
+        text += ", no novelty index: not_novel is off"
     return text + ")"
 
 

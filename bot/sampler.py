@@ -60,7 +60,7 @@ def _read_weights(path: Path, card: PersonaCard) -> dict[str, list[np.ndarray]]:
             weights = io.BytesIO(zf.read("model.weights.h5"))
     except FileNotFoundError as err:
         raise ModelError(
-            f"{path}: no model file", f"train it with `bot train -p {card.name}`"
+            f"{path}: model file missing", f"run `bot train -p {card.name}` or fix the path"
         ) from err
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as err:
         raise ModelError(

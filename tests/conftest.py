@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bot.card import MODEL_FILE, Architecture, PersonaCard
+from bot.card import CARD_FILE, MODEL_FILE
+
+TINY_PERSONA = Path(__file__).parent / "data" / "tiny_persona"
 
 MINIMAL_CONFIG = """\
 personas:
@@ -44,22 +48,14 @@ def write_config(config_file: Path) -> Callable[[str], Path]:
 
 
 def fake_persona_dir(directory: Path, *, with_model: bool = True) -> Path:
-    """A models/<name>/ folder with a valid card.json and (by default) a placeholder
-    model.keras: enough for config and `bot check`, not for sampling."""
-    directory.mkdir(parents=True, exist_ok=True)
-    chars = list("abcdefghijklmnopqrstuvwxyz .,!?'")
-    card = PersonaCard(
-        name=directory.name,
-        chars=chars,
-        architecture=Architecture(
-            vocab_size=len(chars) + 2, n_embd=16, n_hidden=32, n_layer=1, dropout=0.0
-        ),
-        metrics={"val_bits_per_char": 2.5},
-        created_at_utc="2025-01-01T00:00:00Z",
-    )
-    card.write(directory)
-    if with_model:
-        (directory / MODEL_FILE).write_bytes(b"placeholder, not a real Keras file")
+    """A models/<name>/ folder: the committed tiny persona (a real, small trained model)
+    under another name; without `with_model` the model.keras file is left out."""
+    shutil.copytree(TINY_PERSONA, directory, dirs_exist_ok=True)
+    card = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
+    card["name"] = directory.name
+    (directory / CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
+    if not with_model:
+        (directory / MODEL_FILE).unlink()
     return directory
 
 

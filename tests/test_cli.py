@@ -55,7 +55,7 @@ def test_check_shows_what_would_run(ada_config: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "persona ada:" in out
-    assert "1x32 LSTM, 2.500 bits/char on validation" in out
+    assert "70 tokens, 2x24 LSTM, 3.513 bits/char on validation" in out
     assert "publisher: outbox" in out and "ada.jsonl, unlisted" in out
     assert "schedule: every 60 min (UTC)" in out
     [runs] = [line for line in out.splitlines() if "next runs:" in line]
