@@ -125,7 +125,7 @@ def test_fine_tuning_maps_the_vocabularies(tmp_path: Path) -> None:
         (b"", "no text"),
         (b"\x00\x01\x02binary\x00", "looks binary"),
         ("Caf\u00e9 au lait".encode("latin-1") * 10, "not UTF-8"),
-        (b'{"text": "fine"}\n{"txt": "oops"}\n', ':2: not a JSON object with a "text" field'),
+        (b'{"text": "fine"}\n{"txt": "oops"}\n', ":2 is not a corpus record"),
     ],
 )
 def test_bad_corpora_are_one_clear_line(tmp_path: Path, content: bytes, message: str) -> None:

@@ -1,7 +1,8 @@
 """Corpus -> token ids: read files, split train/validation, build the vocabulary, encode.
 
-Plain text (files or folders of .txt) is split into paragraphs at blank lines, hard-wrapped
-lines are joined, and each paragraph becomes a document; JSONL files (one post per line with
+Plain text (files or folders of .txt; a Project Gutenberg header and licence are dropped) is
+split into paragraphs at blank lines, hard-wrapped lines are joined (bot/corpus/text.py, as
+`bot scrape text` does), and each paragraph becomes a document; JSONL files (one post per line with
 a "text" field, as `bot scrape` writes) give one document per post. Every document ends with
 the end-of-post token, so the model learns where a post ends.
 
@@ -13,9 +14,7 @@ Pure Python + NumPy; TensorFlow is not needed here.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bot.card import EOS, N_SPECIAL, NORMALISE, UNK
+from bot.corpus import read_jsonl
+from bot.corpus.text import read_text, split_paragraphs, strip_gutenberg
 from bot.errors import CorpusError
 
 TEXT_SUFFIXES = {".txt", ".text"}  # what a folder contributes; named files may be anything
@@ -62,50 +63,6 @@ class Vocab:
                 out.extend(stoi.get(ch, UNK) for ch in doc)
             out.append(EOS)
         return np.asarray(out, dtype=np.int32)
-
-
-def paragraphs(text: str) -> list[str]:
-    """Split at blank lines and join hard-wrapped lines: one paragraph per document."""
-    paras = []
-    for block in re.split(r"\n\s*\n", text):
-        para = re.sub(r"[ \t]*\n[ \t]*", " ", block.strip())
-        para = re.sub(r"[ \t]{2,}", " ", para)
-        if para:
-            paras.append(para)
-    return paras
-
-
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise CorpusError(
-            f"{path}: looks binary (NUL bytes)", "pass plain UTF-8 text or JSONL posts"
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError(
-            f"{path}: not UTF-8 (byte {err.start})",
-            "convert it, e.g. `iconv -f latin1 -t utf-8`",
-        ) from err
-
-
-def _read_posts(path: Path) -> list[str]:
-    posts = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            text = record["text"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise CorpusError(
-                f'{path}:{lineno}: not a JSON object with a "text" field',
-                "write one post per line as `bot scrape` does",
-            ) from err
-        if isinstance(text, str) and text.strip():
-            posts.append(text.strip())
-    return posts
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -150,16 +107,16 @@ def load_corpus(
         n_bytes += path.stat().st_size
         sha.update(path.read_bytes())
         if path.suffix.lower() in POST_SUFFIXES:
-            posts = _read_posts(path)
+            posts = [d.text.strip() for d in read_jsonl(path) if d.text.strip()]
             if normalise:
                 posts = [p.translate(NORMALISE) for p in posts]
             for post in posts:
                 (val if rng.random() < val_fraction else train).append(post)
         else:
-            text = _read_text(path)
+            text = strip_gutenberg(read_text(path))
             if normalise:
                 text = text.translate(NORMALISE)
-            paras = paragraphs(text)
+            paras = split_paragraphs(text)
             # Hold out the last part of the document, at a paragraph boundary.
             total = sum(map(len, paras))
             cut, seen = len(paras), 0
