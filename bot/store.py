@@ -98,6 +98,29 @@ def m001_initial(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+@migration
+def m002_mentions(db: sqlite3.Connection) -> None:
+    """Replies (issue 8): one row per mention handled, answered or deliberately skipped.
+    `reason` is a stable skip reason (too_old, nobot, account_limit, ...); the per-account
+    reply limit counts `replied` rows by `acct` and time."""
+    db.execute(
+        """CREATE TABLE mentions (
+            id INTEGER PRIMARY KEY,
+            persona TEXT NOT NULL,
+            notification_id TEXT NOT NULL,
+            status_id TEXT,
+            in_reply_to_id TEXT,
+            acct TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('replied', 'skipped')),
+            reason TEXT,
+            reply_remote_id TEXT,
+            created_at_utc TEXT NOT NULL,
+            UNIQUE (persona, notification_id)
+        )"""
+    )
+    db.execute("CREATE INDEX mentions_by_acct ON mentions (persona, acct, outcome, created_at_utc)")
+
+
 @dataclass(frozen=True)
 class PostRow:
     id: int
@@ -407,6 +430,82 @@ class Store:
     def heartbeats(self) -> dict[str, datetime]:
         rows = self._query("SELECT name, at_utc FROM heartbeats ORDER BY name")
         return {row["name"]: _parse_ts(row["at_utc"]) for row in rows}
+
+    # --- mentions (replies) -----------------------------------------------------------
+
+    def record_mention(
+        self,
+        persona: str,
+        notification_id: str,
+        acct: str,
+        outcome: Literal["replied", "skipped"],
+        *,
+        status_id: str | None = None,
+        in_reply_to_id: str | None = None,
+        reason: str | None = None,
+        reply_remote_id: str | None = None,
+        at: datetime | None = None,
+    ) -> bool:
+        """Record how a mention was handled, once; False if it already was. `at` (UTC,
+        default now) is what the per-account limit counts from."""
+        when = isoformat_utc(at) if at is not None else self._ts()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO mentions (persona, notification_id, status_id, in_reply_to_id, acct,"
+                " outcome, reason, reply_remote_id, created_at_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (persona, notification_id) DO NOTHING",
+                (
+                    persona,
+                    notification_id,
+                    status_id,
+                    in_reply_to_id,
+                    acct.lower(),
+                    outcome,
+                    reason,
+                    reply_remote_id,
+                    when,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def mention_outcome(self, persona: str, notification_id: str) -> str | None:
+        """'replied', 'skipped', or None when the mention was never handled."""
+        rows = self._query(
+            "SELECT outcome FROM mentions WHERE persona = ? AND notification_id = ?",
+            (persona, notification_id),
+        )
+        return rows[0]["outcome"] if rows else None
+
+    def mention_answered_by(
+        self, persona: str, reply_remote_id: str
+    ) -> tuple[str | None, str | None] | None:
+        """(status_id, in_reply_to_id) of the mention our status `reply_remote_id`
+        answered, or None when that status is not one of our replies."""
+        rows = self._query(
+            "SELECT status_id, in_reply_to_id FROM mentions WHERE persona = ?"
+            " AND reply_remote_id = ?",
+            (persona, reply_remote_id),
+        )
+        return (rows[0]["status_id"], rows[0]["in_reply_to_id"]) if rows else None
+
+    def replies_since(self, persona: str, acct: str, since: datetime) -> int:
+        """How many mentions by `acct` the persona answered at or after `since`."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM mentions WHERE persona = ? AND acct = ?"
+            " AND outcome = 'replied' AND created_at_utc >= ?",
+            (persona, acct.lower(), isoformat_utc(since)),
+        )
+        return int(rows[0]["n"])
+
+    def mention_skip_counts(self, persona: str) -> dict[str, int]:
+        """Skip reason -> count (for `bot status`), most frequent first."""
+        rows = self._query(
+            "SELECT reason, COUNT(*) AS n FROM mentions WHERE persona = ? AND outcome = 'skipped'"
+            " GROUP BY reason ORDER BY n DESC, reason",
+            (persona,),
+        )
+        return {row["reason"]: row["n"] for row in rows}
 
 
 def _parse_ts(text: str) -> datetime:

@@ -1,0 +1,452 @@
+"""Replies: answer mentions in the persona's voice, with the manners of a polite bot.
+
+    Replier(runner, publisher, store, now=clock).poll()   # every replies.interval_minutes
+
+One poll reads the account's `mention` notifications after the cursor kept in the store
+(`replies:<persona>`), oldest first, and handles each one exactly once:
+
+    skip?   already handled | own post | older than max_age_minutes | a bot account (unless
+            in bot_allowlist) | #nobot in the author's profile | a thread deeper than
+            max_thread_depth | per_account_per_hour replies already sent to the author
+    answer  claim slot `reply:<notification id>` -> compose(prompt = the mention's text,
+            mentions and links removed) through the persona's filters -> publish
+            "@author <text>" in reply to the mention, never more public than the mention,
+            with idempotency key `revenant:<persona>:reply:<notification id>`
+    record  the reply (or the skip and its reason) and the cursor, in one transaction
+
+The cursor moves only past a mention whose reply or skip is recorded. A transient server
+failure stops the batch with the cursor before the failed mention, so the next poll
+retries it with the same idempotency key: nothing is lost and nothing is posted twice.
+An error is logged and stored, never posted. Reads the Mastodon client of a
+`MastodonPublisher`; never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NoReturn, cast
+from urllib.parse import urlsplit
+
+from mastodon import MastodonError, MastodonIllegalArgumentError
+
+from bot.corpus.clean import html_to_text
+from bot.errors import ConfigError, ModelError, PublishError
+from bot.log import event
+from bot.persona import MAX_SLOT_ATTEMPTS, STALE_CLAIM, Persona
+from bot.publishers.base import Post, Publisher, Receipt, Visibility
+from bot.publishers.mastodon import MastodonPublisher
+from bot.store import Store, utc_now
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------
+PAGE_LIMIT = 40  # notifications per request (Mastodon's maximum)
+MAX_PAGES = 5  # pages per poll; the rest waits for the next poll
+PROMPT_MAX_CHARS = 200  # the mention's last characters prime the sampler
+MAX_VISIBILITY: Visibility = "unlisted"  # replies to public mentions (mstdn-ebooks' rule)
+# ---------------------------------------------------------------------------------------
+
+Outcome = Literal["replied", "skipped", "already_handled", "failed"]
+SKIP_REASONS = (
+    "own_post",  # the bot's own status
+    "no_status",  # the notification has no status, or it was deleted
+    "too_old",  # older than replies.max_age_minutes
+    "bot_account",  # the author is flagged as a bot and not in replies.bot_allowlist
+    "nobot",  # #nobot in the author's bio, profile fields or name
+    "thread_too_deep",  # more than replies.max_thread_depth posts above the mention
+    "account_limit",  # replies.per_account_per_hour reached for the author
+    "no_candidate",  # every sampled reply failed the persona's filters
+    "publish_refused",  # the server refused the reply for good (e.g. 422)
+    "gave_up",  # retried MAX_SLOT_ATTEMPTS times, or the idempotency key expired
+)
+_PUBLICNESS: dict[str, int] = {"direct": 0, "private": 1, "unlisted": 2, "public": 3}
+_NOBOT = re.compile(r"#nobot\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    """What one mention came to. `reason` is a SKIP_REASONS entry when skipped."""
+
+    notification_id: str
+    outcome: Outcome
+    acct: str | None = None
+    reason: str | None = None
+    text: str | None = None
+    receipt: Receipt | None = None
+    error: str | None = None
+
+
+def reply_visibility(
+    mention: str, persona: Visibility, cap: Visibility = MAX_VISIBILITY
+) -> Visibility:
+    """The most public a reply may be: no more than the mention, the persona or `cap`.
+    An unknown visibility (e.g. a server's "limited") counts as direct."""
+    level = min(_PUBLICNESS.get(mention, 0), _PUBLICNESS[persona], _PUBLICNESS[cap])
+    return cast(Visibility, next(k for k, v in _PUBLICNESS.items() if v == level))
+
+
+def mention_prompt(html: str) -> str:
+    """The mention's text for priming: HTML to text, @mentions and links removed, the
+    last PROMPT_MAX_CHARS characters."""
+    text = html_to_text(html, keep_links=False, hashtags="keep")
+    return " ".join(text.split())[-PROMPT_MAX_CHARS:].strip()
+
+
+def has_nobot(account: Mapping[str, Any]) -> bool:
+    """#nobot in the profile note, a profile field's name or value, or the display name."""
+    parts = [str(account.get("display_name") or ""), str(account.get("note") or "")]
+    for entry in account.get("fields") or ():
+        parts += [str(entry.get("name") or ""), str(entry.get("value") or "")]
+    return any(_NOBOT.search(html_to_text(part)) or _NOBOT.search(part) for part in parts)
+
+
+def _id_key(value: str) -> tuple[int, int, str]:
+    """Mastodon ids are decimal strings; compare them as numbers."""
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def _aware(moment: Any) -> datetime | None:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _Stop(Exception):
+    """End the poll here; the cursor stays before this mention (retried next poll)."""
+
+    def __init__(self, result: ReplyResult | None) -> None:
+        super().__init__(result.error if result else None)
+        self.result = result
+
+
+class Replier:
+    """Answers one persona's mentions; `poll()` is one run of the replies job."""
+
+    def __init__(
+        self,
+        runner: Persona,
+        publisher: Publisher,
+        store: Store,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        max_visibility: Visibility = MAX_VISIBILITY,
+        page_limit: int = PAGE_LIMIT,
+        max_pages: int = MAX_PAGES,
+    ) -> None:
+        if not isinstance(publisher, MastodonPublisher):
+            raise ConfigError(
+                f"persona {runner.name}: replies need the mastodon publisher "
+                f"(got {publisher.name})",
+                f"set personas.{runner.name}.publisher: mastodon, or replies.enabled: false",
+            )
+        self.runner = runner
+        self.publisher = publisher
+        self.store = store
+        self.now = now
+        self.settings = runner.settings.replies
+        self.max_visibility = max_visibility
+        self.page_limit = page_limit
+        self.max_pages = max_pages
+        self.cursor_name = f"replies:{runner.name}"
+        self._me: str | None = None  # our account id, read once
+        host = urlsplit(publisher.base_url).netloc.lower()
+        self._allow = {_norm(a) for a in self.settings.bot_allowlist}
+        self._allow |= {a.removesuffix(f"@{host}") for a in self._allow if host}
+        self._personas: dict[int, Persona] = {}  # reply persona by length budget
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    # -- the job -------------------------------------------------------------------------
+
+    def poll(self) -> list[ReplyResult]:
+        """Handle every new mention, oldest first; stop at a transient failure.
+
+        Read failures are stored and logged: a transient one (5xx, timeout, 429) ends the
+        poll quietly, a permanent one (401/403) is raised for the daemon to act on.
+        """
+        results: list[ReplyResult] = []
+        try:
+            me = self._account_id()
+            for _ in range(self.max_pages):
+                cursor = self.store.get_cursor(self.cursor_name)
+                page = self._fetch(cursor)
+                mentions = [n for n in page if n.get("type") == "mention"]
+                for notification in mentions:
+                    results.append(self._handle(notification, me))
+                if len(mentions) < len(page):
+                    # A server that ignores `types[]` (< 3.5) sent other notifications too;
+                    # every mention among them is handled, so the cursor may pass them all.
+                    self.store.set_cursor(self.cursor_name, str(page[-1]["id"]))
+                if len(page) < self.page_limit:
+                    break
+        except _Stop as stop:
+            if stop.result is not None:
+                results.append(stop.result)
+        return results
+
+    # -- one mention ---------------------------------------------------------------------
+
+    def _handle(self, notification: Mapping[str, Any], me: str) -> ReplyResult:
+        nid = str(notification["id"])
+        account = notification.get("account") or {}
+        acct = str(account.get("acct") or "")
+        status = notification.get("status")
+        if self.store.mention_outcome(self.name, nid) is not None:
+            self.store.set_cursor(self.cursor_name, nid)
+            return ReplyResult(nid, "already_handled", acct)
+        slot_key = f"reply:{nid}"
+        if not status or not acct:
+            return self._skip(nid, acct, None, "no_status")
+        status_id = str(status["id"])
+        reason = self._refusal(account, status, me, slot_key)
+        if reason is None and self._over_limit(acct):
+            reason = "account_limit"
+        if reason is None:
+            reason = self._thread_refusal(nid, acct, status)
+        if reason is not None:
+            return self._skip(nid, acct, status_id, reason)
+        refused = self._claim(slot_key)
+        if refused == "already_claimed":
+            self.store.set_cursor(self.cursor_name, nid)
+            return ReplyResult(nid, "already_handled", acct)
+        if refused is not None:
+            return self._skip(nid, acct, status_id, refused)
+        return self._answer(nid, acct, status, slot_key)
+
+    def _refusal(
+        self, account: Mapping[str, Any], status: Mapping[str, Any], me: str, slot_key: str
+    ) -> str | None:
+        """Why this mention must not be answered (no network), or None."""
+        author = account.get("id")
+        status_author = (status.get("account") or {}).get("id")
+        if str(author) == me or str(status_author) == me:
+            return "own_post"
+        created = _aware(status.get("created_at"))
+        max_age = timedelta(minutes=self.settings.max_age_minutes)
+        # A mention already attempted is bounded by its claim's age instead (see _claim).
+        if (
+            created is not None
+            and self.now() - created > max_age
+            and self.store.slot(self.name, slot_key) is None
+        ):
+            return "too_old"
+        if account.get("bot") and _norm(str(account.get("acct"))) not in self._allow:
+            return "bot_account"
+        if has_nobot(account):
+            return "nobot"
+        return None
+
+    def _thread_refusal(self, nid: str, acct: str, status: Mapping[str, Any]) -> str | None:
+        """thread_too_deep when more than max_thread_depth posts sit above the mention.
+
+        The server's thread (status_context) counts every post above; a token without
+        read:statuses gets a 403 there, and then our own records count the exchanges
+        with us (a lower bound, but it still ends a loop between two bots)."""
+        if status.get("in_reply_to_id") is None:
+            return None
+        try:
+            context = self.publisher._client.status_context(status["id"])
+            depth = len(context.get("ancestors") or ())
+        except MastodonIllegalArgumentError:
+            raise
+        except MastodonError as err:
+            failure = self.publisher._translate(err, "read the thread")
+            if failure.status_code == 404:
+                return "no_status"
+            if failure.status_code != 403:
+                self._fail(nid, acct, f"reply:{nid}", "replies_thread", failure)
+            event(log, "thread_unreadable", logging.WARNING, persona=self.name, notification=nid,
+                  error=failure.message, hint="give the token read:statuses")  # fmt: skip
+            depth = self._known_depth(status)
+        return "thread_too_deep" if depth > self.settings.max_thread_depth else None
+
+    def _known_depth(self, status: Mapping[str, Any]) -> int:
+        """Posts above `status` that our records know: each of our replies and the
+        mention it answered, up the chain; a post that is not ours ends the walk."""
+        depth, parent = 0, status.get("in_reply_to_id")
+        while parent is not None and depth <= self.settings.max_thread_depth:
+            depth += 1  # the post replied to
+            link = self.store.mention_answered_by(self.name, str(parent))
+            if link is None or link[0] is None:
+                break
+            depth += 1  # the mention our reply answered
+            parent = link[1]
+        return depth
+
+    def _over_limit(self, acct: str) -> bool:
+        since = self.now() - timedelta(hours=1)
+        return (
+            self.store.replies_since(self.name, acct, since) >= self.settings.per_account_per_hour
+        )
+
+    def _claim(self, slot_key: str) -> str | None:
+        """Own the slot (None) or say why not: already_claimed or gave_up.
+
+        A slot left `claimed` (crash between publish and record) or `failed` (transient)
+        is retried with the same idempotency key while Mastodon still remembers the key
+        (STALE_CLAIM); after that a retry could post twice, so the mention is given up.
+        """
+        store, name = self.store, self.name
+        if store.claim_slot(name, slot_key):
+            return None
+        row = store.slot(name, slot_key)
+        if row is None or row.status in ("posted", "skipped"):
+            return "already_claimed"
+        if self.now() - datetime.fromisoformat(row.claimed_at_utc) >= STALE_CLAIM:
+            store.mark_slot(name, slot_key, "skipped")
+            store.record_failure(name, slot_key, "reply", "idempotency key expired; not retried",
+                                 transient=False)  # fmt: skip
+            return "gave_up"
+        if row.status == "failed":
+            return None if store.retry_slot(name, slot_key, MAX_SLOT_ATTEMPTS) else "gave_up"
+        return None  # claimed: re-run with the same key
+
+    def _answer(self, nid: str, acct: str, status: Mapping[str, Any], slot_key: str) -> ReplyResult:
+        s = self.runner.settings
+        handle = f"@{acct}"
+        status_id = str(status["id"])
+        prompt = mention_prompt(str(status.get("content") or ""))
+        persona = self._persona_for(handle)
+        try:
+            comp = persona.compose(prompt=prompt or None)
+        except ModelError as err:  # keep the mention for the next poll, tell the daemon
+            self.store.mark_slot(self.name, slot_key, "failed")
+            self.store.record_failure(self.name, slot_key, "model", str(err), transient=True)
+            raise
+        rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
+        if not comp.chosen:
+            with self.store.transaction():
+                self.store.record_rejections(self.name, slot_key, rejected)
+                self.store.mark_slot(self.name, slot_key, "skipped")
+                return self._skip(nid, acct, status_id, "no_candidate")
+        text = f"{handle} {comp.chosen[0].text}"
+        post = Post(
+            persona=self.name,
+            text=text,
+            idempotency_key=f"revenant:{self.name}:{slot_key}",
+            visibility=reply_visibility(
+                str(status.get("visibility") or "direct"), s.visibility, self.max_visibility
+            ),
+            spoiler_text=s.spoiler_text or str(status.get("spoiler_text") or ""),
+            language=s.language,
+            sensitive=s.sensitive or bool(status.get("sensitive")),
+            in_reply_to_id=status_id,
+        )
+        try:
+            receipt = self.publisher.publish(post)
+        except PublishError as err:
+            if err.transient or err.status_code in (401, 403):
+                self._fail(nid, acct, slot_key, "reply", err)
+            self.store.record_failure(self.name, slot_key, "reply", str(err), transient=False)
+            with self.store.transaction():
+                self.store.mark_slot(self.name, slot_key, "skipped")
+                result = self._skip(nid, acct, status_id, "publish_refused")
+            return replace(result, error=err.message)
+        with self.store.transaction():
+            self.store.record_post(
+                self.name, slot_key, text, receipt, kind="reply", rejections=rejected
+            )
+            parent = status.get("in_reply_to_id")
+            self.store.record_mention(self.name, nid, acct, "replied", status_id=status_id,
+                                      in_reply_to_id=None if parent is None else str(parent),
+                                      reply_remote_id=receipt.remote_id, at=self.now())  # fmt: skip
+            self.store.set_cursor(self.cursor_name, nid)
+        event(log, "replied", persona=self.name, notification=nid, to=acct,
+              visibility=post.visibility, id=receipt.remote_id, url=receipt.url or "")  # fmt: skip
+        return ReplyResult(nid, "replied", acct, text=text, receipt=receipt)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _skip(self, nid: str, acct: str, status_id: str | None, reason: str) -> ReplyResult:
+        """Record a deliberate skip and move the cursor past it, in one transaction."""
+        with self.store.transaction():
+            self.store.record_mention(
+                self.name, nid, acct or "?", "skipped", status_id=status_id, reason=reason,
+                at=self.now(),
+            )  # fmt: skip
+            self.store.set_cursor(self.cursor_name, nid)
+        event(log, "reply_skipped", persona=self.name, notification=nid, to=acct, why=reason)
+        return ReplyResult(nid, "skipped", acct, reason=reason)
+
+    def _fail(self, nid: str, acct: str, slot_key: str, kind: str, err: PublishError) -> NoReturn:
+        """Store the failure, keep the cursor before this mention and stop the batch;
+        a permanent (401/403) failure is raised for the daemon."""
+        if self.store.slot(self.name, slot_key) is not None:
+            self.store.mark_slot(self.name, slot_key, "failed")
+        self.store.record_failure(self.name, slot_key, kind, str(err), transient=err.transient)
+        event(log, "reply_failed", logging.ERROR, persona=self.name, notification=nid, to=acct,
+              transient=err.transient, error=err.message)  # fmt: skip
+        if not err.transient:
+            raise err
+        raise _Stop(ReplyResult(nid, "failed", acct, error=err.message))
+
+    # -- Mastodon reads ------------------------------------------------------------------
+
+    def _read_failed(self, err: MastodonError, action: str) -> NoReturn:
+        """A failed read before any mention: stored and logged; a transient one ends the
+        poll quietly, a permanent one (401/403) is raised for the daemon to act on."""
+        failure = self.publisher._translate(err, action)
+        self.store.record_failure(self.name, self.cursor_name, "replies_read", str(failure),
+                                  transient=failure.transient)  # fmt: skip
+        event(log, "replies_read_failed", logging.ERROR, persona=self.name,
+              transient=failure.transient, error=failure.message)  # fmt: skip
+        if not failure.transient:
+            raise failure from None
+        raise _Stop(None)
+
+    def _account_id(self) -> str:
+        if self._me is None:
+            try:
+                me = self.publisher._client.account_verify_credentials()
+            except MastodonIllegalArgumentError:
+                raise
+            except MastodonError as err:
+                self._read_failed(err, "verify the token")
+            self._me = str(me["id"])
+        return self._me
+
+    def _fetch(self, cursor: str | None) -> list[Mapping[str, Any]]:
+        """The next notifications after `cursor`, oldest first (the newest page when
+        None); mentions only, unless the server ignores the type filter."""
+        try:
+            page = self.publisher._client.notifications(
+                types=["mention"], min_id=cursor, limit=self.page_limit
+            )
+        except MastodonIllegalArgumentError:
+            raise
+        except MastodonError as err:
+            self._read_failed(err, "read notifications")
+        items: list[Mapping[str, Any]] = list(page or [])
+        if cursor is not None:
+            items = [n for n in items if _id_key(str(n["id"])) > _id_key(cursor)]
+        return sorted(items, key=lambda n: _id_key(str(n["id"])))
+
+    def _persona_for(self, handle: str) -> Persona:
+        """The runner with room for `handle ` in the instance limit and without the
+        prompt echoed (a reply never repeats what it was told)."""
+        budget = self.publisher.max_chars() - self.runner.length(handle + " ")
+        if budget not in self._personas:
+            r = self.runner
+            self._personas[budget] = Persona(
+                replace(r.settings, include_prompt=False),
+                store=self.store,
+                publisher=self.publisher,
+                rng=r.rng,
+                now=r.now,
+                model=r.model,
+                length=r.length,
+                max_chars=max(budget, 1),
+            )
+        return self._personas[budget]
+
+
+def _norm(acct: str) -> str:
+    return acct.strip().lstrip("@").lower()
