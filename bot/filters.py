@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
@@ -88,19 +88,32 @@ class Rules:
     duplicate_jaccard: float = 0.6
     mentions: Literal["reject", "strip"] = "reject"
     urls: Literal["reject", "strip"] = "reject"
-    _history_shingles: list[set[str]] = field(default_factory=list, repr=False)
+    _seen: list[set[str]] | None = field(default=None, repr=False)
 
-    @cached_property
+    @property
     def blocked(self) -> re.Pattern[str] | None:
-        words = sorted({w.lower().translate(LEET) for w in self.blocklist if w.strip()}, key=len)
-        if not words:
-            return None
-        alternatives = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in reversed(words))
-        return re.compile(rf"(?<![a-z])(?:{alternatives})(?![a-z])")
+        return _blocklist_pattern(tuple(self.blocklist))
 
-    @cached_property
+    @property
     def history_shingles(self) -> list[set[str]]:
-        return [shingles(t) for t in self.history]
+        """Shingles of the history, computed once, plus everything `remember`ed since."""
+        if self._seen is None:
+            self._seen = [shingles(t) for t in self.history]
+        return self._seen
+
+    def remember(self, text: str) -> None:
+        """Count a freshly chosen post as history, so later rounds never repeat it."""
+        self.history_shingles.append(shingles(text))
+
+
+@lru_cache(maxsize=16)
+def _blocklist_pattern(blocklist: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for the whole list, compiled once per distinct list (~900 words)."""
+    words = sorted({w.lower().translate(LEET) for w in blocklist if w.strip()}, key=len)
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in reversed(words))
+    return re.compile(rf"(?<![a-z])(?:{alternatives})(?![a-z])")
 
 
 def _normal(text: str) -> str:

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -288,11 +288,12 @@ class Persona:
                 Candidate(join_post(this_prompt, x.text, s.include_prompt), x.mean_logprob, x.stop)
                 for x in samples
             ]
-            # Earlier survivors count as history, so two picks are never alike.
-            round_rules = replace(rules, history=[*rules.history, *(c.text for c in survivors)])
-            verdicts = apply(cands, round_rules)
+            verdicts = apply(cands, rules)
             comp.verdicts += verdicts
-            survivors += [v.candidate for v in verdicts if v.ok]
+            for v in verdicts:
+                if v.ok:  # earlier survivors count as history: two picks are never alike
+                    survivors.append(v.candidate)
+                    rules.remember(v.candidate.text)
             if len(survivors) >= want:
                 break
         comp.chosen = rank(survivors, s.ranking, self.rng)[:want] if survivors else []
