@@ -134,13 +134,19 @@ def cli(
 
 @cli.command()
 @persona_option
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also verify Mastodon tokens with their instances (the only networked check).",
+)
 @pass_app
-def check(app: App, personas: tuple[str, ...]) -> None:
+def check(app: App, personas: tuple[str, ...], online: bool) -> None:
     """Validate config and persona models offline; show what would run.
 
     \b
-    Example:
+    Examples:
       bot check -p nietzsche
+      bot check --online        # token, account, bot flag, the instance's length limit
     """
     config = app.config()
     now = datetime.now(UTC)
@@ -157,8 +163,49 @@ def check(app: App, personas: tuple[str, ...]) -> None:
         click.echo(f"  schedule: {persona.schedule.describe()}")
         times = persona.schedule.next_run_times(now, 3)
         click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
+        if online and persona.publisher == "mastodon":
+            _check_online(config, persona)
         ready += 1
     click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
+
+
+def _check_online(config: Config, persona: Persona) -> None:
+    from bot.account import online_check
+
+    info = online_check(config, persona)
+    flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
+    click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
+    click.echo(f"  instance limit: {info['instance_limit']} characters per post")
+    if info["missing_scopes"]:
+        click.echo(f"  token lacks scopes: {', '.join(info['missing_scopes'])}")
+
+
+@cli.command()
+@persona_option
+@click.option("--note", help="Set the profile note (the persona's disclaimer) to this text.")
+@pass_app
+def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
+    """Flag each Mastodon persona's account as a bot; optionally set its profile note.
+
+    \b
+    Example:
+      bot setup -p nietzsche --note "Generated text in the voice of F. Nietzsche. A bot."
+    """
+    from bot.account import setup_account
+
+    config = app.config()
+    done = 0
+    for persona in config.select(personas):
+        if persona.publisher != "mastodon":
+            click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
+            continue
+        info = setup_account(config, persona, note)
+        click.echo(
+            f"{persona.name}: {info.acct} is flagged as a bot" + (", note set" if note else "")
+        )
+        done += 1
+    if not done:
+        raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
 
 
 def _describe_model(persona: Persona) -> str:
