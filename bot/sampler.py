@@ -252,28 +252,35 @@ class Sampler:
         top_p: float,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pick one token per row; return it and its log-probability under the model (T=1)."""
-        logits = logits.astype(np.float64)
-        logits[:, UNK] = -np.inf  # never write the replacement character into a post
-        logp = logits - _logsumexp(logits)
+        """Pick one token per row; return it and its log-probability under the model (T=1).
+
+        Inverse-CDF sampling on unnormalised weights: a handful of NumPy calls per step,
+        which matters at batch 1 where the matrix products are small."""
+        z = logits.astype(np.float64)
+        z[:, UNK] = -np.inf  # never write the replacement character into a post
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)  # softmax at T=1, unnormalised
+        rows = np.arange(len(z))
         if temperature <= 0:
-            tokens = logp.argmax(axis=1)
+            tokens = z.argmax(axis=1)
         else:
-            scaled = logp / temperature
-            if 0 < top_k < scaled.shape[1]:
-                kth = np.partition(scaled, -top_k, axis=1)[:, -top_k][:, None]
-                scaled = np.where(scaled < kth, -np.inf, scaled)
+            w = e if temperature == 1.0 else np.exp(z / temperature)
+            if 0 < top_k < w.shape[1]:
+                kth = np.partition(w, -top_k, axis=1)[:, -top_k][:, None]
+                w = np.where(w < kth, 0.0, w)
             if top_p < 1.0:
-                order = np.argsort(-scaled, axis=1)
-                sorted_p = np.exp(np.take_along_axis(scaled, order, 1) - _logsumexp(scaled))
+                order = np.argsort(-w, axis=1)
+                sorted_w = np.take_along_axis(w, order, 1)
+                mass = np.cumsum(sorted_w, axis=1) / sorted_w.sum(axis=1, keepdims=True)
                 # keep the smallest prefix whose mass reaches top_p (always the top token)
-                cut = np.cumsum(sorted_p, axis=1) - sorted_p >= top_p
+                cut = mass - sorted_w / sorted_w.sum(axis=1, keepdims=True) >= top_p
                 mask = np.zeros_like(cut)
                 np.put_along_axis(mask, order, cut, axis=1)
-                scaled = np.where(mask, -np.inf, scaled)
-            # Gumbel-max: argmax(log p / T + Gumbel noise) samples softmax(log p / T).
-            tokens = (scaled + rng.gumbel(size=scaled.shape)).argmax(axis=1)
-        return tokens, logp[np.arange(len(tokens)), tokens]
+                w = np.where(mask, 0.0, w)
+            cum = np.cumsum(w, axis=1)
+            u = (1.0 - rng.random((len(z), 1))) * cum[:, -1:]  # in (0, total]
+            tokens = (cum < u).sum(axis=1)
+        return tokens, z[rows, tokens] - np.log(e.sum(axis=1))
 
     @staticmethod
     def _finish(text: str, logprob: float, stop: str, max_chars: int) -> Sample:
@@ -290,11 +297,6 @@ def _snake(name: str) -> str:
     """Keras' own to_snake_case: "LSTM" -> "lstm", "InputLayer" -> "input_layer"."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    m = x.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
