@@ -248,15 +248,32 @@ def _describe_publisher(config: Config, persona: Persona) -> str:
     help="Recent posts per persona.",
 )
 @json_option
+@click.option(
+    "--check", "check_alive", is_flag=True, help="Exit 1 if the daemon's heartbeat is stale."
+)
+@click.option(
+    "--max-age-seconds",
+    default=180.0,  # 6 x bot.scheduler.HEARTBEAT_SECONDS (a test keeps them in step)
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="With --check: how old the heartbeat may be.",
+)
 @pass_app
-def status(app: App, personas: tuple[str, ...], limit: int, as_json: bool) -> None:
+def status(
+    app: App, personas: tuple[str, ...], limit: int, as_json: bool, check_alive: bool,
+    max_age_seconds: float,
+) -> None:  # fmt: skip
     """Show recent posts, rejection counts, failures and heartbeats.
 
     \b
-    Example:
+    Examples:
       bot status -p nietzsche -n 10
+      bot status --check            # liveness probe: exit 1 if `bot run` is not beating
     """
     config = app.config(check_models=False)
+    if check_alive:
+        click.echo(_check_heartbeat(config, max_age_seconds))
+        return
     report = _status_report(config, config.select(personas), limit)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
@@ -273,6 +290,8 @@ def status(app: App, personas: tuple[str, ...], limit: int, as_json: bool) -> No
             click.echo(f"      {_shorten(post['text'], 90)}")
         click.echo(f"  rejections: {_counts(info['rejections'])}")
         click.echo(f"  failures: {_counts(info['failures'])}")
+        if info.get("next_run"):
+            click.echo(f"  next run: {info['next_run']}")
         for failure in info["recent_failures"][:1]:
             click.echo(
                 f"    last: {failure['created_at_utc']} {failure['kind']}: "
@@ -307,6 +326,7 @@ def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[
                 info["recent_failures"] = [
                     asdict(row) for row in store.recent_failures(persona.name, limit)
                 ]
+                info["next_run"] = store.get_cursor(f"next_run:{persona.name}")
             report["personas"][persona.name] = info
         if store is not None:
             report["heartbeats"] = {
@@ -317,6 +337,27 @@ def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[
         if store is not None:
             store.close()
     return report
+
+
+def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
+    """One line when the daemon beat recently; a one-line error (exit 1) otherwise."""
+    from bot.store import Store
+
+    hint = "is `bot run` running? see its log"
+    if not config.store.exists():
+        raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
+    with Store(config.store) as store:
+        beat = store.last_beat("daemon")
+    if beat is None:
+        raise click.ClickException(f"no daemon heartbeat in {config.store} ({hint})")
+    age = (datetime.now(UTC) - beat).total_seconds()
+    when = beat.isoformat().replace("+00:00", "Z")
+    if age > max_age_seconds:
+        raise click.ClickException(
+            f"daemon heartbeat is stale: last at {when}, {age:.0f} s ago "
+            f"(more than {max_age_seconds:g} s; {hint})"
+        )
+    return f"ok: daemon heartbeat {age:.0f} s ago ({when})"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -571,6 +612,60 @@ def eval_persona(
         click.echo(f"filter pass rate: {r.pass_rate:.1%} of {r.candidates} candidates")
         click.echo(f"novel (no {r.novelty_words}-word run from the corpus): {r.novel_rate:.1%}")
         click.echo(f"rejections: {_counts(r.rejections)}")
+
+
+# --- bot run ----------------------------------------------------------------------------
+
+
+@cli.command(name="run")
+@persona_option
+@click.option(
+    "--publisher",
+    "publisher_name",
+    type=click.Choice(["outbox", "mastodon"]),
+    help="Override the configured publisher.",
+)
+@click.option("--once", is_flag=True, help="Post each persona's current slot once, then exit.")
+@pass_app
+def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, once: bool) -> None:
+    """Run the daemon: post on schedule until SIGTERM or Ctrl-C.
+
+    \b
+    Examples:
+      bot run                          # every enabled persona (Procfile: worker: bot run)
+      bot run -p nietzsche --publisher outbox
+      bot run --once                   # one slot each, for cron and tests
+    """
+    import os
+    import sys
+
+    from bot.config import with_overrides
+    from bot.scheduler import Daemon
+    from bot.store import Store
+
+    config = app.config()
+    selected = [
+        with_overrides(p, publisher=publisher_name) for p in config.select(personas) if p.enabled
+    ]
+    with Store(config.store) as store:
+        daemon = Daemon(config, selected, store)
+        if once:
+            results = daemon.run_once()
+            for result in results:
+                url = result.receipt.url or result.receipt.remote_id if result.receipt else ""
+                click.echo(f"{result.slot_key} {result.outcome} {url}".rstrip())
+            failed = [r for r in results if r.outcome in ("failed", "disabled")]
+            if failed:
+                raise click.ClickException(
+                    f"{len(failed)} of {len(results)} wakes failed: {failed[0].error} "
+                    "(see `bot status`)"
+                )
+            return
+        clean = daemon.run()
+    if not clean:  # a wake hung past the grace period; its slot is re-tried after restart
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _register_extensions() -> None:

@@ -1,0 +1,40 @@
+# Revenant: `bot run` in a small image. Runtime requirements only (no TensorFlow: the
+# daemon runs the LSTM in NumPy), a non-root user, state in the /data volume.
+#
+#   docker build -t revenant .
+#   docker run -d --name revenant -v revenant-data:/data -e MASTODON_ACCESS_TOKEN \
+#       --memory 512m revenant
+#   docker stop revenant        # SIGTERM: the post in flight finishes, exit 0 within 10 s
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    REVENANT_CONFIG=/app/config.yaml \
+    REVENANT_HOME=/data
+
+WORKDIR /app
+
+# Dependencies first, so editing the code does not reinstall them.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+RUN pip install --no-deps . && rm -rf build *.egg-info
+
+# The shipped config and persona; mount your own over them (-v ...:/app/config.yaml:ro).
+COPY config.yaml ./
+COPY models ./models
+
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin revenant \
+    && mkdir -p /data && chown revenant:revenant /data
+USER revenant
+VOLUME ["/data"]
+
+# Unhealthy when the daemon has not written its heartbeat for 180 s.
+HEALTHCHECK --interval=60s --timeout=15s --start-period=30s --retries=3 \
+    CMD ["bot", "status", "--check"]
+STOPSIGNAL SIGTERM
+CMD ["bot", "run"]

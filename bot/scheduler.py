@@ -1,0 +1,714 @@
+"""The daemon behind `bot run`: APScheduler 3.x jobs, slot keys, isolation, clean shutdown.
+
+    daemon = Daemon(config, personas, store)   # publishers and models are built here
+    daemon.run()                               # blocks until SIGTERM/SIGINT, then returns
+    daemon.run_once()                          # each persona's current slot once (--once)
+
+Jobs, in one `BlockingScheduler`:
+    post:NAME      interval (a fixed UTC grid) or cron (in the persona's zone), plus jitter;
+                   coalesced, with the persona's misfire grace, one instance at a time
+    first:NAME     one run `first_run_seconds` after start, for the slot now falls in
+    retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
+    replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher is Mastodon
+    heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
+
+Exactly once does not rest on the scheduler. A wake derives its slot key from the
+schedule (the grid cell or the cron fire time that the wake falls in, in UTC, e.g.
+`2026-11-26T14:00Z`) and `Persona.wake` claims it in the store before publishing, so a
+restart inside a slot, or a first run and a scheduled run in the same slot, post once.
+Slots missed while the daemon was down are not replayed: the first run posts the current
+slot (that is the coalesce policy across restarts); in-process misfires follow APScheduler.
+
+Nothing one persona does may stop the daemon: every job is wrapped; an exception is logged
+with its traceback, recorded in the store and counted; a persona that keeps failing skips
+2, 4, 8 then 16 wakes; a token the server refuses (401/403) disables that persona until
+restart. Every line it logs is one `event=... key=value` line. Never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from bot import config as cfg
+from bot.clock import Clock, SystemClock
+from bot.errors import ConfigError, ModelError, PublishError
+from bot.log import event, format_fields
+from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
+from bot.publishers.base import Post, Publisher, Receipt
+from bot.publishers.mastodon import publish_with_retries
+from bot.store import Store, isoformat_utc
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------
+HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
+SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
+PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
+RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
+RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends the wake...
+MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
+IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon forgets a key after 60 min
+MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... wakes
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # interval slots are counted from here, in UTC
+# ---------------------------------------------------------------------------------------
+
+
+# --- slots ------------------------------------------------------------------------------
+
+
+def interval_seconds(schedule: cfg.Schedule) -> float | None:
+    """The interval in seconds (None for cron), rounded to the microsecond."""
+    if schedule.interval_minutes is None:
+        return None
+    return round(schedule.interval_minutes * 60.0, 6)
+
+
+def grid_start(moment: datetime, seconds: float) -> datetime:
+    """Start of the `seconds`-long cell of the UTC grid (anchored at the epoch) holding `moment`."""
+    step = max(1, round(seconds * 1_000_000))
+    elapsed = (moment - EPOCH) // timedelta(microseconds=1)
+    return EPOCH + timedelta(microseconds=elapsed // step * step)
+
+
+def cron_slot(schedule: cfg.Schedule, moment: datetime) -> datetime | None:
+    """The latest cron fire time at or before `moment` (without jitter), or None if none in
+    5 years. Windows grow from an hour, so a frequent cron takes few steps.
+
+    A wall-clock time that happens twice (the hour repeated when DST ends) is one slot: the
+    key is its first occurrence, so `30 2 * * *` posts once on that night, as cron does.
+    """
+    trigger = WallClockCronTrigger(schedule, jitter=False)
+    zone = trigger.zone
+    for window in (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=367),
+                   timedelta(days=5 * 366)):  # fmt: skip
+        fire = trigger.get_next_fire_time(None, moment - window)
+        if fire is None or fire > moment:
+            continue
+        while True:
+            after = trigger.get_next_fire_time(fire, fire)
+            if after is None or after > moment:
+                local = fire.astimezone(zone).replace(fold=0)
+                return local.astimezone(UTC)
+            fire = after
+    return None
+
+
+def format_slot(moment: datetime, step_seconds: float | None = None) -> str:
+    """`2026-11-26T14:00Z`: UTC, to the minute; seconds (or ms) only for sub-minute grids."""
+    moment = moment.astimezone(UTC)
+    if step_seconds is not None and step_seconds % 60:
+        if step_seconds % 1:
+            return isoformat_utc(moment)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def slot_key(schedule: cfg.Schedule, moment: datetime) -> str:
+    """The slot a wake at `moment` posts: the same for every wake inside one slot."""
+    seconds = interval_seconds(schedule)
+    if seconds is not None:
+        return format_slot(grid_start(moment, seconds), seconds)
+    fire = cron_slot(schedule, moment)
+    if fire is None:  # a cron that has not fired for years: the minute is the slot
+        fire = moment.replace(second=0, microsecond=0)
+    return format_slot(fire)
+
+
+class GridTrigger(BaseTrigger):
+    """Every `seconds` on the UTC grid anchored at the epoch, plus 0..`jitter` seconds.
+
+    APScheduler 3's IntervalTrigger counts each run from the previous *jittered* run, so the
+    jitter adds up and runs drift across slot boundaries (two runs in one slot, a slot with
+    none). This trigger snaps back to the grid every time; jitter is capped at half the
+    interval so each run stays inside its own slot.
+    """
+
+    def __init__(self, seconds: float, jitter: float = 0.0) -> None:
+        self.seconds = seconds
+        self.jitter = min(max(0.0, jitter), seconds / 2)
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        step = timedelta(seconds=self.seconds)
+        if previous_fire_time is not None:
+            base = grid_start(previous_fire_time, self.seconds) + step
+        else:
+            start = grid_start(now, self.seconds)
+            base = start if start == now else start + step
+        if self.jitter:
+            base += timedelta(seconds=random.uniform(0, self.jitter))
+        return base
+
+    def __str__(self) -> str:
+        return f"grid[{self.seconds:g}s, jitter {self.jitter:g}s]"
+
+
+class WallClockCronTrigger(BaseTrigger):
+    """The config's cron trigger, made safe across DST changes; fire times are in UTC.
+
+    APScheduler 3.11's CronTrigger compares a folded fire time (the repeated hour when DST
+    ends) by wall clock, so `*/30 * * * *` in Europe/Berlin steps back to 02:30 CEST after
+    02:00 CET, and the scheduler's catch-up loop never ends (agronholm/apscheduler#1021).
+    This wrapper searches from an instant strictly after the previous fire time, in UTC,
+    and never returns an earlier one. Jitter (0..jitter_seconds) is added here.
+    """
+
+    def __init__(self, schedule: cfg.Schedule, *, jitter: bool = True) -> None:
+        self.inner = schedule.trigger(jitter=False)
+        self.zone = ZoneInfo(schedule.timezone)
+        self.jitter = schedule.jitter_seconds if jitter else 0
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = now.astimezone(UTC)
+        floor = previous_fire_time.astimezone(UTC) if previous_fire_time is not None else None
+        if floor is not None:
+            start = max(start, floor + timedelta(microseconds=1))
+        for _ in range(200):  # each step moves on a minute; DST needs at most 60
+            fire = self.inner.get_next_fire_time(None, start.astimezone(self.zone))
+            if fire is None:
+                return None
+            fire = fire.astimezone(UTC)
+            if fire >= start and (floor is None or fire > floor):
+                if self.jitter:
+                    fire += timedelta(seconds=random.uniform(0, self.jitter))
+                return fire
+            start += timedelta(minutes=1)
+        raise RuntimeError(f"cron trigger {self.inner} does not move past {start}")
+
+    def __str__(self) -> str:
+        return f"{self.inner} (DST-safe)"
+
+
+def post_trigger(schedule: cfg.Schedule, *, jitter: bool = True) -> Any:
+    """The post job's trigger: `GridTrigger` for intervals, `WallClockCronTrigger` for cron."""
+    seconds = interval_seconds(schedule)
+    if seconds is not None:
+        return GridTrigger(seconds, schedule.jitter_seconds if jitter else 0.0)
+    return WallClockCronTrigger(schedule, jitter=jitter)
+
+
+def next_run_times(schedule: cfg.Schedule, now: datetime, count: int = 3) -> list[datetime]:
+    """When a daemon started at `now` would post (first run included), without jitter."""
+    zone = ZoneInfo(schedule.timezone)
+    times: list[datetime] = []
+    if schedule.first_run_seconds is not None:
+        times.append(now + timedelta(seconds=schedule.first_run_seconds))
+    trigger = post_trigger(schedule, jitter=False)
+    previous: datetime | None = None
+    while len(times) < count:
+        fire = trigger.get_next_fire_time(previous, now)
+        if fire is None:
+            break
+        times.append(fire)
+        previous = fire
+    return sorted(t.astimezone(zone) for t in times)
+
+
+# --- the daemon -------------------------------------------------------------------------
+
+
+@dataclass
+class _PersonaState:
+    """What the daemon knows about one persona between wakes."""
+
+    settings: cfg.Persona
+    runner: Persona
+    publisher: Publisher
+    lock: threading.Lock
+    streak: int = 0  # failed wakes in a row
+    skip: int = 0  # wakes still to skip (backoff)
+    failures: int = 0  # failed wakes since start
+    disabled: str | None = None  # why, until restart
+    replier: Any = None
+
+
+class Daemon:
+    """Every enabled persona on one scheduler, in one process."""
+
+    def __init__(
+        self,
+        config: cfg.Config,
+        personas: Sequence[cfg.Persona],
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        publishers: Mapping[str, Publisher] | None = None,
+        seed: int | None = None,
+        publish_attempts: int = PUBLISH_ATTEMPTS,
+        retry_base_delay_seconds: float = RETRY_BASE_DELAY_SECONDS,
+        retry_max_delay_seconds: float = RETRY_MAX_DELAY_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+        max_workers: int | None = None,
+    ) -> None:
+        if not personas:
+            raise ConfigError(
+                f"{config.label}: no enabled persona to run",
+                "enable one in config.yaml (enabled: true) or name one with -p",
+            )
+        self.config = config
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.publish_attempts = publish_attempts
+        self.retry_base_delay_seconds = retry_base_delay_seconds
+        self.retry_max_delay_seconds = retry_max_delay_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.max_workers = max_workers or min(20, 2 + 2 * len(personas))
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # APScheduler logs every run at INFO; our own events say the same in one line.
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._start_decided = threading.Event()
+        self._once = False
+        self._lock = threading.Lock()
+        self._stopper: threading.Thread | None = None
+        self._inflight: dict[str, str] = {}  # persona -> slot key being worked on
+        self._active = 0  # jobs running now
+        self._idle = threading.Condition()
+        seeds = np.random.SeedSequence(seed).spawn(len(personas))
+        self.states: dict[str, _PersonaState] = {}
+        for settings, seq in zip(personas, seeds, strict=True):
+            publisher = (publishers or {}).get(settings.name) or build_publisher(config, settings)
+            runner = Persona(
+                settings,
+                store=store,
+                publisher=publisher,
+                rng=np.random.default_rng(seq),
+                now=self.clock.now,
+                length=length_function(settings),
+            )
+            runner.model.get()  # a missing or corrupt model fails `bot run` now, in one line
+            self.states[settings.name] = _PersonaState(
+                settings, runner, publisher, threading.Lock()
+            )
+        self.scheduler = self._build_scheduler()
+
+    # -- scheduling --
+
+    def _build_scheduler(self) -> Any:
+        self._plan: dict[str, tuple[datetime | None, datetime | None]] = {}
+        scheduler = BlockingScheduler(
+            timezone=UTC,
+            executors={
+                "default": ThreadPoolExecutor(
+                    self.max_workers, pool_kwargs={"thread_name_prefix": "revenant-job"}
+                )
+            },
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60},
+        )
+        scheduler.add_listener(self._on_scheduler_event,
+                               EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_SCHEDULER_STARTED)  # fmt: skip
+        now = self.clock.now()  # the wall clock in production; tests align APScheduler to it
+        for name, state in self.states.items():
+            s = state.settings.schedule
+            trigger = post_trigger(s)
+            first_fire = trigger.get_next_fire_time(None, now)
+            scheduler.add_job(self._post_job, trigger, args=[name, "schedule"], id=f"post:{name}",
+                              name=f"post {name}", coalesce=s.coalesce, max_instances=1,
+                              misfire_grace_time=s.misfire_grace_seconds,
+                              next_run_time=first_fire)  # fmt: skip
+            first_run = None
+            if s.first_run_seconds is not None:
+                first_run = now + timedelta(seconds=s.first_run_seconds)
+                scheduler.add_job(self._post_job, "date", run_date=first_run,
+                                  args=[name, "first_run"], id=f"first:{name}",
+                                  name=f"first run {name}", max_instances=1,
+                                  misfire_grace_time=max(60, s.misfire_grace_seconds))  # fmt: skip
+            replies = state.settings.replies
+            if replies.enabled and state.settings.publisher == "mastodon":
+                scheduler.add_job(self._replies_job, "interval",
+                                  seconds=replies.interval_minutes * 60, args=[name],
+                                  id=f"replies:{name}", name=f"replies {name}", coalesce=True,
+                                  max_instances=1, misfire_grace_time=60)  # fmt: skip
+            self._plan[name] = (first_run, first_fire)
+        scheduler.add_job(self._heartbeat_job, "interval", seconds=self.heartbeat_seconds,
+                          id="heartbeat", name="heartbeat", coalesce=True, max_instances=1,
+                          misfire_grace_time=max(1, int(self.heartbeat_seconds)))  # fmt: skip
+        return scheduler
+
+    def _on_scheduler_event(self, ev: Any) -> None:
+        if ev.code == EVENT_SCHEDULER_STARTED:
+            self._started.set()
+            self._start_decided.set()
+        elif ev.code == EVENT_JOB_MISSED:
+            event(log, "wake_missed", logging.WARNING, job=ev.job_id,
+                  scheduled=_iso(ev.scheduled_run_time), why="later than misfire_grace_seconds")  # fmt: skip
+        elif ev.code == EVENT_JOB_MAX_INSTANCES:
+            event(log, "wake_missed", logging.WARNING, job=ev.job_id,
+                  why="the previous run of this job is still going")  # fmt: skip
+
+    def _remove_job(self, job_id: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(job_id)
+
+    def _remember_next(self, name: str, when: datetime) -> None:
+        """Log and store (for `bot status`) when the persona posts next."""
+        at = isoformat_utc(when)
+        event(log, "next_run", persona=name, at=at)
+        self.store.set_cursor(f"next_run:{name}", at)
+
+    def _log_next_run(self, name: str) -> None:
+        if not self._started.is_set() or self._stopping.is_set() or self.states[name].disabled:
+            return
+        job = self.scheduler.get_job(f"post:{name}")
+        when = getattr(job, "next_run_time", None)
+        if job is None or when is None:
+            return
+        now = self.clock.now()
+        if when <= now:  # the scheduler has not moved the job on yet
+            when = job.trigger.get_next_fire_time(when, now)
+        if when is not None:
+            self._remember_next(name, when)
+
+    # -- one wake --
+
+    def wake(self, name: str, *, slot: str | None = None, trigger: str = "schedule") -> WakeResult:
+        """One wake of one persona: the current slot (or `slot`, for a retry), exactly once.
+
+        Never raises: failures are logged, recorded and counted, and come back as outcome
+        `failed` (or `skipped` during backoff, `disabled` after a refused token).
+        """
+        state = self.states[name]
+        now = self.clock.now()
+        key = slot or slot_key(state.settings.schedule, now)
+        if state.disabled:
+            return WakeResult(key, "disabled", error=state.disabled)
+        if self._stopping.is_set():
+            return WakeResult(key, "stopping")
+        self._beat()
+        with state.lock:
+            if slot is None and state.skip:
+                return self._skip(state, key)
+            event(log, "wake", persona=name, slot=key, trigger=trigger)
+            errors: list[PublishError] = []
+            with self._lock:
+                self._inflight[name] = key
+            try:
+                result = state.runner.wake(key, publish=self._publisher_for(state, key, errors))
+            except ModelError as err:  # Persona.wake recorded it and marked the slot failed
+                event(log, "wake_failed", logging.ERROR, persona=name, slot=key, kind="model",
+                      error=str(err))  # fmt: skip
+                result = WakeResult(key, "failed", error=str(err))
+            except Exception as err:  # noqa: BLE001 - isolation: one persona never stops the rest
+                result = self._record_crash(name, key, err)
+            finally:
+                with self._lock:
+                    self._inflight.pop(name, None)
+            self._after_wake(state, result, errors)
+        self._log_next_run(name)
+        return result
+
+    def _publisher_for(
+        self, state: _PersonaState, key: str, errors: list[PublishError]
+    ) -> Callable[[Post], Receipt]:
+        """Publish with bounded retries; every failed attempt is recorded in the store."""
+        name = state.settings.name
+
+        def on_attempt(attempt: int, err: PublishError | None) -> None:
+            if err is not None:
+                errors.append(err)
+                self.store.record_failure(name, key, "publish_attempt",
+                                          f"attempt {attempt}: {err.message}",
+                                          transient=err.transient)  # fmt: skip
+
+        def publish(post: Post) -> Receipt:
+            return publish_with_retries(
+                state.publisher,
+                post,
+                attempts=self.publish_attempts,
+                base_delay_seconds=self.retry_base_delay_seconds,
+                max_delay_seconds=self.retry_max_delay_seconds,
+                sleep=self._backoff_sleep,
+                on_attempt=on_attempt,
+            )
+
+        return publish
+
+    def _backoff_sleep(self, seconds: float) -> None:
+        """A retry wait that shutdown cuts short: the slot is then failed (transient) and
+        re-tried with the same idempotency key after the restart."""
+        if self.clock.sleep(seconds, until=self._stopping):
+            raise PublishError(
+                "shutting down during a publish retry wait",
+                "the slot is kept and retried after restart",
+                transient=True,
+            )
+
+    def _skip(self, state: _PersonaState, key: str) -> WakeResult:
+        name = state.settings.name
+        state.skip -= 1
+        if self.store.claim_slot(name, key):
+            self.store.mark_slot(name, key, "skipped")
+            self.store.record_failure(name, key, "backoff",
+                                      f"skipped after {state.streak} failed wakes in a row",
+                                      transient=True)  # fmt: skip
+        event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
+              failed_in_a_row=state.streak, still_to_skip=state.skip)  # fmt: skip
+        return WakeResult(key, "skipped")
+
+    def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
+        """A bug or an unexpected error in a wake: traceback to the log, a row in the store."""
+        error = f"{type(err).__name__}: {err}"
+        _event_with_traceback("wake_failed", err, persona=name, slot=key, kind="exception",
+                              error=error)  # fmt: skip
+        try:
+            self.store.record_failure(name, key, "wake", error, transient=False)
+            row = self.store.slot(name, key)
+            if row is not None and row.status == "claimed":
+                self.store.mark_slot(name, key, "failed")
+        except Exception as store_err:  # noqa: BLE001 - the store itself may be what failed
+            _event_with_traceback("record_failed", store_err, persona=name, slot=key)
+        return WakeResult(key, "failed", error=error)
+
+    def _after_wake(
+        self, state: _PersonaState, result: WakeResult, errors: list[PublishError]
+    ) -> None:
+        if result.outcome in ("posted", "no_candidate"):
+            state.streak = 0
+            return
+        if result.outcome != "failed":
+            return
+        last = errors[-1] if errors else None
+        if last is not None and last.status_code in (401, 403) and not last.transient:
+            self._disable(state, last)
+            return
+        state.failures += 1
+        state.streak += 1
+        if state.streak >= 2:
+            state.skip = min(2 ** (state.streak - 1), MAX_BACKOFF_WAKES)
+            event(log, "backoff", logging.WARNING, persona=state.settings.name,
+                  failed_in_a_row=state.streak, skip_wakes=state.skip)  # fmt: skip
+        if last is not None and last.transient:
+            self._schedule_retry(state, result.slot_key, last)
+
+    def _disable(self, state: _PersonaState, err: PublishError) -> None:
+        name = state.settings.name
+        state.disabled = f"{err.status_code}: {err.message}"
+        event(log, "persona_disabled", logging.CRITICAL, persona=name, status=err.status_code,
+              token_env=state.settings.mastodon.access_token_env, error=err.message,
+              fix=err.hint, until="restart")  # fmt: skip
+        for prefix in ("post", "first", "retry", "replies"):
+            self._remove_job(f"{prefix}:{name}")
+
+    def _schedule_retry(self, state: _PersonaState, key: str, err: PublishError) -> None:
+        """One more try of a transiently failed slot, at the rate limit's reset or after a
+        backoff; bounded by the slot's attempts, the idempotency window and the next slot."""
+        name = state.settings.name
+        row = self.store.slot(name, key)
+        if self._stopping.is_set() or row is None or row.status != "failed":
+            return
+        if self._once:
+            event(log, "retry_later", persona=name, slot=key,
+                  why="--once: the next run inside this slot retries it")  # fmt: skip
+            return
+        now = self.clock.now()
+        if err.retry_after is not None:
+            delay = timedelta(seconds=err.retry_after + 1)
+        else:
+            delay = timedelta(seconds=self.retry_base_delay_seconds * 2**row.attempts)
+        when = now + delay
+        why = None
+        if row.attempts >= MAX_SLOT_ATTEMPTS:
+            why = f"{row.attempts} attempts"
+        elif delay > MAX_RETRY_DELAY:
+            why = f"reset in {delay.total_seconds():.0f} s"
+        elif when - datetime.fromisoformat(row.claimed_at_utc) > IDEMPOTENCY_WINDOW:
+            why = "past the idempotency window"
+        else:
+            job = self.scheduler.get_job(f"post:{name}")
+            upcoming = getattr(job, "next_run_time", None)
+            if upcoming is not None and when >= upcoming:
+                why = "the next slot comes first"
+        if why:
+            event(log, "retry_given_up", logging.WARNING, persona=name, slot=key, why=why)
+            return
+        self.scheduler.add_job(self._retry_job, "date", run_date=when, args=[name, key],
+                               id=f"retry:{name}", name=f"retry {name} {key}",
+                               replace_existing=True, max_instances=1, next_run_time=when,
+                               misfire_grace_time=state.settings.schedule.misfire_grace_seconds)  # fmt: skip
+        event(log, "retry_scheduled", persona=name, slot=key, at=isoformat_utc(when),
+              attempt=row.attempts + 1)  # fmt: skip
+
+    # -- jobs (each one guarded: nothing escapes into the scheduler) --
+
+    def _post_job(self, name: str, trigger: str) -> None:
+        self._guard(name, lambda: self.wake(name, trigger=trigger))
+
+    def _retry_job(self, name: str, key: str) -> None:
+        self._guard(name, lambda: self.wake(name, slot=key, trigger="retry"))
+
+    def _heartbeat_job(self) -> None:
+        self._guard("daemon", self._beat)
+
+    def _replies_job(self, name: str) -> None:
+        self._guard(name, lambda: self._poll_replies(name))
+
+    def _guard(self, name: str, job: Callable[[], object]) -> None:
+        with self._idle:
+            self._active += 1
+        try:
+            job()
+        except Exception as err:  # noqa: BLE001 - a job must never take the scheduler down
+            _event_with_traceback("job_failed", err, persona=name)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _beat(self) -> None:
+        self.store.beat("daemon")
+
+    def _poll_replies(self, name: str) -> None:
+        state = self.states[name]
+        if state.disabled or self._stopping.is_set():
+            return
+        if state.replier is None:
+            try:
+                replies = importlib.import_module("bot.replies")
+            except ModuleNotFoundError as err:
+                if err.name != "bot.replies":
+                    raise
+                event(log, "replies_unavailable", logging.WARNING, persona=name,
+                      why="bot.replies is not installed")  # fmt: skip
+                self._remove_job(f"replies:{name}")
+                return
+            state.replier = replies.Replier(
+                state.runner, state.publisher, self.store, now=self.clock.now
+            )
+        self._beat()
+        with state.lock:
+            try:
+                state.replier.poll()
+            except PublishError as err:
+                if err.status_code in (401, 403) and not err.transient:
+                    self._disable(state, err)
+                    return
+                raise
+
+    # -- running --
+
+    def run_once(self) -> list[WakeResult]:
+        """Each persona's current slot, once, in this thread; no scheduler (`--once`)."""
+        self._once = True
+        event(log, "daemon_once", personas=",".join(self.states))
+        results = [self.wake(name, trigger="once") for name in self.states]
+        self._beat()
+        return results
+
+    def run(self) -> bool:
+        """Run until SIGTERM/SIGINT (or `request_stop`). True when every in-flight wake
+        finished; False when one was still going after the grace period (abandoned: its
+        slot stays claimed and is re-tried with the same idempotency key after restart)."""
+        handlers = self._install_signal_handlers()
+        try:
+            self._beat()
+            for name, (first_run, first_fire) in self._plan.items():
+                state = self.states[name]
+                event(log, "scheduled", persona=name, schedule=state.settings.schedule.describe(),
+                      publisher=state.publisher.name, first_run=_iso(first_run),
+                      next_run=_iso(first_fire),
+                      replies=self.scheduler.get_job(f"replies:{name}") is not None)  # fmt: skip
+                upcoming = first_run or first_fire
+                if upcoming is not None:
+                    self._remember_next(name, upcoming)
+            event(log, "daemon_started", personas=",".join(self.states),
+                  heartbeat_seconds=self.heartbeat_seconds)  # fmt: skip
+            if self._stopping.is_set():
+                self._start_decided.set()  # stopped before it began: nothing to shut down
+            else:
+                self.scheduler.start()  # blocks until shutdown
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        clean = True
+        if self._stopper is not None:
+            self._stopper.join(max(0.0, self._stop_deadline - time.monotonic()))
+            with self._idle:  # in-flight wakes complete, up to the deadline
+                clean = self._idle.wait_for(
+                    lambda: self._active == 0, max(0.0, self._stop_deadline - time.monotonic())
+                )
+        if not clean:
+            with self._lock:
+                abandoned = dict(self._inflight)
+            for name, key in abandoned.items():
+                event(log, "wake_abandoned", logging.WARNING, persona=name, slot=key,
+                      why=f"still running {self.shutdown_grace_seconds:g} s after stop")  # fmt: skip
+                try:
+                    self.store.record_failure(name, key, "shutdown",
+                                              "abandoned at shutdown; retried after restart",
+                                              transient=True)  # fmt: skip
+                except Exception as err:  # noqa: BLE001 - best effort while exiting
+                    _event_with_traceback("record_failed", err, persona=name, slot=key)
+        event(log, "daemon_stopped", clean=clean,
+              failures=",".join(f"{n}={s.failures}" for n, s in self.states.items()))  # fmt: skip
+        return clean
+
+    def request_stop(self, reason: str = "request") -> None:
+        """Begin a graceful shutdown from any thread (or a signal handler); returns at once."""
+        with self._lock:
+            if self._stopping.is_set():
+                event(log, "stopping", reason=reason, note="already stopping")
+                return
+            self._stopping.set()
+            self._stop_deadline = time.monotonic() + self.shutdown_grace_seconds
+            in_flight = ",".join(f"{n}@{k}" for n, k in self._inflight.items())
+        event(log, "stopping", reason=reason, in_flight=in_flight or "none")
+        self._stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
+        self._stopper.start()
+
+    _stop_deadline = 0.0
+
+    def _shutdown(self) -> None:
+        """Stop scheduling new runs. Not `shutdown(wait=True)`: BlockingScheduler's loop only
+        returns after every running job has finished, so one hung wake would hold the exit
+        forever; `run()` waits for the running jobs itself, up to the deadline."""
+        self._start_decided.wait(self.shutdown_grace_seconds)
+        with contextlib.suppress(SchedulerNotRunningError):
+            self.scheduler.shutdown(wait=False)
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum) or signal.SIG_DFL
+            signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.request_stop(signal.Signals(signum).name)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return isoformat_utc(moment) if moment is not None else None
+
+
+def _event_with_traceback(name: str, err: BaseException, **fields: Any) -> None:
+    """`event()` at ERROR with `err`'s traceback after the line."""
+    payload = {"event": name, **fields}
+    log.error("%s", format_fields(payload), exc_info=err, extra={"revenant_fields": payload})
