@@ -148,6 +148,8 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
       bot check -p nietzsche
       bot check --online        # token, account, bot flag, the instance's length limit
     """
+    from bot.scheduler import next_run_times
+
     config = app.config()
     now = datetime.now(UTC)
     click.echo(f"config: {config.path}")
@@ -161,7 +163,7 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
         click.echo(f"  model: {_describe_model(persona)}")
         click.echo(f"  publisher: {_describe_publisher(config, persona)}")
         click.echo(f"  schedule: {persona.schedule.describe()}")
-        times = persona.schedule.next_run_times(now, 3)
+        times = next_run_times(persona.schedule, now, 3)
         click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
         if online and persona.publisher == "mastodon":
             _check_online(config, persona)

@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -113,31 +113,6 @@ class Schedule:
         return IntervalTrigger(
             minutes=self.interval_minutes, start_date=start, timezone=zone, jitter=spread
         )
-
-    def next_run_times(self, now: datetime, count: int = 3) -> list[datetime]:
-        """The next `count` runs for a daemon started at `now` (aware), without jitter.
-
-        The first run comes `first_run_seconds` after start; interval runs count from the
-        start (APScheduler's default), cron runs follow the clock. Times are in the zone.
-        """
-        zone = ZoneInfo(self.timezone)
-        now = now.astimezone(zone)
-        times: list[datetime] = []
-        if self.first_run_seconds is not None:
-            times.append(now + timedelta(seconds=self.first_run_seconds))
-        start = None
-        if self.interval_minutes is not None:
-            start = now + timedelta(minutes=self.interval_minutes)
-        trigger = self.trigger(start=start, jitter=False)
-        previous: datetime | None = None
-        cursor = now
-        while len(times) < count:
-            fire = trigger.get_next_fire_time(previous, cursor)
-            if fire is None:  # a cron that never fires again
-                break
-            times.append(fire.astimezone(zone))
-            previous = cursor = fire
-        return sorted(times)
 
     def describe(self) -> str:
         every = f"cron '{self.cron}'" if self.cron else f"every {self.interval_minutes:g} min"

@@ -395,10 +395,12 @@ def test_next_run_times_in_zone(
             schedule: {cron: "30 9 * * *", timezone: Europe/Berlin, jitter_seconds: 600}
         """
     )
+    from bot.scheduler import next_run_times
+
     schedule = load_config().persona("ada").schedule
     # 2025-03-29 12:00 UTC: Berlin switches to summer time the next night.
     now = datetime(2025, 3, 29, 12, 0, tzinfo=UTC)
-    times = schedule.next_run_times(now, 3)
+    times = next_run_times(schedule, now, 3)
     assert [t.isoformat() for t in times] == [
         "2025-03-29T13:00:05+01:00",  # first_run_seconds after start
         "2025-03-30T09:30:00+02:00",
@@ -408,10 +410,12 @@ def test_next_run_times_in_zone(
 
 def test_interval_run_times() -> None:
     from bot.config import Schedule
+    from bot.scheduler import next_run_times
 
-    now = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
-    times = Schedule(interval_minutes=60).next_run_times(now, 3)
-    assert [t.strftime("%H:%M:%S") for t in times] == ["10:00:05", "11:00:00", "12:00:00"]
+    now = datetime(2025, 1, 1, 10, 0, 30, tzinfo=UTC)
+    times = next_run_times(Schedule(interval_minutes=60), now, 3)
+    # the first run 5 s after start, then the hourly grid the daemon's slots sit on
+    assert [t.strftime("%H:%M:%S") for t in times] == ["10:00:35", "11:00:00", "12:00:00"]
 
 
 def test_example_config_parses() -> None:
