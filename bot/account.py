@@ -94,7 +94,7 @@ def _app_scopes(publisher: MastodonPublisher) -> list[str] | None:
     """The app's scopes from /api/v1/apps/verify_credentials (Mastodon 4.3+), or None
     when the server does not say; this extra look never fails the check."""
     try:
-        app = publisher._client.app_verify_credentials()
+        app = publisher.client.app_verify_credentials()
     except MastodonIllegalArgumentError:
         raise
     except MastodonError:

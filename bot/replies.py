@@ -253,12 +253,12 @@ class Replier:
         if status.get("in_reply_to_id") is None:
             return None
         try:
-            context = self.publisher._client.status_context(status["id"])
+            context = self.publisher.client.status_context(status["id"])
             depth = len(context.get("ancestors") or ())
         except MastodonIllegalArgumentError:
             raise
         except MastodonError as err:
-            failure = self.publisher._translate(err, "read the thread")
+            failure = self.publisher.translate(err, "read the thread")
             if failure.status_code == 404:
                 return "no_status"
             if failure.status_code != 403:
@@ -393,7 +393,7 @@ class Replier:
     def _read_failed(self, err: MastodonError, action: str) -> NoReturn:
         """A failed read before any mention: stored and logged; a transient one ends the
         poll quietly, a permanent one (401/403) is raised for the daemon to act on."""
-        failure = self.publisher._translate(err, action)
+        failure = self.publisher.translate(err, action)
         self.store.record_failure(self.name, self.cursor_name, "replies_read", str(failure),
                                   transient=failure.transient)  # fmt: skip
         event(log, "replies_read_failed", logging.ERROR, persona=self.name,
@@ -405,7 +405,7 @@ class Replier:
     def _account_id(self) -> str:
         if self._me is None:
             try:
-                me = self.publisher._client.account_verify_credentials()
+                me = self.publisher.client.account_verify_credentials()
             except MastodonIllegalArgumentError:
                 raise
             except MastodonError as err:
@@ -417,7 +417,7 @@ class Replier:
         """The next notifications after `cursor`, oldest first (the newest page when
         None); mentions only, unless the server ignores the type filter."""
         try:
-            page = self.publisher._client.notifications(
+            page = self.publisher.client.notifications(
                 types=["mention"], min_id=cursor, limit=self.page_limit
             )
         except MastodonIllegalArgumentError:

@@ -193,6 +193,15 @@ class MastodonPublisher:
     def __repr__(self) -> str:
         return f"MastodonPublisher(base_url={self.base_url!r}, token=***)"
 
+    @property
+    def client(self) -> Mastodon:
+        """The configured Mastodon.py client, for readers (replies, account checks)."""
+        return self._client
+
+    def translate(self, err: MastodonError, action: str) -> PublishError:
+        """A Mastodon.py error as a PublishError, the same mapping `publish` uses."""
+        return self._translate(err, action)
+
     # -- Publisher --
 
     def publish(self, post: Post) -> Receipt:
