@@ -174,12 +174,16 @@ def read_history(store_path: Path, persona: str, limit: int) -> list[str]:
     return [r[0] for r in rows]
 
 
+_ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
+
+
 def join_post(prompt: str, continuation: str, include_prompt: bool) -> str:
     """The post text: the prompt plus what followed it, or only what followed, made to read
-    as a beginning (a word cut by the prompt's end is dropped, the first letter capitalised)."""
+    as a beginning (a word cut by the prompt's end is dropped, the first letter capitalised).
+    Plain-text emphasis markers (`_word_`, as in Gutenberg texts) are dropped."""
     if include_prompt:
-        return (prompt + continuation).strip()
-    text = continuation
+        return _ITALICS.sub("", prompt + continuation).strip()
+    text = _ITALICS.sub("", continuation)
     if prompt and prompt[-1].isalnum() and text[:1].isalnum():
         text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
     text = text.lstrip(" \t\n,;:-")

@@ -286,9 +286,9 @@ class Sampler:
     def _finish(text: str, logprob: float, stop: str, max_chars: int) -> Sample:
         n = max(len(text) + (stop == "eos"), 1)
         if stop == "length":
-            # Cut back to the last finished sentence if that keeps most of the post.
+            # Cut back to the last finished sentence: a shorter whole post beats a torso.
             ends = [m.end() for m in SENTENCE_END.finditer(text)]
-            if ends and ends[-1] >= max_chars // 2:
+            if ends and ends[-1] >= max_chars // 4:
                 text, stop = text[: ends[-1]], "sentence"
         return Sample(text.rstrip(), float(logprob / n), stop)
 

@@ -164,6 +164,12 @@ def test_all_rejected_posts_nothing_and_records_why(
         ("Man is ", "a rope.", False, "A rope."),
         ("Man is", "n't a rope.", False, "A rope."),  # the cut word is dropped
         ("", " what then?", False, "What then?"),
+        (
+            "Truth is ",
+            "the _very_ ground of snake_case.",
+            True,
+            "Truth is the very ground of snake_case.",
+        ),
     ],
 )
 def test_join_post(prompt: str, continuation: str, include: bool, expected: str) -> None:
