@@ -88,7 +88,7 @@ class Rules:
     duplicate_jaccard: float = 0.6
     mentions: Literal["reject", "strip"] = "reject"
     urls: Literal["reject", "strip"] = "reject"
-    _seen: list[set[str]] | None = field(default=None, repr=False)
+    _seen: list[set[str]] | None = field(default=None, init=False, repr=False)
 
     @property
     def blocked(self) -> re.Pattern[str] | None:
