@@ -87,6 +87,16 @@ def persona_option(fn: F) -> F:
     )(fn)
 
 
+def publisher_option(fn: F) -> F:
+    """`--publisher outbox|mastodon`: override every selected persona's publisher."""
+    return click.option(
+        "--publisher",
+        "publisher_name",
+        type=click.Choice(["outbox", "mastodon"]),
+        help="Override the configured publisher.",
+    )(fn)
+
+
 def json_option(fn: F) -> F:
     """`--json`: stable, machine-readable output (tested)."""
     return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(fn)
@@ -466,12 +476,7 @@ def preview(
 
 @cli.command()
 @persona_option
-@click.option(
-    "--publisher",
-    "publisher_name",
-    type=click.Choice(["outbox", "mastodon"]),
-    help="Override the configured publisher.",
-)
+@publisher_option
 @click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
 @click.option("--seed", type=int, help="Seed the sampler.")
 @pass_app
@@ -621,12 +626,7 @@ def eval_persona(
 
 @cli.command(name="run")
 @persona_option
-@click.option(
-    "--publisher",
-    "publisher_name",
-    type=click.Choice(["outbox", "mastodon"]),
-    help="Override the configured publisher.",
-)
+@publisher_option
 @click.option("--once", is_flag=True, help="Post each persona's current slot once, then exit.")
 @pass_app
 def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, once: bool) -> None:
