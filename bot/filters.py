@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Literal
 
@@ -90,8 +90,9 @@ class Rules:
     urls: Literal["reject", "strip"] = "reject"
     _seen: list[set[str]] | None = field(default=None, init=False, repr=False)
 
-    @property
+    @cached_property
     def blocked(self) -> re.Pattern[str] | None:
+        # Once per Rules; the compiled pattern itself is shared across Rules by the cache.
         return _blocklist_pattern(tuple(self.blocklist))
 
     @property
