@@ -550,6 +550,11 @@ def post(
 @click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True)
 @click.option("--normalise/--no-normalise", default=True, help="Curly quotes/dashes to ASCII.")
 @click.option("--patience", default=8, show_default=True, help="Early-stopping epochs.")
+@click.option(
+    "--short-start/--no-short-start",
+    default=True,
+    help="Begin a fresh model on 16/32/64-char windows (faster early learning).",
+)
 @click.option("--resume", is_flag=True, help="Continue the last interrupted training.")
 @click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
@@ -574,6 +579,8 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
     from bot.train.trainer import train as run_training
 
     renames = {"hidden": "n_hidden", "layers": "n_layer", "embedding": "n_embd"}
+    if not settings.pop("short_start"):
+        settings["short_start"] = ()
     cfg = TrainConfig(name=name, **{renames.get(k, k): v for k, v in settings.items()})
     run_training(cfg, list(corpus), out or Path("models") / name, resume=resume,
                  from_dir=from_dir)  # fmt: skip

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 
 from bot.card import read_card
@@ -117,6 +118,53 @@ def test_fine_tuning_maps_the_vocabularies(tmp_path: Path) -> None:
         tuned.metrics["best_val_loss_nats_per_char"]
         < scratch.metrics["best_val_loss_nats_per_char"]
     )
+
+
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_a_fresh_model_starts_at_the_unigram_loss_not_the_uniform_one() -> None:
+    import keras
+
+    from bot.card import Architecture
+    from bot.train.data import build_vocab
+    from bot.train.model import build_model
+    from bot.train.trainer import WindowDataset, unigram_bias
+
+    corpus = load_corpus([DATA / "aphorisms.txt"])
+    vocab = build_vocab(corpus.train, min_count=1)
+    ids = vocab.encode(corpus.train)
+    n_vocab = len(vocab.chars) + 2
+    model = build_model(Architecture(n_vocab, 8, 16, 1, 0.0))
+    x, y = WindowDataset(ids, 32, 64, seed=1)[0]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    before = float(loss(y, model(x)))
+    unigram_bias(model, ids)
+    after = float(loss(y, model(x)))
+    freq = np.bincount(ids, minlength=n_vocab) / len(ids)
+    entropy = float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum())
+    assert before == pytest.approx(np.log(n_vocab), abs=0.05)  # uniform guess
+    assert after == pytest.approx(entropy, abs=0.15)  # one batch vs the whole text
+    assert after < before - 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_a_fresh_model_begins_on_short_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.train.trainer import train
+
+    cfg = tiny_config(epochs=1, seq_len=64, short_start=((16, 20), (32, 10), (128, 5)))
+    train(cfg, [DATA / "aphorisms.txt"], tmp_path / "a")
+    out = capsys.readouterr().out
+    assert "short start: 20 steps on 16-char windows" in out
+    assert "short start: 10 steps on 32-char windows" in out
+    assert "128-char" not in out  # never longer than seq_len
+    assert out.index("short start") < out.index("epoch 1:")
+
+    train(replace(cfg, short_start=()), [DATA / "aphorisms.txt"], tmp_path / "b")
+    assert "short start" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

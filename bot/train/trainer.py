@@ -5,6 +5,12 @@
 Reads text or JSONL posts (bot/train/data.py), trains Embedding -> LSTM x n -> Dense on
 windows where every position is a target, with Adam, global-norm clipping, warm-up and a
 cosine learning rate that follows the time budget (or the epochs when there is none).
+
+A fresh model starts fast: the output bias is set to the corpus' log character frequencies
+(Adam moves a bias ~lr per step, so learning "e is common, ξ is rare" from zero costs
+thousands of steps and holds a deep LSTM on the unigram plateau), and the first few hundred
+steps train on short windows (16, 32, 64 characters: many cheap updates while the model
+learns spelling), then the full seq_len. BENCHMARKS.md measures both.
 Validation loss is reported every epoch in nats/char and bits/char; the best weights by
 validation loss are kept. `--max-minutes` stops cleanly and keeps the best; `--resume`
 continues from the last epoch's checkpoint. The persona directory is written atomically
@@ -75,6 +81,9 @@ class TrainConfig:
     novelty_n: int = 8
     mixed_precision: bool = False
     jit_compile: bool = False  # measured slower on CPU (BENCHMARKS.md)
+    # (window length, steps) trained before the full seq_len, on a fresh model only
+    short_start: tuple[tuple[int, int], ...] = ((16, 300), (32, 200), (64, 150))
+    short_start_share: float = 0.5  # at most this share of --max-minutes goes to it
 
 
 class WindowDataset(keras.utils.PyDataset):
@@ -197,6 +206,61 @@ class Checkpoints(keras.callbacks.Callback):
             )
 
 
+class _StopAfter(keras.callbacks.Callback):
+    """Ends a short-window phase after `steps` batches or once the budget's share is spent."""
+
+    def __init__(self, steps: int, budget: Budget, deadline_s: float | None) -> None:
+        super().__init__()
+        self.steps, self.budget, self.deadline_s, self.done = steps, budget, deadline_s, 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.done += 1
+        late = self.deadline_s is not None and self.budget.elapsed >= self.deadline_s
+        if self.done >= self.steps or late:
+            self.model.stop_training = True
+
+
+def short_start(
+    model: keras.Model,
+    ids: np.ndarray,
+    cfg: TrainConfig,
+    budget: Budget,
+    callbacks: list[keras.callbacks.Callback],
+    say: Any = print,
+) -> int:
+    """Train on the config's short windows before the full ones (a fresh model only).
+
+    `budget` counts the steps and time (its learning-rate warm-up runs through here);
+    `callbacks` are the caller's per-batch ones. No validation: that starts with epoch 1.
+    Returns the characters trained on (targets).
+    """
+    chars = 0
+    deadline = budget.budget_s * cfg.short_start_share if budget.budget_s else None
+    for seq_len, steps in cfg.short_start:
+        if seq_len >= cfg.seq_len or (deadline is not None and budget.elapsed >= deadline):
+            continue
+        data = WindowDataset(ids, seq_len, cfg.batch_size, cfg.seed + seq_len)
+        stop = _StopAfter(steps, budget, deadline)
+        history = model.fit(
+            data, epochs=math.ceil(steps / len(data)), callbacks=[*callbacks, stop], verbose=0
+        )
+        loss = history.history["loss"][-1]
+        chars += stop.done * cfg.batch_size * seq_len
+        say(
+            f"short start: {stop.done} steps on {seq_len}-char windows, train {loss:.4f} "
+            f"nats/char  elapsed {budget.elapsed / 60:.1f} min"
+        )
+    return chars
+
+
+def unigram_bias(model: keras.Model, ids: np.ndarray) -> None:
+    """Set the output bias to log character frequencies (add-one smoothed)."""
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    counts = np.bincount(ids, minlength=len(bias)).astype(np.float64) + 1.0
+    logits.set_weights([kernel, np.log(counts / counts.sum()).astype(bias.dtype)])
+
+
 def _compile(model: keras.Model, cfg: TrainConfig) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clipnorm),
@@ -315,9 +379,9 @@ def train(
             raise CorpusError(
                 "the corpus changed since the checkpoint", "train again without --resume"
             )
-        cfg = replace(
-            TrainConfig(**state["config"]), epochs=cfg.epochs, max_minutes=cfg.max_minutes
-        )
+        saved = dict(state["config"])
+        saved["short_start"] = tuple(tuple(phase) for phase in saved.get("short_start", ()))
+        cfg = replace(TrainConfig(**saved), epochs=cfg.epochs, max_minutes=cfg.max_minutes)
         vocab = Vocab(state["chars"], state["unknown"], cfg.rare)
     else:
         vocab = build_vocab(corpus.train, min_count=cfg.min_char_count, rare=cfg.rare)
@@ -358,6 +422,8 @@ def train(
             if from_dir is not None:
                 fresh = _transplant(model, from_dir, vocab.chars)
                 say(f"fine-tuning from {from_dir} ({len(fresh)} new characters)")
+            else:
+                unigram_bias(model, train_ids)
             _compile(model, cfg)
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
@@ -383,7 +449,10 @@ def train(
             Checkpoints(workdir, state, budget, verbose),
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
         ]
-        step0, run_t0 = state["step"], time.monotonic()
+        run_t0, short_chars = time.monotonic(), 0
+        if state["step"] == 0 and from_dir is None:
+            short_chars = short_start(model, train_ids, cfg, budget, [budget], say)
+        step0 = budget.step
         if state["epoch"] < cfg.epochs:
             model.fit(
                 data,
@@ -395,7 +464,7 @@ def train(
                 verbose=1 if verbose else 0,
             )
         run_s = time.monotonic() - run_t0
-        run_chars = (budget.step - step0) * cfg.batch_size * cfg.seq_len
+        run_chars = (budget.step - step0) * cfg.batch_size * cfg.seq_len + short_chars
         state["trained_chars"] = state.get("trained_chars", 0) + run_chars
         (workdir / "state.json").write_text(json.dumps(state, indent=1))
 
