@@ -89,7 +89,13 @@ def full_length(sampler: Sampler) -> Iterator[None]:
 
 
 def step_loop(sampler: Sampler, n: int, steps: int) -> None:
-    """The bare engine: n rows, `steps` characters, greedy feedback (no sampling cost)."""
+    """The bare engine: n rows, `steps` characters, greedy feedback (no sampling cost).
+    One row steps in place (bot.sampler._Row), as generate(n=1) and priming do."""
+    if n == 1:
+        row, token = bot.sampler._Row(sampler, sampler.zero_state(1)), EOS
+        for _ in range(steps):
+            token = int(row.step(token).argmax())
+        return
     state = sampler.zero_state(n)
     tokens = np.full(n, EOS)
     for _ in range(steps):
@@ -134,6 +140,30 @@ def matmul_bound(sampler: Sampler, n: int, reps: int) -> dict[str, object]:
         step_s += count * t
     out["step_s"] = step_s
     return out
+
+
+def streaming_floor(sampler: Sampler, reps: int) -> float:
+    """Seconds per batch-1 step for the step's matrix-vector products alone, in sequence.
+
+    At batch 1 every weight is read once per character and the weights (5 MB for 3 x 256)
+    exceed a core's L2, so a step cannot be faster than streaming them from L3/memory; this
+    measures exactly that, with the sampler's own arrays, and nothing else."""
+    h = sampler.n_hidden
+    vec_h = np.full(h, 0.01, np.float32)
+    vec_xh = np.full(2 * h + 1, 0.01, np.float32)
+    z = np.empty(4 * h, np.float32)
+    out = np.empty(sampler.card.vocab_size, np.float32)
+    inner = 200
+
+    def run() -> None:
+        for _ in range(inner):
+            np.dot(vec_h, sampler.recurrent0, out=z)
+            for w in sampler.folded:
+                np.dot(vec_xh, w, out=z)
+            np.dot(vec_h, sampler.w_out, out=out)
+
+    t, _ = median_time(run, reps)
+    return t / inner
 
 
 def reference_loop(
@@ -260,8 +290,13 @@ def main() -> None:
         "generate_s": gen_b1,
         "chars": got,
         "steps_per_s": chars / steps_b1,
-        "matmul_bound_s": bound1["step_s"] * chars,
-    }
+        "matmul_bound_s": bound1["step_s"] * chars,  # each shape alone: its weights stay hot
+        "streaming_floor_s": streaming_floor(sampler, repeats) * chars,
+        "weight_mb": (
+            sampler.recurrent0.nbytes + sum(w.nbytes for w in sampler.folded)
+            + sampler.w_out.nbytes
+        ) / 2**20,
+    }  # fmt: skip
 
     # (c) batch 64 --------------------------------------------------------------------
     steps_bn, _ = median_time(lambda: step_loop(sampler, batch, chars), repeats)
@@ -305,6 +340,7 @@ def main() -> None:
         res["reference"] = {"s_per_char": ref, "post_s": ref * chars}
         res["speedup_step_loop"] = ref * chars / steps_b1
         res["speedup_generate"] = ref * chars / gen_b1
+        res["speedup_floor"] = ref * chars / res["batch1"]["streaming_floor_s"]
 
     report(res)
     if args.json:
@@ -330,7 +366,15 @@ def report(res: dict) -> None:
         f"{'(b) Sampler.generate, batch 1 (prime + sample)':<52}{b1['generate_s'] * ms:>9.1f} ms"
         f"{b1['generate_s'] / chars * 1e6:>11.1f} us"
     )
-    print(f"{'    matmul-bound, batch 1':<52}{b1['matmul_bound_s'] * ms:>9.1f} ms")
+    print(
+        f"{'    matmul-bound, batch 1 (each shape alone)':<52}{b1['matmul_bound_s'] * ms:>9.1f} ms"
+        f"{b1['matmul_bound_s'] / chars * 1e6:>11.1f} us"
+    )
+    print(
+        f"{'    streaming floor, batch 1 (step products only)':<52}"
+        f"{b1['streaming_floor_s'] * ms:>9.1f} ms{b1['streaming_floor_s'] / chars * 1e6:>11.1f} us"
+        f"  ({b1['weight_mb']:.1f} MB of weights per char)"
+    )
     n = bn["batch"]
     print(
         f"{f'(c) NumPy step loop, batch {n}':<52}{bn['step_loop_s'] * ms:>9.1f} ms"
@@ -360,6 +404,10 @@ def report(res: dict) -> None:
         print(
             f"  speed-up vs (a), one {chars}-char post, generate  {res['speedup_generate']:>8.0f}x"
             f"  (>= 500x)   step loop {res['speedup_step_loop']:.0f}x"
+        )
+        print(
+            f"  speed-up vs (a) at the batch-1 streaming floor  "
+            f"{res['speedup_floor']:>7.0f}x  (one core, float32 weights)"
         )
     print(
         f"  batch {n} / matmul-bound, generate             {bn['bound_ratio_generate']:>8.2f}"

@@ -5,10 +5,11 @@ and the HDF5 weights, through h5py), never imports TensorFlow or Keras, and must
 Keras on the same weights (tests/test_parity.py checks 1e-5 on per-step probabilities).
 
 Speed: the first layer's input projection is folded into a [vocab, 4H] table (embedding @
-kernel + bias), each later layer does one [x, h] @ [kernel; recurrent] product, and the
-gates are reordered (i, f, o | g) with the sigmoid inputs pre-scaled by 1/2 so one tanh over
-all 4H columns gives every gate (sigmoid(z) = (1 + tanh(z/2)) / 2). N candidates advance
-together as one batch; finished ones leave the batch.
+kernel + bias), each later layer does one [x, h, 1] @ [kernel; recurrent; bias] product, and
+the gates are reordered (i, f, o | g) with the sigmoid inputs pre-scaled by 1/2 so one tanh
+over all 4H columns gives every gate (sigmoid(z) = (1 + tanh(z/2)) / 2). N candidates
+advance together as one batch; finished ones leave the batch. A single row (priming, n=1)
+steps in place in preallocated buffers (_Row), where NumPy's per-call cost dominates.
 """
 
 from __future__ import annotations
@@ -89,6 +90,61 @@ def _read_weights(path: Path, card: PersonaCard) -> dict[str, list[np.ndarray]]:
     return out
 
 
+class _Row:
+    """One sequence stepped in place: Sampler.step's arithmetic for a single row.
+
+    At batch 1 the products are matrix-vector and the time goes to NumPy call overhead and
+    temporaries, so this keeps preallocated 1-D buffers and writes every result in place:
+    xh[l] = [input from layer l-1 ; own h ; 1], so each later layer is one product with its
+    bias folded in, and nothing is concatenated or allocated per character.
+    """
+
+    def __init__(self, s: Sampler, state: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        h = s.n_hidden
+        self.s, self.n_layer = s, len(state)
+        self.xh = [np.ones(2 * h + 1, np.float32) for _ in range(self.n_layer + 1)]
+        # layer l's own h lives in xh[l][h:2h] (l >= 1); layer 0's in xh[1][:h]
+        self.own = [self.xh[1][:h]] + [self.xh[k][h : 2 * h] for k in range(1, self.n_layer)]
+        for k, (h_k, _) in enumerate(state):
+            self.own[k][:] = h_k[0]
+        self.out = [self.xh[k + 1][:h] for k in range(self.n_layer)]  # next layer's input
+        self.c = [c[0].astype(np.float32, copy=True) for _, c in state]
+        self.z = np.empty(4 * h, np.float32)
+        self.tmp = np.empty(h, np.float32)
+        z = self.z
+        self.i, self.f, self.o, self.g, self.sig = z[:h], z[h : 2 * h], z[2 * h : 3 * h], \
+            z[3 * h :], z[: 3 * h]  # fmt: skip
+        self.logits = np.empty(s.card.vocab_size, np.float32)
+
+    def _cell(self, c: np.ndarray, h_out: np.ndarray) -> None:
+        np.tanh(self.z, out=self.z)
+        self.sig *= 0.5
+        self.sig += 0.5
+        c *= self.f
+        np.multiply(self.i, self.g, out=self.tmp)
+        c += self.tmp
+        np.tanh(c, out=h_out)
+        h_out *= self.o
+
+    def step(self, token: int) -> np.ndarray:
+        """Feed one token; returns the next-character logits [vocab] (a reused buffer)."""
+        s, z = self.s, self.z
+        np.dot(self.own[0], s.recurrent0, out=z)
+        z += s.table[token]
+        self._cell(self.c[0], self.own[0])
+        for k in range(1, self.n_layer):
+            np.dot(self.xh[k], s.folded[k - 1], out=z)
+            self._cell(self.c[k], self.own[k])
+            if k + 1 < self.n_layer:
+                self.out[k][:] = self.own[k]
+        np.dot(self.own[-1], s.w_out, out=self.logits)
+        self.logits += s.b_out
+        return self.logits
+
+    def state(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(h[None].copy(), c[None].copy()) for h, c in zip(self.own, self.c, strict=True)]
+
+
 class Sampler:
     """Batched stateful LSTM sampling in NumPy, float32 throughout."""
 
@@ -116,9 +172,9 @@ class Sampler:
         k0, r0, b0 = lstms[0]
         self.table = _sigmoid_prescale(emb.astype(np.float64) @ k0 + b0, h)  # [vocab, 4H]
         self.recurrent0 = _sigmoid_prescale(r0, h)
-        self.layers = [
-            (_sigmoid_prescale(np.concatenate([k, r], axis=0), h), _sigmoid_prescale(b, h))
-            for k, r, b in lstms[1:]
+        # later layers: [kernel ; recurrent ; bias], so [x, h, 1] @ folded is the whole input
+        self.folded = [
+            _sigmoid_prescale(np.concatenate([k, r, b[None]], axis=0), h) for k, r, b in lstms[1:]
         ]
         self.w_out = np.ascontiguousarray(w_out, dtype=np.float32)
         self.b_out = b_out.astype(np.float32)
@@ -157,9 +213,9 @@ class Sampler:
         z = self.table[tokens] + h @ self.recurrent0
         h, c = self._cell(z, c)
         new_state = [(h, c)]
-        for (w, b), (h_prev, c_prev) in zip(self.layers, state[1:], strict=True):
-            z = np.concatenate([h, h_prev], axis=1) @ w
-            z += b
+        for w, (h_prev, c_prev) in zip(self.folded, state[1:], strict=True):
+            z = np.concatenate([h, h_prev], axis=1) @ w[:-1]
+            z += w[-1]
             h, c = self._cell(z, c_prev)
             new_state.append((h, c))
         logits = h @ self.w_out
@@ -168,12 +224,8 @@ class Sampler:
 
     def probabilities(self, ids: list[int]) -> np.ndarray:
         """Per-step softmax for one sequence from the zero state: [len(ids), vocab]."""
-        state = self.zero_state(1)
-        out = []
-        for token in ids:
-            logits, state = self.step(np.array([token]), state)
-            out.append(_softmax(logits[0].astype(np.float64)))
-        return np.array(out)
+        row = _Row(self, self.zero_state(1))
+        return np.array([_softmax(row.step(token).astype(np.float64)) for token in ids])
 
     # -- prompts and sampling -------------------------------------------------------------
 
@@ -195,11 +247,10 @@ class Sampler:
     def prime(self, prompt: str) -> Primed:
         """Run the end-of-post token and then the prompt through the model at batch 1."""
         ids, unknown = self.encode_prompt(prompt)
-        state = self.zero_state(1)
-        logits = np.zeros((1, self.card.vocab_size), np.float32)
+        row = _Row(self, self.zero_state(1))
         for token in [EOS, *ids]:
-            logits, state = self.step(np.array([token]), state)
-        return Primed(state, logits, unknown)
+            logits = row.step(token)
+        return Primed(row.state(), logits[None].copy(), unknown)
 
     def generate(
         self,
@@ -217,6 +268,7 @@ class Sampler:
         primed = primed or self.prime(prompt)
         state = [(np.repeat(h, n, 0), np.repeat(c, n, 0)) for h, c in primed.state]
         logits = np.repeat(primed.logits, n, 0)
+        single = _Row(self, state) if n == 1 else None  # in-place stepping for one row
         active = np.arange(n)  # candidate index of each batch row
         chars: list[list[str]] = [[] for _ in range(n)]
         logprob = np.zeros(n)
@@ -241,7 +293,10 @@ class Sampler:
                 keep = ~done
                 active, tokens = active[keep], tokens[keep]
                 state = [(h[keep], c[keep]) for h, c in state]
-            logits, state = self.step(tokens, state)
+            if single is not None:
+                logits = single.step(int(tokens[0]))[None]
+            else:
+                logits, state = self.step(tokens, state)
         return [self._finish("".join(chars[i]), logprob[i], stops[i], max_chars) for i in range(n)]
 
     def _choose(

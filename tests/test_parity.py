@@ -41,3 +41,12 @@ def test_numpy_step_probabilities_match_keras(tmp_path: Path, n_layer: int) -> N
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     # And the trained weights are not trivial: the model prefers some characters.
     assert expected.max() > 2.0 / sampler.card.vocab_size
+    # The batched path (several candidates) agrees too: three copies of the text as rows.
+    state = sampler.zero_state(3)
+    for t, token in enumerate(ids):
+        batch_logits, state = sampler.step(np.full(3, token), state)
+        z = batch_logits.astype(np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(
+            p / p.sum(axis=1, keepdims=True), expected[t][None].repeat(3, 0), atol=1e-5, rtol=0
+        )
