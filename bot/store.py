@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,6 +167,25 @@ def isoformat_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL, retrying while another process holds the lock.
+
+    On a fresh file the switch needs an exclusive lock and SQLite does not apply busy_timeout
+    to it: processes starting together (the daemon and a `bot post`) got "database is
+    locked" at once. Seen in the multi-process claim test under a full suite's load."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 class Store:
     """One SQLite file in WAL mode; safe to share between the scheduler's threads."""
 
@@ -179,7 +199,7 @@ class Store:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(self.db)
             self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints
             self.migrate()
         except (OSError, sqlite3.Error) as err:
