@@ -253,12 +253,16 @@ def short_start(
     return chars
 
 
-def unigram_bias(model: keras.Model, ids: np.ndarray) -> None:
-    """Set the output bias to log character frequencies (add-one smoothed)."""
+def unigram_bias(model: keras.Model, ids: np.ndarray, only: list[int] | None = None) -> None:
+    """Set the output bias to log character frequencies (add-one smoothed); with `only`,
+    just those token ids (a fine-tune's characters the base never saw)."""
     logits = model.get_layer("logits")
     kernel, bias = logits.get_weights()
     counts = np.bincount(ids, minlength=len(bias)).astype(np.float64) + 1.0
-    logits.set_weights([kernel, np.log(counts / counts.sum()).astype(bias.dtype)])
+    log_freq = np.log(counts / counts.sum()).astype(bias.dtype)
+    picked = slice(None) if only is None else only
+    bias[picked] = log_freq[picked]
+    logits.set_weights([kernel, bias])
 
 
 def _compile(model: keras.Model, cfg: TrainConfig) -> None:
@@ -422,6 +426,8 @@ def train(
             if from_dir is not None:
                 fresh = _transplant(model, from_dir, vocab.chars)
                 say(f"fine-tuning from {from_dir} ({len(fresh)} new characters)")
+                new_ids = [N_SPECIAL + vocab.chars.index(ch) for ch in fresh]
+                unigram_bias(model, train_ids, only=new_ids)  # not 0: above every old one
             else:
                 unigram_bias(model, train_ids)
             _compile(model, cfg)
