@@ -11,6 +11,7 @@ A fresh model starts fast: the output bias is set to the corpus' log character f
 thousands of steps and holds a deep LSTM on the unigram plateau), and the first few hundred
 steps train on short windows (16, 32, 64 characters: many cheap updates while the model
 learns spelling), then the full seq_len. BENCHMARKS.md measures both.
+
 Validation loss is reported every epoch in nats/char and bits/char; the best weights by
 validation loss are kept. `--max-minutes` stops cleanly and keeps the best; `--resume`
 continues from the last epoch's checkpoint. The persona directory is written atomically
