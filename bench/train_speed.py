@@ -31,8 +31,8 @@ spread over the held-out text, each predicted from the 40 characters before it (
 classic recipe's context; sequence models read the same 40 and are scored on the last).
 That is higher than the trainer's own validation loss, which uses up to 128 characters.
 
-Then short runs of `ours` (main loop only, no short start) justify its defaults: XLA jit_compile, batch 32/128, sequence
-64/256, TensorFlow thread settings (intra/inter op). Reported: training chars/s (targets
+Then short runs of `ours` (main loop only, no short start) justify its defaults: XLA
+jit_compile, batch 32/128, sequence 64/256, TensorFlow thread settings (intra/inter op). Reported: training chars/s (targets
 per second after warm-up; 1 per window for the one-target recipes), corpus chars/s (how fast
 an epoch moves through the text), warm-up time, validation loss per minute of training,
 and the time ours needs to reach the loss (b) ends at. Evaluation time is not counted.
@@ -134,11 +134,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "ours" and spec.get("short_start", True):  # the trainer's fresh-model start
         from bot.train.trainer import short_start
 
-        clock.per_step = {"targets": 0, "corpus": 0}  # short windows: counted by phase below
         short_start(model, train_ids, schedule.cfg, schedule, [clock], say=lambda *a, **k: None)
         clock.short_steps, clock.short_s = clock.step, clock.train_s
-    clock.per_step = {"targets": per_step[0], "corpus": per_step[1]}
-    if not clock.model_stop():
+    clock.main = True
+    if not clock.out_of_time:
         model.fit(data, epochs=1_000_000, callbacks=[clock], verbose=0, **fit_kwargs)
     main_steps = clock.step - clock.short_steps
     main_s = clock.train_s - clock.short_s
@@ -182,10 +181,7 @@ def make_clock(keras: Any, budget_s: float, eval_every: float, evaluate: Any, lr
             self.evals: list[dict[str, float]] = []
             self.next_eval = eval_every
             self.short_steps, self.short_s, self.out_of_time = 0, 0.0, False
-            self.per_step = {"targets": 0, "corpus": 0}
-
-        def model_stop(self) -> bool:
-            return self.out_of_time
+            self.main = False  # in the main fit (not a short-start phase)
 
         @property
         def train_s(self) -> float:
@@ -202,7 +198,7 @@ def make_clock(keras: Any, budget_s: float, eval_every: float, evaluate: Any, lr
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             self.step += 1
-            if self.step - self.short_steps == warmup_steps and self.per_step["targets"]:
+            if self.main and self.step - self.short_steps == warmup_steps:
                 self.warm_s = self.train_s - self.short_s  # main phase's compilation excluded
             if self.train_s >= budget_s:
                 self.model.stop_training = self.out_of_time = True

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,7 +227,7 @@ def short_start(
     cfg: TrainConfig,
     budget: Budget,
     callbacks: list[keras.callbacks.Callback],
-    say: Any = print,
+    say: Callable[[str], object] = print,
 ) -> int:
     """Train on the config's short windows before the full ones (a fresh model only).
 
