@@ -70,21 +70,18 @@ def median_time(fn: Callable[[], object], n: int, warmup: int = 1) -> tuple[floa
 
 @contextlib.contextmanager
 def full_length(sampler: Sampler) -> Iterator[None]:
-    """Make .generate run to max_chars: no end-of-post token, no early sentence stop."""
-    choose = sampler._choose
+    """Make .generate run to max_chars: no end-of-post token, no early sentence stop.
+
+    The end-of-post logit is pinned to -inf through the output bias, so sampling itself runs
+    unchanged (no wrapper in the timed loop) and the token can never be drawn."""
+    bias = sampler.b_out[EOS]
     soft = bot.sampler.SOFT_LIMIT
-
-    def no_eos(logits: np.ndarray, *args: object, **kwargs: object) -> object:
-        logits = logits.copy()
-        logits[:, EOS] = -np.inf
-        return choose(logits, *args, **kwargs)
-
-    sampler._choose = no_eos  # type: ignore[method-assign]
+    sampler.b_out[EOS] = -np.inf
     bot.sampler.SOFT_LIMIT = 2.0  # past max_chars: never reached
     try:
         yield
     finally:
-        del sampler._choose
+        sampler.b_out[EOS] = bias
         bot.sampler.SOFT_LIMIT = soft
 
 

@@ -266,9 +266,10 @@ class Sampler:
     ) -> list[Sample]:
         """Sample n continuations of `prompt` in one batch. Temperature 0 is greedy."""
         primed = primed or self.prime(prompt)
+        if n == 1:
+            return [self._generate_one(primed, max_chars, temperature, top_k, top_p, rng)]
         state = [(np.repeat(h, n, 0), np.repeat(c, n, 0)) for h, c in primed.state]
         logits = np.repeat(primed.logits, n, 0)
-        single = _Row(self, state) if n == 1 else None  # in-place stepping for one row
         active = np.arange(n)  # candidate index of each batch row
         chars: list[list[str]] = [[] for _ in range(n)]
         logprob = np.zeros(n)
@@ -284,7 +285,7 @@ class Sampler:
                     continue
                 ch = self.itos[token]
                 chars[cand].append(ch)
-                if t >= soft and ch in ".!?" and t > 0:
+                if _ends_sentence(ch, t, soft):
                     stops[cand], done[row] = "sentence", True
             if done.all():
                 active = active[:0]
@@ -293,11 +294,39 @@ class Sampler:
                 keep = ~done
                 active, tokens = active[keep], tokens[keep]
                 state = [(h[keep], c[keep]) for h, c in state]
-            if single is not None:
-                logits = single.step(int(tokens[0]))[None]
-            else:
-                logits, state = self.step(tokens, state)
+            logits, state = self.step(tokens, state)
         return [self._finish("".join(chars[i]), logprob[i], stops[i], max_chars) for i in range(n)]
+
+    def _generate_one(
+        self,
+        primed: Primed,
+        max_chars: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> Sample:
+        """generate() for one candidate: the row steps in place (_Row) and there is no batch
+        to keep; same draws from `rng`, so the same seed gives the same post as n=1 always did."""
+        row = _Row(self, primed.state)
+        logits = primed.logits
+        chars: list[str] = []
+        logprob, stop = 0.0, "length"
+        soft = int(SOFT_LIMIT * max_chars)
+        for t in range(max_chars):
+            tokens, lp = self._choose(logits, temperature, top_k, top_p, rng)
+            token = int(tokens[0])
+            logprob += lp[0]
+            if token == EOS:
+                stop = "eos"
+                break
+            ch = self.itos[token]
+            chars.append(ch)
+            if _ends_sentence(ch, t, soft):
+                stop = "sentence"
+                break
+            logits = row.step(token)[None]
+        return self._finish("".join(chars), logprob, stop, max_chars)
 
     def _choose(
         self,
@@ -346,6 +375,11 @@ class Sampler:
             if ends and ends[-1] >= max_chars // 4:
                 text, stop = text[: ends[-1]], "sentence"
         return Sample(text.rstrip(), float(logprob / n), stop)
+
+
+def _ends_sentence(ch: str, t: int, soft: int) -> bool:
+    """Past the soft limit, a sentence's last character ends the post (t: its position)."""
+    return t >= soft and t > 0 and ch in ".!?"
 
 
 def _snake(name: str) -> str:

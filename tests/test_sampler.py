@@ -55,6 +55,33 @@ def test_temperature_zero_is_greedy_argmax(sampler: Sampler) -> None:
     assert out[0].text == text[: len(out[0].text)]
 
 
+def test_one_candidate_agrees_with_the_batched_engine(sampler: Sampler) -> None:
+    """n=1 takes its own in-place path; its posts and scores must be the batch's."""
+    greedy = sampler.generate(
+        "Truth", n=3, max_chars=50, temperature=0, rng=np.random.default_rng(0)
+    )
+    (one,) = sampler.generate(
+        "Truth", n=1, max_chars=50, temperature=0, rng=np.random.default_rng(0)
+    )
+    assert (one.text, one.stop) == (greedy[0].text, greedy[0].stop)
+    assert one.mean_logprob == pytest.approx(greedy[0].mean_logprob, abs=1e-6)  # float32 sums
+    # A sampled post: replay its characters through the batched step; the mean
+    # log-probability (T=1, the replacement character excluded) must come out the same.
+    (post,) = sampler.generate(
+        "A", n=1, max_chars=80, temperature=1.2, rng=np.random.default_rng(4)
+    )
+    primed = sampler.prime("A")
+    state, logits, total = primed.state, primed.logits, 0.0
+    ids = [sampler.stoi[ch] for ch in post.text] + ([EOS] if post.stop == "eos" else [])
+    for token in ids:
+        z = logits[0].astype(np.float64)
+        z[UNK] = -np.inf
+        total += z[token] - z.max() - np.log(np.exp(z - z.max()).sum())
+        logits, state = sampler.step(np.array([token]), state)
+    assert post.stop != "length" and len(ids) > 5
+    assert post.mean_logprob == pytest.approx(total / len(ids), abs=1e-6)
+
+
 @pytest.mark.parametrize("kwargs", [{"top_k": 1}, {"top_p": 1e-9}])
 def test_top_k_one_and_tiny_top_p_equal_greedy(sampler: Sampler, kwargs: dict) -> None:
     greedy = sampler.generate("We", n=2, max_chars=40, temperature=0, rng=np.random.default_rng(0))
