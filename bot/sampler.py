@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -309,14 +310,13 @@ class Sampler:
         """generate() for one candidate: the row steps in place (_Row) and there is no batch
         to keep; same draws from `rng`, so the same seed gives the same post as n=1 always did."""
         row = _Row(self, primed.state)
-        logits = primed.logits
+        logits = primed.logits[0]
         chars: list[str] = []
         logprob, stop = 0.0, "length"
         soft = int(SOFT_LIMIT * max_chars)
         for t in range(max_chars):
-            tokens, lp = self._choose(logits, temperature, top_k, top_p, rng)
-            token = int(tokens[0])
-            logprob += lp[0]
+            token, lp = self._choose_one(logits, temperature, top_k, top_p, rng)
+            logprob += lp
             if token == EOS:
                 stop = "eos"
                 break
@@ -325,7 +325,7 @@ class Sampler:
             if _ends_sentence(ch, t, soft):
                 stop = "sentence"
                 break
-            logits = row.step(token)[None]
+            logits = row.step(token)
         return self._finish("".join(chars), logprob, stop, max_chars)
 
     def _choose(
@@ -336,35 +336,42 @@ class Sampler:
         top_p: float,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pick one token per row; return it and its log-probability under the model (T=1).
-
-        Inverse-CDF sampling on unnormalised weights: a handful of NumPy calls per step,
-        which matters at batch 1 where the matrix products are small."""
+        """Pick one token per row of [n, vocab]; return them and their log-probabilities
+        under the model (T=1). Inverse-CDF sampling on unnormalised weights."""
         z = logits.astype(np.float64)
         z[:, UNK] = -np.inf  # never write the replacement character into a post
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)  # softmax at T=1, unnormalised
-        rows = np.arange(len(z))
         if temperature <= 0:
             tokens = z.argmax(axis=1)
         else:
-            w = e if temperature == 1.0 else np.exp(z / temperature)
-            if 0 < top_k < w.shape[1]:
-                kth = np.partition(w, -top_k, axis=1)[:, -top_k][:, None]
-                w = np.where(w < kth, 0.0, w)
-            if top_p < 1.0:
-                order = np.argsort(-w, axis=1)
-                sorted_w = np.take_along_axis(w, order, 1)
-                mass = np.cumsum(sorted_w, axis=1) / sorted_w.sum(axis=1, keepdims=True)
-                # keep the smallest prefix whose mass reaches top_p (always the top token)
-                cut = mass - sorted_w / sorted_w.sum(axis=1, keepdims=True) >= top_p
-                mask = np.zeros_like(cut)
-                np.put_along_axis(mask, order, cut, axis=1)
-                w = np.where(mask, 0.0, w)
+            w = _truncate(e if temperature == 1.0 else np.exp(z / temperature), top_k, top_p)
             cum = np.cumsum(w, axis=1)
             u = (1.0 - rng.random((len(z), 1))) * cum[:, -1:]  # in (0, total]
             tokens = (cum < u).sum(axis=1)
-        return tokens, z[rows, tokens] - np.log(e.sum(axis=1))
+        return tokens, z[np.arange(len(z)), tokens] - np.log(e.sum(axis=1))
+
+    def _choose_one(
+        self,
+        logits: np.ndarray,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> tuple[int, float]:
+        """_choose for one row of [vocab], with the same draws from `rng`. At batch 1 the
+        2-D bookkeeping (keepdims, index arrays) costs as much as the sampling itself."""
+        z = logits.astype(np.float64)
+        z[UNK] = -np.inf
+        z -= z.max()
+        e = np.exp(z)
+        if temperature <= 0:
+            token = int(z.argmax())
+        else:
+            w = _truncate(e if temperature == 1.0 else np.exp(z / temperature), top_k, top_p)
+            cum = w.cumsum()
+            token = int(cum.searchsorted((1.0 - rng.random()) * cum[-1]))  # first cum >= u
+        return token, float(z[token]) - math.log(e.sum())
 
     @staticmethod
     def _finish(text: str, logprob: float, stop: str, max_chars: int) -> Sample:
@@ -380,6 +387,23 @@ class Sampler:
 def _ends_sentence(ch: str, t: int, soft: int) -> bool:
     """Past the soft limit, a sentence's last character ends the post (t: its position)."""
     return t >= soft and t > 0 and ch in ".!?"
+
+
+def _truncate(w: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
+    """Zero all but the top-k, then all but the top-p mass, of weights along the last axis."""
+    if 0 < top_k < w.shape[-1]:
+        kth = np.partition(w, -top_k, axis=-1)[..., -top_k, None]
+        w = np.where(w < kth, 0.0, w)
+    if top_p < 1.0:
+        order = np.argsort(-w, axis=-1)
+        sorted_w = np.take_along_axis(w, order, -1)
+        total = sorted_w.sum(axis=-1, keepdims=True)
+        # keep the smallest prefix whose mass reaches top_p (always the top token)
+        cut = np.cumsum(sorted_w, axis=-1) / total - sorted_w / total >= top_p
+        mask = np.zeros_like(cut)
+        np.put_along_axis(mask, order, cut, axis=-1)
+        w = np.where(mask, 0.0, w)
+    return w
 
 
 def _snake(name: str) -> str:

@@ -82,20 +82,30 @@ def test_one_candidate_agrees_with_the_batched_engine(sampler: Sampler) -> None:
     assert post.mean_logprob == pytest.approx(total / len(ids), abs=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 2])  # one candidate has its own path
 @pytest.mark.parametrize("kwargs", [{"top_k": 1}, {"top_p": 1e-9}])
-def test_top_k_one_and_tiny_top_p_equal_greedy(sampler: Sampler, kwargs: dict) -> None:
-    greedy = sampler.generate("We", n=2, max_chars=40, temperature=0, rng=np.random.default_rng(0))
+def test_top_k_one_and_tiny_top_p_equal_greedy(sampler: Sampler, kwargs: dict, n: int) -> None:
+    greedy = sampler.generate("We", n=n, max_chars=40, temperature=0, rng=np.random.default_rng(0))
     other = sampler.generate(
-        "We", n=2, max_chars=40, temperature=1.5, rng=np.random.default_rng(5), **kwargs
+        "We", n=n, max_chars=40, temperature=1.5, rng=np.random.default_rng(5), **kwargs
     )
     assert [s.text for s in other] == [s.text for s in greedy]
 
 
-def test_top_k_bounds_the_choices(sampler: Sampler) -> None:
-    logits = np.log(np.array([[0.5, 0.0001, 0.2, 0.15, 0.1, 0.05]]) + 1e-12)
-    rng = np.random.default_rng(3)
-    seen = {int(sampler._choose(logits, 1.0, 2, 1.0, rng)[0][0]) for _ in range(200)}
-    assert seen <= {0, 2}
+@pytest.mark.parametrize("one_row", [False, True])
+@pytest.mark.parametrize(("top_k", "top_p"), [(2, 1.0), (0, 0.6)])
+def test_top_k_and_top_p_bound_the_choices(
+    sampler: Sampler, top_k: int, top_p: float, one_row: bool
+) -> None:
+    # probabilities by id: the unknown token (id 1) is never drawn; top-2 and top-60% mass
+    # both leave ids 0 and 2 (0.5 + 0.2).
+    probs = np.array([0.5, 0.0001, 0.2, 0.15, 0.1, 0.05])
+    assert UNK == 1
+    logits, rng, draws = np.log(probs), np.random.default_rng(3), range(200)
+    if one_row:
+        seen = {sampler._choose_one(logits, 1.0, top_k, top_p, rng)[0] for _ in draws}
+    else:
+        seen = {int(sampler._choose(logits[None], 1.0, top_k, top_p, rng)[0][0]) for _ in draws}
     assert seen == {0, 2}
 
 
