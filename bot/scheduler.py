@@ -53,6 +53,7 @@ from bot import config as cfg
 from bot.clock import Clock, SystemClock
 from bot.errors import ConfigError, ModelError, PublishError
 from bot.log import event, format_fields
+from bot.memory import release_free_memory
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers.base import Post, Publisher, Receipt
 from bot.publishers.mastodon import publish_with_retries
@@ -578,7 +579,10 @@ class Daemon:
         finally:
             with self._idle:
                 self._active -= 1
+                idle = self._active == 0
                 self._idle.notify_all()
+            if idle:  # the last job out gives sampling's freed heap back (bot/memory.py)
+                release_free_memory()
 
     def _beat(self) -> None:
         self.store.beat("daemon")
