@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 from collections.abc import Callable
@@ -74,3 +75,12 @@ def ada_config(write_config: Callable[[str], Path], make_persona: Callable[..., 
     """A valid one-persona config (ada, outbox) with its fake model folder."""
     make_persona("ada")
     return write_config(MINIMAL_CONFIG)
+
+
+@pytest.fixture
+def rss_bytes() -> Callable[[], int]:
+    """This process's resident memory in bytes, read from /proc; skips where there is none."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        pytest.skip("reads /proc (Linux)")
+    return lambda: int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,13 +10,7 @@ import pytest
 from bot.memory import release_free_memory
 
 
-def rss_bytes() -> int:
-    with Path("/proc/self/statm").open() as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
-def test_freed_numpy_temporaries_are_given_back() -> None:
+def test_freed_numpy_temporaries_are_given_back(rss_bytes: Callable[[], int]) -> None:
     # 40 MB of 100 kB arrays (below glibc's mmap threshold, so they come from the heap), all
     # freed but the last, which pins the top of the heap: glibc alone keeps those pages.
     arrays = [np.ones(25_000, np.float32) for _ in range(400)]

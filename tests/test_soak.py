@@ -56,15 +56,10 @@ def our_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("revenant")]
 
 
-def rss_bytes() -> int:
-    with Path("/proc/self/statm").open() as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
 def test_soak_two_personas_every_second_with_faults(
     mastodon_server: MastodonServer,
+    rss_bytes: Callable[[], int],
     tmp_path: Path,
     write_config: Callable[[str], Path],
     monkeypatch: pytest.MonkeyPatch,
