@@ -20,9 +20,14 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-COPY pyproject.toml README.md ./
+# The package, with its one C file (bot/_lstm.c: one candidate at a time, 2.5x faster than
+# NumPy). The compiler is needed only to build it, so it leaves in the same layer.
+COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
-RUN pip install --no-deps . && rm -rf build *.egg-info
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-deps . && rm -rf build *.egg-info \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
+    && python -c "import bot._lstm"
 
 # The shipped config and persona; mount your own over them (-v ...:/app/config.yaml:ro).
 COPY config.yaml ./

@@ -4,13 +4,14 @@
 
 (a) reference: the classic loop (Keras example, textgenrnn): load model.keras with Keras and
     call model.predict on the last 40 characters for every generated character;
-(b) ours at batch 1: one 280-character post (step loop, and .generate end to end), and the
-    speed-up over (a); target >= 500x;
+(b) ours at batch 1: one 280-character post (.generate end to end: the C loop of
+    bot/_lstm.c on its default threads, on one thread, and the NumPy row that is the
+    fallback), and the speed-up over (a); target >= 500x;
 (c) ours at batch 64: 64 candidates of 280 characters against the matmul-bound time (this
     machine's measured float32 matmul speed on the sampler's own product shapes times the
     persona's FLOPs per character); target <= 2x;
-(d) `bot preview -n 1` in a fresh process: peak RSS (target <= 150 MB) and cold start,
-    process start to the first post printed (target <= 1.5 s).
+(d) `bot preview -n 1` in a fresh process: peak RSS (its own VmHWM; target <= 150 MB)
+    and cold start, process start to the first post printed (target <= 1.5 s).
 
 NumPy parts run first; TensorFlow is imported only for (a), after them. Lengths are forced to
 the full 280 characters (no end-of-post, no early sentence stop), so every run does the same
@@ -200,10 +201,34 @@ def preview_config(model: Path, tmp: Path) -> Path:
     return path
 
 
+# Runs `python -m bot ...` and, at exit, writes the process's own peak RSS (VmHWM) to the
+# file named by $BENCH_HWM. Not rusage: Linux carries ru_maxrss across fork and exec, so a
+# child spawned by this (by then ~95 MB) bench would report the bench's own peak.
+HWM_WRAPPER = """
+import atexit, os, runpy, sys
+def hwm():
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_HWM"], "w") as out:
+        out.write(kb)
+atexit.register(hwm)
+sys.argv[0] = "bot"
+runpy.run_module("bot", run_name="__main__")
+"""
+
+
 def preview_once(config: Path, home: Path) -> dict[str, object]:
     """One `python -m bot preview -n 1` process: seconds to the first post line, peak RSS."""
-    env = {**os.environ, "REVENANT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "bot", "-c", str(config), "preview", "-n", "1", "--seed", "1"]
+    hwm_file = home / "hwm"
+    env = {
+        **os.environ,
+        "REVENANT_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "BENCH_HWM": str(hwm_file),
+    }
+    cmd = [
+        sys.executable, "-c", HWM_WRAPPER, "-c", str(config), "preview", "-n", "1", "--seed", "1"
+    ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -218,13 +243,12 @@ def preview_once(config: Path, home: Path) -> dict[str, object]:
             after_header = True
             if line.startswith("no candidate"):
                 first_post = time.perf_counter() - t0
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.wait()
     total = time.perf_counter() - t0
     return {
         "first_post_s": first_post,
         "exit_s": total,
-        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
+        "peak_rss_mb": int(hwm_file.read_text()) / 1024,  # VmHWM is in kB
         "rc": proc.returncode,
     }
 
@@ -271,20 +295,32 @@ def main() -> None:
     # (b) batch 1 ---------------------------------------------------------------------
     rng = np.random.default_rng(seed)
     steps_b1, _ = median_time(lambda: step_loop(sampler, 1, chars), repeats)
-    with full_length(sampler):
-        gen_b1, _ = median_time(
-            lambda: sampler.generate(
-                prompt, n=1, max_chars=chars, temperature=temperature, rng=rng
-            ),
-            repeats,
+
+    def post(engine: Sampler) -> Callable[[], object]:
+        return lambda: engine.generate(
+            prompt, n=1, max_chars=chars, temperature=temperature, rng=rng
         )
-        got = len(
-            sampler.generate(prompt, n=1, max_chars=chars, temperature=temperature, rng=rng)[0].text
-        )
+
+    # generate(n=1) by each engine: the C loop on its default threads (what runs), the C
+    # loop on one core, and the NumPy row (the fallback where nothing compiled it)
+    engines: dict[str, Sampler] = {}
+    if sampler.native:
+        engines["c"] = sampler
+        engines["c_one_thread"] = Sampler.load(model, threads=1)
+    engines["numpy"] = Sampler.load(model)
+    engines["numpy"].native = False
+    gen: dict[str, float] = {}
+    for name, engine in engines.items():
+        with full_length(engine):
+            gen[name], _ = median_time(post(engine), repeats)
+            got = len(post(engine)()[0].text)  # type: ignore[index]
+    gen_b1 = gen["c" if sampler.native else "numpy"]
     bound1 = matmul_bound(sampler, 1, repeats)
     res["batch1"] = {
         "step_loop_s": steps_b1,
         "generate_s": gen_b1,
+        "generate_by_engine_s": gen,
+        "threads": sampler.threads if sampler.native else 1,
         "chars": got,
         "steps_per_s": chars / steps_b1,
         "matmul_bound_s": bound1["step_s"] * chars,  # each shape alone: its weights stay hot
@@ -337,6 +373,7 @@ def main() -> None:
         res["reference"] = {"s_per_char": ref, "post_s": ref * chars}
         res["speedup_step_loop"] = ref * chars / steps_b1
         res["speedup_generate"] = ref * chars / gen_b1
+        res["speedup_by_engine"] = {k: ref * chars / v for k, v in gen.items()}
         res["speedup_floor"] = ref * chars / res["batch1"]["streaming_floor_s"]
 
     report(res)
@@ -359,10 +396,16 @@ def report(res: dict) -> None:
         f"{'(b) NumPy step loop, batch 1':<52}{b1['step_loop_s'] * ms:>9.1f} ms"
         f"{b1['step_loop_s'] / chars * 1e6:>11.1f} us"
     )
-    print(
-        f"{'(b) Sampler.generate, batch 1 (prime + sample)':<52}{b1['generate_s'] * ms:>9.1f} ms"
-        f"{b1['generate_s'] / chars * 1e6:>11.1f} us"
-    )
+    labels = {
+        "c": f"C loop, {b1['threads']} threads",
+        "c_one_thread": "C loop, 1 thread",
+        "numpy": "NumPy row",
+    }
+    for name, t in b1["generate_by_engine_s"].items():
+        print(
+            f"{f'(b) Sampler.generate, batch 1, {labels[name]}':<52}{t * ms:>9.1f} ms"
+            f"{t / chars * 1e6:>11.1f} us"
+        )
     print(
         f"{'    matmul-bound, batch 1 (each shape alone)':<52}{b1['matmul_bound_s'] * ms:>9.1f} ms"
         f"{b1['matmul_bound_s'] / chars * 1e6:>11.1f} us"
@@ -400,7 +443,8 @@ def report(res: dict) -> None:
     if "reference" in res:
         print(
             f"  speed-up vs (a), one {chars}-char post, generate  {res['speedup_generate']:>8.0f}x"
-            f"  (>= 500x)   step loop {res['speedup_step_loop']:.0f}x"
+            f"  (>= 500x)   "
+            + ", ".join(f"{labels[k]} {v:.0f}x" for k, v in res["speedup_by_engine"].items())
         )
         print(
             f"  speed-up vs (a) at the batch-1 streaming floor  "

@@ -158,12 +158,14 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
       bot check -p nietzsche
       bot check --online        # token, account, bot flag, the instance's length limit
     """
+    from bot.sampler import describe_engine
     from bot.scheduler import next_run_times
 
     config = app.config()
     now = datetime.now(UTC)
     click.echo(f"config: {config.path}")
     click.echo(f"store: {config.store}")
+    click.echo(f"engine: {describe_engine()}")
     ready = 0
     for persona in config.select(personas):
         if not persona.enabled:

@@ -8,19 +8,27 @@ Speed: the first layer's input projection is folded into a [vocab, 4H] table (em
 kernel + bias), each later layer does one [x, h, 1] @ [kernel; recurrent; bias] product, and
 the gates are reordered (i, f, o | g) with the sigmoid inputs pre-scaled by 1/2 so one tanh
 over all 4H columns gives every gate (sigmoid(z) = (1 + tanh(z/2)) / 2). N candidates
-advance together as one batch; finished ones leave the batch. A single row (priming, n=1)
-steps in place in preallocated buffers (_Row), where NumPy's per-call cost dominates.
+advance together as one batch; finished ones leave the batch.
+
+One candidate (n=1) and priming run in C where setup.py could build bot/_lstm.c: the whole
+loop, sampling included, with the hidden units split over two cores so that each core's
+share of the weights stays in its L2 (2.5x faster than one core streaming them from L3).
+Where it was not built, a single row steps in place in preallocated NumPy buffers (_Row),
+with the same draws and the same posts.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import h5py
 import numpy as np
@@ -28,8 +36,17 @@ import numpy as np
 from bot.card import EOS, MODEL_FILE, NORMALISE, UNK, PersonaCard, read_card
 from bot.errors import ModelError
 
+_lstm: ModuleType | None
+try:  # the batch-1 loop in C, on every core (setup.py); optional: NumPy does the same
+    from bot import _lstm
+except ImportError:  # built where no C compiler was found
+    _lstm = None
+
 SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
 SOFT_LIMIT = 0.75  # past this fraction of max_chars, a finished sentence ends the post
+SENTENCE_ENDS = ".!?"  # past the soft limit, one of these ends the post
+BLOCK = 64  # output columns per block in bot/_lstm.c (its BW)
+MAX_THREADS = 2  # each owns 1/T of the weights: 2 puts 3 x 256 in two cores' L2
 
 
 @dataclass(frozen=True)
@@ -149,8 +166,18 @@ class _Row:
 class Sampler:
     """Batched stateful LSTM sampling in NumPy, float32 throughout."""
 
-    def __init__(self, card: PersonaCard, weights: dict[str, list[np.ndarray]]) -> None:
+    def __init__(
+        self,
+        card: PersonaCard,
+        weights: dict[str, list[np.ndarray]],
+        *,
+        threads: int | None = None,
+    ) -> None:
+        """threads: for one candidate at a time (the C loop); default min(2, usable CPUs)."""
         self.card = card
+        self.threads = threads or min(MAX_THREADS, _usable_cpus())
+        # False: priming and generate(n=1) run the NumPy row instead of the C loop
+        self.native = _lstm is not None
         arch = card.architecture
         self.n_hidden = h = arch.n_hidden
         self.stoi = card.stoi
@@ -181,9 +208,9 @@ class Sampler:
         self.b_out = b_out.astype(np.float32)
 
     @classmethod
-    def load(cls, directory: Path) -> Sampler:
+    def load(cls, directory: Path, *, threads: int | None = None) -> Sampler:
         card = read_card(directory)
-        return cls(card, _read_weights(directory / MODEL_FILE, card))
+        return cls(card, _read_weights(directory / MODEL_FILE, card), threads=threads)
 
     # -- the forward pass ---------------------------------------------------------------
 
@@ -224,9 +251,14 @@ class Sampler:
         return logits, new_state
 
     def probabilities(self, ids: list[int]) -> np.ndarray:
-        """Per-step softmax for one sequence from the zero state: [len(ids), vocab]."""
-        row = _Row(self, self.zero_state(1))
-        return np.array([_softmax(row.step(token).astype(np.float64)) for token in ids])
+        """Per-step softmax for one sequence from the zero state: [len(ids), vocab], by the
+        engine generate(n=1) uses (the C loop replaying `ids`, or the NumPy row)."""
+        if self.native:
+            logits, _ = self._replay(ids)
+        else:
+            row = _Row(self, self.zero_state(1))
+            logits = np.array([row.step(token).copy() for token in ids])  # a reused buffer
+        return np.array([_softmax(z.astype(np.float64)) for z in logits])
 
     # -- prompts and sampling -------------------------------------------------------------
 
@@ -246,8 +278,16 @@ class Sampler:
         return ids, unknown
 
     def prime(self, prompt: str) -> Primed:
-        """Run the end-of-post token and then the prompt through the model at batch 1."""
+        """Run the end-of-post token and then the prompt through the model at batch 1.
+
+        Natively where the C loop is built: OpenBLAS' threads, woken by NumPy's products,
+        spin on the cores for ~0.1 s after and would starve the loop's threads (3x slower
+        per post, measured), so the path to an n=1 post makes no BLAS call."""
         ids, unknown = self.encode_prompt(prompt)
+        if self.native:
+            _, after = self._replay([EOS, *ids])
+            after.unknown = unknown
+            return after
         row = _Row(self, self.zero_state(1))
         for token in [EOS, *ids]:
             logits = row.step(token)
@@ -307,8 +347,11 @@ class Sampler:
         top_p: float,
         rng: np.random.Generator,
     ) -> Sample:
-        """generate() for one candidate: the row steps in place (_Row) and there is no batch
-        to keep; same draws from `rng`, so the same seed gives the same post as n=1 always did."""
+        """generate() for one candidate: the C loop where it was built (_generate_native),
+        else the row steps in place (_Row) and there is no batch to keep. Both take the same
+        draws from `rng`, so the same seed gives the same post as n=1 always did."""
+        if self.native:
+            return self._generate_native(primed, max_chars, temperature, top_k, top_p, rng)
         row = _Row(self, primed.state)
         logits = primed.logits[0]
         chars: list[str] = []
@@ -327,6 +370,78 @@ class Sampler:
                 break
             logits = row.step(token)
         return self._finish("".join(chars), logprob, stop, max_chars)
+
+    def _generate_native(
+        self,
+        primed: Primed,
+        max_chars: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        rng: np.random.Generator,
+    ) -> Sample:
+        """_generate_one in bot/_lstm.c: the same loop, stops and sampling arithmetic, with
+        the hidden units split over self.threads cores. The uniforms are drawn up front and
+        `rng` is then set to have given exactly the ones used, as the NumPy loop would."""
+        before = rng.bit_generator.state
+        uniforms = rng.random(max_chars) if temperature > 0 else np.zeros(max_chars)
+        out = np.empty(max_chars, np.int32)
+        (n_out, logprob, stop, used), _ = self._native(
+            primed, out, max_chars, temperature, top_k, top_p, uniforms
+        )
+        if used < max_chars and temperature > 0:
+            rng.bit_generator.state = before
+            rng.random(used)
+        text = "".join(self.itos[t] for t in out[:n_out].tolist())
+        return self._finish(text, logprob, ("length", "eos", "sentence")[stop], max_chars)
+
+    def _replay(self, ids: list[int]) -> tuple[np.ndarray, Primed]:
+        """Feed ids through the C loop from the zero state: the logits after each id,
+        [len(ids), vocab], and the state and logits after the last."""
+        n, v = len(ids), self.card.vocab_size
+        start = Primed(self.zero_state(1), np.zeros((1, v), np.float32))
+        forced = np.array([*ids, 0], np.int32)  # the last is chosen, never fed
+        trace = np.empty((n + 1, v), np.float32)
+        out = np.empty(n + 1, np.int32)
+        _, after = self._native(start, out, n + 1, 0.0, 0, 1.0, np.zeros(n + 1), forced, trace)
+        return trace[1:], after
+
+    def _native(
+        self,
+        primed: Primed,
+        out: np.ndarray,
+        max_chars: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        uniforms: np.ndarray,
+        forced: np.ndarray | None = None,
+        trace: np.ndarray | None = None,
+    ) -> tuple[tuple[int, float, int, int], Primed]:
+        """One call of bot/_lstm.c's loop (see its generate() for the arguments): its
+        result, and the state and logits after the last character fed (`primed` is left as
+        it was)."""
+        assert _lstm is not None
+        pack, nothing = self._packed, np.empty(0, np.int32)
+        h = np.concatenate([h for h, _ in primed.state], axis=0).astype(np.float32)
+        c = np.concatenate([c for _, c in primed.state], axis=0).astype(np.float32)
+        logits = primed.logits[0].astype(np.float32)
+        n_out, logprob, stop, used = _lstm.generate(
+            pack.weights, pack.offsets, self.table, self.b_out, h, c, logits, pack.ends,
+            uniforms, out,
+            nothing if forced is None else forced, nothing if trace is None else trace,
+            len(primed.state), self.n_hidden, self.card.vocab_size, pack.threads,
+            pack.out_blocks, max_chars, int(SOFT_LIMIT * max_chars), top_k, UNK, EOS,
+            float(temperature), float(top_p),
+        )  # fmt: skip
+        after = Primed(
+            [(h[None, k].copy(), c[None, k].copy()) for k in range(len(h))], logits[None]
+        )
+        return (n_out, logprob, stop, used), after
+
+    @functools.cached_property
+    def _packed(self) -> _Packed:
+        return _pack(self, self.threads)
 
     def _choose(
         self,
@@ -384,9 +499,72 @@ class Sampler:
         return Sample(text.rstrip(), float(logprob / n), stop)
 
 
+@dataclass(frozen=True)
+class _Packed:
+    """The weights as bot/_lstm.c reads them (see its header comment)."""
+
+    weights: np.ndarray  # float32, every matrix below, one after another
+    offsets: np.ndarray  # int64 [threads * layers + 1]: where each starts; the last: w_out
+    out_blocks: int
+    ends: np.ndarray  # uint8 [vocab]: 1 for a character that ends a sentence
+    threads: int
+
+
+def _blocked(m: np.ndarray) -> np.ndarray:
+    """[K, N] -> [N/BLOCK, K, BLOCK] (N zero-padded to whole blocks), flattened."""
+    k, n = m.shape
+    nb = -(-n // BLOCK)
+    padded = np.zeros((k, nb * BLOCK), np.float32)
+    padded[:, :n] = m
+    return padded.reshape(k, nb, BLOCK).transpose(1, 0, 2).ravel()
+
+
+def _pack(s: Sampler, threads: int) -> _Packed:
+    """Thread t gets the gate columns (i, f, o, g) of hidden units [u_t, u_t+1) of every
+    layer: layer 0's recurrent matrix, then each later layer's [kernel; recurrent; bias]."""
+    h = s.n_hidden
+    threads = max(1, min(threads, h))
+    bounds = [t * (h // threads) + min(t, h % threads) for t in range(threads + 1)]
+    parts, offsets, at = [], [], 0
+    for t in range(threads):
+        cols = np.concatenate(
+            [np.arange(g * h + bounds[t], g * h + bounds[t + 1]) for g in range(4)]
+        )
+        for m in [s.recurrent0, *s.folded]:
+            part = _blocked(m[:, cols])
+            parts.append(part)
+            offsets.append(at)
+            at += part.size
+    out = _blocked(s.w_out)
+    parts.append(out)
+    offsets.append(at)
+    ends = np.array([ch in ".!?" for ch in s.itos], np.uint8)
+    return _Packed(
+        np.concatenate(parts), np.array(offsets, np.int64), -(-s.card.vocab_size // BLOCK),
+        ends, threads,
+    )  # fmt: skip
+
+
+def describe_engine() -> str:
+    """What runs the LSTM here, for `bot check`."""
+    if _lstm is None:
+        return (
+            "NumPy only: bot._lstm was not built, so one candidate at a time runs ~2.5x "
+            "slower; install a C compiler and reinstall (pip install -e .)"
+        )
+    threads = min(MAX_THREADS, _usable_cpus())
+    return f"C loop for one candidate on {threads} thread{'s' if threads > 1 else ''}, NumPy for batches"
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _ends_sentence(ch: str, t: int, soft: int) -> bool:
     """Past the soft limit, a sentence's last character ends the post (t: its position)."""
-    return t >= soft and t > 0 and ch in ".!?"
+    return t >= soft and t > 0 and ch in SENTENCE_ENDS
 
 
 def _truncate(w: np.ndarray, top_k: int, top_p: float) -> np.ndarray:

@@ -63,6 +63,20 @@ def test_check_shows_what_would_run(ada_config: Path) -> None:
     assert out.rstrip().endswith("ok: 1 persona ready")
 
 
+def test_check_says_which_engine_runs_the_model(
+    ada_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.sampler
+
+    if bot.sampler._lstm is not None:  # built (test_native insists, given a compiler)
+        out = CliRunner().invoke(cli, ["check"]).output
+        assert "engine: C loop for one candidate on " in out
+    monkeypatch.setattr(bot.sampler, "_lstm", None)  # as installed without a compiler
+    out = CliRunner().invoke(cli, ["check"]).output
+    [line] = [line for line in out.splitlines() if line.startswith("engine:")]
+    assert "bot._lstm was not built" in line and "install a C compiler" in line
+
+
 def test_check_missing_model_file(ada_config: Path, tmp_path: Path) -> None:
     (tmp_path / "models" / "ada" / MODEL_FILE).unlink()
     result = CliRunner().invoke(cli, ["check"])

@@ -1,4 +1,7 @@
-"""The NumPy engine and Keras agree on the same weights: per-step probabilities within 1e-5."""
+"""The engines and Keras agree on the same weights: per-step probabilities within 1e-5.
+
+Both of generate(n=1)'s loops are checked (the C one in bot/_lstm.c and the NumPy row), and
+the batched NumPy step that serves several candidates."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bot.sampler
 from bot.card import EOS
 from bot.sampler import Sampler
 
@@ -17,8 +21,11 @@ TEXT = "Supposing that Truth is a woman -- what then? Is there not ground for su
 @pytest.mark.slow
 @pytest.mark.tf
 @pytest.mark.parametrize("n_layer", [1, 3])
-def test_numpy_step_probabilities_match_keras(tmp_path: Path, n_layer: int) -> None:
+@pytest.mark.parametrize("engine", ["c", "numpy"])
+def test_step_probabilities_match_keras(tmp_path: Path, n_layer: int, engine: str) -> None:
     pytest.importorskip("tensorflow")
+    if engine == "c" and bot.sampler._lstm is None:
+        pytest.skip("bot._lstm not built (test_native checks that it is, given a compiler)")
     import keras
 
     from bot.train.trainer import TrainConfig, train
@@ -30,6 +37,7 @@ def test_numpy_step_probabilities_match_keras(tmp_path: Path, n_layer: int) -> N
     out = tmp_path / cfg.name
     train(cfg, [DATA / "aphorisms.txt"], out, verbose=False)
     sampler = Sampler.load(out)
+    sampler.native = engine == "c"
     ids = [EOS, *sampler.encode_prompt(TEXT)[0]]
     model = keras.saving.load_model(out / "model.keras")
     logits = model(np.array([ids], dtype=np.int32), training=False)

@@ -1,0 +1,535 @@
+/* One candidate of Sampler.generate, on every core: the batch-1 sampling loop in C.
+ *
+ * At batch 1 a character costs one read of every weight (5 MB for 3 x 256), which is more
+ * than one core's L2, so one core streams them from L3 and NumPy cannot beat ~250x the
+ * Keras reference. Here each of T threads owns H/T hidden units of every layer: it reads
+ * only the weight columns of its units (a T-th of the model: 2.7 MB of 3 x 256 on two
+ * threads, most of which stays in the core's 2 MiB L2 from one character to the next),
+ * computes their four gates and its part of h and c, and meets the others at a spin
+ * barrier once a layer (spinning, then yielding the core if the wait drags on). The output layer is split the same way; thread 0 then samples (temperature, top-k,
+ * top-p, inverse CDF on the caller's uniforms) exactly as Sampler._choose_one does in NumPy.
+ *
+ * Weights arrive packed by bot/sampler.py (_pack): for thread t and layer l a block-major
+ * [nb][K][BW] float32 matrix of the thread's gate columns (i, f, o, g for its units, the
+ * sigmoid ones pre-scaled by 1/2), zero-padded to whole BW-column blocks; layer 0 reads
+ * [h0] and adds a row of the folded input table, later layers read [h_below ; h_own ; 1].
+ *
+ * float32 throughout like the NumPy engine; the sums run in a different order, so results
+ * agree with it (and with Keras) to float32 rounding, not bit for bit.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BW 64          /* output columns per block: eight 8-float accumulators */
+#define MAX_THREADS 8
+#define MAX_LAYERS 16
+#define MAX_UNITS 2048 /* hidden units per thread */
+#define SPINS 4000     /* busy-wait this long at a barrier, then yield the core */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/* AVX2 + FMA where the CPU has it, chosen at load time; plain x86-64 otherwise. */
+#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define RELAX() __builtin_ia32_pause()
+#else
+#define HOT
+#define RELAX() ((void)0)
+#endif
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+#define v8_of(x) ((v8){x, x, x, x, x, x, x, x})
+
+/* y[nb * BW] = x[K] @ M for M block-major [nb][K][BW]. */
+static inline __attribute__((always_inline)) void
+matvec(const float *restrict x, int K, const float *restrict M, int nb, float *restrict y)
+{
+    for (int b = 0; b < nb; b++) {
+        v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        const v8 *m = (const v8 *)(M + (size_t)b * K * BW);
+        for (int k = 0; k < K; k++, m += 8) {
+            float xk = x[k];
+            a0 += xk * m[0]; a1 += xk * m[1]; a2 += xk * m[2]; a3 += xk * m[3];
+            a4 += xk * m[4]; a5 += xk * m[5]; a6 += xk * m[6]; a7 += xk * m[7];
+        }
+        v8 *o = (v8 *)(y + b * BW);
+        o[0] = a0; o[1] = a1; o[2] = a2; o[3] = a3; o[4] = a4; o[5] = a5; o[6] = a6; o[7] = a7;
+    }
+}
+
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4)));
+
+static inline __attribute__((always_inline)) v8 select8(v8i mask, v8 a, v8 b)
+{
+    return (v8)(((v8i)a & mask) | ((v8i)b & ~mask));
+}
+
+/* tanh of 8 floats, within 1.2e-7 of the true value: exp(2x) by Cephes' expf polynomial
+ * with the power of two put in by hand; below |x| = 0.1 a Taylor series (tanh there is x,
+ * less 1e-14 of it). Vector types, so it compiles to SIMD on any target, with no calls. */
+static inline __attribute__((always_inline)) v8 tanh8(v8 v)
+{
+    const v8 nine = v8_of(9.0f), tenth = v8_of(0.1f);
+    v = select8(v > nine, nine, select8(v < -nine, -nine, v)); /* tanh(9) is 1 in float32 */
+    v8 y = 2.0f * v;
+    v8 fn = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to integer */
+    v8 r = y - fn * 0.693359375f - fn * -2.12194440e-4f;
+    v8 p = v8_of(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v8 e = p * (v8)((__builtin_convertvector(fn, v8i) + 127) << 23);
+    v8 t = (e - 1.0f) / (e + 1.0f);
+    v8 v2 = v * v;
+    v8 series = v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 +
+                                                               v2 * (62.0f / 2835)))));
+    return select8((v < tenth) & (v > -tenth), series, t);
+}
+
+/* x[k] = tanh(x[k]) for k < n rounded up to 8: x must have room for that. */
+static inline __attribute__((always_inline)) void tanh_inplace(float *x, int n)
+{
+    for (int k = 0; k < n; k += 8) {
+        v8 v;
+        memcpy(&v, x + k, sizeof v);
+        v = tanh8(v);
+        memcpy(x + k, &v, sizeof v);
+    }
+}
+
+/* -- barrier ---------------------------------------------------------------------------- */
+
+typedef struct {
+    atomic_int count;
+    atomic_int sense;
+    int n;
+} Barrier;
+
+static void barrier_wait(Barrier *b, int *local_sense)
+{
+    int sense = !*local_sense;
+    *local_sense = sense;
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->sense, sense, memory_order_release);
+        return;
+    }
+    int spins = 0;
+    while (atomic_load_explicit(&b->sense, memory_order_acquire) != sense) {
+        if (++spins < SPINS)
+            RELAX();
+        else
+            sched_yield(); /* the other thread may be waiting for this core */
+    }
+}
+
+/* -- the shared job --------------------------------------------------------------------- */
+
+typedef struct {
+    /* model */
+    int L, H, V, T;
+    const float *weights;       /* everything packed, float32 */
+    const int64_t *offsets;     /* [T][L] start of each thread's layer matrix; [T*L]: w_out */
+    const float *table;         /* [V][4H] layer 0's folded input (embedding @ kernel + bias) */
+    const float *b_out;         /* [V] */
+    int nb_out;                 /* blocks of w_out (V padded to BW) */
+    /* sampling */
+    double temperature, top_p;
+    int top_k, unk, eos, max_chars, soft;
+    const uint8_t *ends;        /* [V] 1 for a sentence's last character (. ! ?) */
+    const double *uniforms;     /* [max_chars] in [0, 1) */
+    int32_t *out;               /* [max_chars] sampled tokens */
+    const int32_t *forced;      /* [max_chars] or NULL: feed these, no stops (a replay) */
+    float *trace;               /* [max_chars][V] or NULL: the logits each step saw */
+    /* run state */
+    float *x0;                  /* [H] layer 0's h */
+    float *xh[MAX_LAYERS];      /* layer l >= 1: [h_below (H) ; h_own (H) ; 1] */
+    float *hout;                /* [H] the last layer's h, input to the output layer */
+    float *c;                   /* [L][H] */
+    float *logits;              /* [V + padding] */
+    Barrier barrier;
+    atomic_int token;           /* thread 0 -> others: next input token, -1 = stop */
+    /* results (thread 0) */
+    int n_out, stop, used;
+    double logprob;
+} Job;
+
+typedef struct {
+    Job *job;
+    int t;
+} Worker;
+
+static int unit_start(const Job *j, int t)
+{
+    int base = j->H / j->T, extra = j->H % j->T;
+    return t * base + (t < extra ? t : extra);
+}
+
+/* The new h of layer l goes where layer l+1 reads its input; the old one stays in place. */
+static float *h_dest(Job *j, int l) { return l + 1 < j->L ? j->xh[l + 1] : j->hout; }
+static float *h_own(Job *j, int l) { return l == 0 ? j->x0 : j->xh[l] + j->H; }
+
+/* One character through every layer for thread t's units (ends at the layer barriers). */
+HOT static void step_units(Job *j, int t, int token, float *z, int *sense)
+{
+    const int H = j->H, u0 = unit_start(j, t), n = unit_start(j, t + 1) - u0;
+    const int nb = (4 * n + BW - 1) / BW;
+    float tc[MAX_UNITS + 8]; /* tanh(c): rounded up to whole vectors, so not in place */
+    for (int l = 0; l < j->L; l++) {
+        const float *M = j->weights + j->offsets[t * j->L + l];
+        if (l == 0) {
+            matvec(j->x0, H, M, nb, z);
+            const float *row = j->table + (size_t)token * 4 * H;
+            for (int g = 0; g < 4; g++)
+                for (int k = 0; k < n; k++)
+                    z[g * n + k] += row[g * H + u0 + k];
+        } else {
+            matvec(j->xh[l], 2 * H + 1, M, nb, z);
+        }
+        float *c = j->c + (size_t)l * H + u0, *dest = h_dest(j, l) + u0;
+        tanh_inplace(z, 4 * n); /* i, f, o were pre-scaled by 1/2: sigmoid = (1 + tanh) / 2 */
+        for (int k = 0; k < 3 * n; k++)
+            z[k] = 0.5f * z[k] + 0.5f;
+        for (int k = 0; k < n; k++)
+            tc[k] = c[k] = z[n + k] * c[k] + z[k] * z[3 * n + k];
+        tanh_inplace(tc, n);
+        for (int k = 0; k < n; k++)
+            dest[k] = z[2 * n + k] * tc[k];
+        barrier_wait(&j->barrier, sense);
+        /* every thread has read layer l's old h: our units may now overwrite it */
+        memcpy(h_own(j, l) + u0, dest, (size_t)n * sizeof(float));
+    }
+}
+
+/* Thread t's share of the output layer: whole BW-column blocks of the logits. */
+HOT static void output_part(Job *j, int t)
+{
+    int b0 = j->nb_out * t / j->T, b1 = j->nb_out * (t + 1) / j->T;
+    const float *M = j->weights + j->offsets[j->T * j->L] + (size_t)b0 * j->H * BW;
+    matvec(j->hout, j->H, M, b1 - b0, j->logits + b0 * BW);
+    int end = b1 * BW < j->V ? b1 * BW : j->V;
+    for (int v = b0 * BW; v < end; v++)
+        j->logits[v] += j->b_out[v];
+}
+
+/* -- sampling: Sampler._choose_one ------------------------------------------------------ */
+
+typedef struct {
+    double w;
+    int v;
+} Ranked;
+
+static int by_weight_desc(const void *a, const void *b)
+{
+    double wa = ((const Ranked *)a)->w, wb = ((const Ranked *)b)->w;
+    return (wa < wb) - (wa > wb);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* Pick the next token from j->logits with uniform u (or take `forced`, when >= 0); adds
+ * its log-probability (T=1). */
+static int choose(Job *j, double u, int forced, double *z, double *w, double *tmp,
+                  Ranked *order)
+{
+    const int V = j->V;
+    double zmax = -INFINITY;
+    for (int v = 0; v < V; v++) {
+        z[v] = v == j->unk ? -INFINITY : (double)j->logits[v];
+        if (z[v] > zmax)
+            zmax = z[v];
+    }
+    double total_e = 0.0;
+    int best = 0;
+    for (int v = 0; v < V; v++) {
+        z[v] -= zmax;
+        total_e += exp(z[v]);
+        if (z[v] > z[best])
+            best = v;
+    }
+    int token = forced >= 0 ? forced : best;
+    if (forced < 0 && j->temperature > 0) {
+        for (int v = 0; v < V; v++)
+            w[v] = j->temperature == 1.0 ? exp(z[v]) : exp(z[v] / j->temperature);
+        if (j->top_k > 0 && j->top_k < V) {
+            memcpy(tmp, w, (size_t)V * sizeof(double));
+            qsort(tmp, (size_t)V, sizeof(double), cmp_desc);
+            double kth = tmp[j->top_k - 1];
+            for (int v = 0; v < V; v++)
+                if (w[v] < kth)
+                    w[v] = 0.0;
+        }
+        if (j->top_p < 1.0) {
+            /* keep the smallest prefix (by weight) whose mass reaches top_p */
+            double total = 0.0;
+            for (int v = 0; v < V; v++) {
+                order[v] = (Ranked){w[v], v};
+                total += w[v];
+            }
+            qsort(order, (size_t)V, sizeof(Ranked), by_weight_desc);
+            double before = 0.0;
+            for (int r = 0; r < V; r++) {
+                double wv = order[r].w;
+                tmp[order[r].v] = (before + wv) / total - wv / total >= j->top_p ? 0.0 : wv;
+                before += wv;
+            }
+            memcpy(w, tmp, (size_t)V * sizeof(double));
+        }
+        double cum = 0.0;
+        for (int v = 0; v < V; v++)
+            cum += w[v];
+        double target = (1.0 - u) * cum, run = 0.0;
+        token = V - 1;
+        for (int v = 0; v < V; v++) {
+            run += w[v];
+            if (run >= target) {
+                token = v;
+                break;
+            }
+        }
+        j->used++;
+    }
+    j->logprob += z[token] - log(total_e);
+    return token;
+}
+
+/* -- threads ---------------------------------------------------------------------------- */
+
+static void *helper(void *arg)
+{
+    Worker *wk = arg;
+    Job *j = wk->job;
+    float z[4 * MAX_UNITS + BW];
+    int sense = 0;
+    for (;;) {
+        barrier_wait(&j->barrier, &sense); /* thread 0 has published the next token */
+        int token = atomic_load_explicit(&j->token, memory_order_acquire);
+        if (token < 0)
+            return NULL;
+        step_units(j, wk->t, token, z, &sense);
+        output_part(j, wk->t);
+        barrier_wait(&j->barrier, &sense); /* the logits are whole: thread 0 samples */
+    }
+}
+
+/* Thread 0: sample, step, sample, ... until a stop; the helpers follow the barriers. */
+static void lead(Job *j, float *z, double *scratch, Ranked *order)
+{
+    const int V = j->V;
+    double *zd = scratch, *w = scratch + V, *tmp = scratch + 2 * V;
+    int sense = 0;
+    j->stop = 0; /* length */
+    for (int t = 0; t < j->max_chars; t++) {
+        if (j->trace)
+            memcpy(j->trace + (size_t)t * V, j->logits, (size_t)V * sizeof(float));
+        int token = choose(j, j->temperature > 0 ? j->uniforms[j->used] : 0.0,
+                           j->forced ? j->forced[t] : -1, zd, w, tmp, order);
+        if (token == j->eos && !j->forced) {
+            j->stop = 1;
+            break;
+        }
+        j->out[j->n_out++] = token;
+        if (t >= j->soft && t > 0 && j->ends[token] && !j->forced) {
+            j->stop = 2;
+            break;
+        }
+        if (t + 1 == j->max_chars)
+            break; /* the last character needs no next-character logits */
+        atomic_store_explicit(&j->token, token, memory_order_release);
+        if (j->T > 1)
+            barrier_wait(&j->barrier, &sense);
+        step_units(j, 0, token, z, &sense);
+        output_part(j, 0);
+        if (j->T > 1)
+            barrier_wait(&j->barrier, &sense);
+    }
+    atomic_store_explicit(&j->token, -1, memory_order_release);
+    if (j->T > 1)
+        barrier_wait(&j->barrier, &sense);
+}
+
+/* -- Python ----------------------------------------------------------------------------- */
+
+static int need(Py_buffer *b, Py_ssize_t bytes, const char *what)
+{
+    if (b->len < bytes) {
+        PyErr_Format(PyExc_ValueError, "_lstm.generate: %s is %zd bytes, needs %zd", what,
+                     b->len, bytes);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(generate_doc,
+"generate(weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced,\n"
+"         trace,\n"
+"         n_layer, n_hidden, vocab, threads, nb_out, max_chars, soft, top_k, unk, eos,\n"
+"         temperature, top_p) -> (n_out, logprob_sum, stop, uniforms_used)\n\n"
+"Sample one candidate from the primed state (h, c: [L][H], logits: [V], all three\n"
+"overwritten with those after the last character fed); stop is\n"
+"0 length, 1 end-of-post, 2 sentence. forced (int32 [max_chars], or empty) replays\n"
+"those tokens with no stops; trace (float32 [max_chars][V], or empty) receives the\n"
+"logits each step chose from. Called by bot.sampler only.");
+
+static PyObject *generate(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced, trace;
+    Job j;
+    memset(&j, 0, sizeof j);
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*y*y*w*y*w*iiiiiiiiiidd", &weights, &offsets,
+                          &table, &b_out, &h, &c, &logits, &ends, &uniforms, &out, &forced,
+                          &trace, &j.L,
+                          &j.H, &j.V, &j.T, &j.nb_out, &j.max_chars, &j.soft, &j.top_k,
+                          &j.unk, &j.eos, &j.temperature, &j.top_p))
+        return NULL;
+    Py_buffer *all[] = {&weights, &offsets, &table, &b_out, &h, &c,        &logits,
+                        &ends,    &uniforms, &out,  &forced, &trace};
+    PyObject *result = NULL;
+    float *arena = NULL;
+    double *scratch = NULL;
+    Ranked *order = NULL;
+    const int L = j.L, H = j.H, V = j.V, T = j.T;
+    if (L < 1 || L > MAX_LAYERS || H < 1 || V < 1 || T < 1 || T > MAX_THREADS || T > H ||
+        (H + T - 1) / T > MAX_UNITS || j.max_chars < 1 || j.nb_out * BW < V) {
+        PyErr_SetString(PyExc_ValueError, "_lstm.generate: unsupported shape or thread count");
+        goto done;
+    }
+    if (!need(&offsets, (Py_ssize_t)(T * L + 1) * 8, "offsets") ||
+        !need(&table, (Py_ssize_t)V * 4 * H * 4, "table") || !need(&b_out, V * 4, "b_out") ||
+        !need(&h, (Py_ssize_t)L * H * 4, "h") || !need(&c, (Py_ssize_t)L * H * 4, "c") ||
+        !need(&logits, V * 4, "logits") || !need(&ends, V, "ends") ||
+        !need(&uniforms, (Py_ssize_t)j.max_chars * 8, "uniforms") ||
+        !need(&out, (Py_ssize_t)j.max_chars * 4, "out") ||
+        (forced.len && !need(&forced, (Py_ssize_t)j.max_chars * 4, "forced")) ||
+        (trace.len && !need(&trace, (Py_ssize_t)j.max_chars * V * 4, "trace")))
+        goto done;
+    j.weights = weights.buf;
+    j.offsets = offsets.buf;
+    for (int k = 0; k <= T * L; k++) {
+        int t = k / L, l = k % L;
+        int64_t rows = k == T * L ? H : (l == 0 ? H : 2 * H + 1);
+        int64_t units = unit_start(&j, t + 1) - unit_start(&j, t);
+        int64_t blocks = k == T * L ? j.nb_out : (4 * units + BW - 1) / BW;
+        if (j.offsets[k] < 0 || (j.offsets[k] + rows * blocks * BW) * 4 > weights.len) {
+            PyErr_SetString(PyExc_ValueError, "_lstm.generate: offsets outside weights");
+            goto done;
+        }
+    }
+    j.table = table.buf;
+    j.b_out = b_out.buf;
+    j.ends = ends.buf;
+    j.uniforms = uniforms.buf;
+    j.out = out.buf;
+    j.forced = forced.len ? forced.buf : NULL;
+    j.trace = trace.len ? trace.buf : NULL;
+    if (j.forced)
+        for (int t = 0; t < j.max_chars; t++)
+            if (j.forced[t] < 0 || j.forced[t] >= V) {
+                PyErr_SetString(PyExc_ValueError, "_lstm.generate: forced token out of range");
+                goto done;
+            }
+
+    /* run state: x0 | xh[1..L-1] | hout | c | logits */
+    size_t n_floats = (size_t)H + (size_t)(L - 1) * (2 * H + 1) + H + (size_t)L * H +
+                      (size_t)j.nb_out * BW;
+    arena = calloc(n_floats, sizeof(float));
+    scratch = malloc(3 * (size_t)V * sizeof(double));
+    order = malloc((size_t)V * sizeof(Ranked));
+    if (!arena || !scratch || !order) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *p = arena, *h0 = h.buf;
+    j.x0 = p;
+    memcpy(j.x0, h0, (size_t)H * 4);
+    p += H;
+    for (int l = 1; l < L; l++) {
+        j.xh[l] = p;
+        memcpy(p + H, h0 + (size_t)l * H, (size_t)H * 4);
+        p[2 * H] = 1.0f;
+        p += 2 * H + 1;
+    }
+    j.hout = p;
+    p += H;
+    j.c = p;
+    memcpy(j.c, c.buf, (size_t)L * H * 4);
+    p += (size_t)L * H;
+    j.logits = p;
+    memcpy(j.logits, logits.buf, (size_t)V * 4);
+    atomic_init(&j.barrier.count, 0);
+    atomic_init(&j.barrier.sense, 0);
+    atomic_init(&j.token, 0);
+    j.barrier.n = T;
+
+    int started = 0, failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_t threads[MAX_THREADS];
+    Worker workers[MAX_THREADS];
+    float z[4 * MAX_UNITS + BW];
+    for (int t = 1; t < T; t++) {
+        workers[t].job = &j;
+        workers[t].t = t;
+        if (pthread_create(&threads[t], NULL, helper, &workers[t]) != 0) {
+            failed = 1;
+            break;
+        }
+        started++;
+    }
+    if (!failed) {
+        lead(&j, z, scratch, order);
+    } else {
+        /* release the started helpers: they wait at the first barrier for a token */
+        j.barrier.n = started + 1;
+        int sense = 0;
+        atomic_store_explicit(&j.token, -1, memory_order_release);
+        barrier_wait(&j.barrier, &sense);
+    }
+    for (int t = 1; t <= started; t++)
+        pthread_join(threads[t], NULL);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_OSError, "_lstm.generate: could not start a sampling thread");
+        goto done;
+    }
+    /* the state and logits after the last character fed, for the caller (a replay primes) */
+    for (int l = 0; l < L; l++)
+        memcpy((float *)h.buf + (size_t)l * H, h_own(&j, l), (size_t)H * 4);
+    memcpy(c.buf, j.c, (size_t)L * H * 4);
+    memcpy(logits.buf, j.logits, (size_t)V * 4);
+    result = Py_BuildValue("(idii)", j.n_out, j.logprob, j.stop, j.used);
+done:
+    free(arena);
+    free(scratch);
+    free(order);
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+        if (all[k]->obj)
+            PyBuffer_Release(all[k]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"generate", generate, METH_VARARGS, generate_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_lstm",
+    "The batch-1 sampling loop of bot.sampler, in C, on every core.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__lstm(void) { return PyModule_Create(&module); }

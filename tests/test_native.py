@@ -1,0 +1,115 @@
+"""The C loop for one candidate (bot/_lstm.c) against the NumPy loop it replaces.
+
+Same persona, prompt, settings and seed: the same post, stop, score and draws from the RNG,
+on any number of threads, and per-step probabilities to float32 rounding."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bot.sampler
+from bot.card import EOS
+from bot.sampler import Sample, Sampler
+
+TINY = Path(__file__).parent / "data" / "tiny_persona"
+
+needs_c = pytest.mark.skipif(bot.sampler._lstm is None, reason="bot._lstm not built")
+
+SETTINGS = [  # (prompt, max_chars, temperature, top_k, top_p)
+    ("Truth", 60, 0.0, 0, 1.0),
+    ("", 200, 1.0, 0, 1.0),
+    ("A", 200, 2.0, 0, 1.0),
+    ("We", 120, 0.7, 0, 1.0),
+    ("The", 200, 1.3, 5, 1.0),
+    ("The", 200, 1.1, 0, 0.8),
+    ("Is", 40, 0.9, 3, 0.7),
+]
+
+
+def test_the_c_loop_is_built_where_there_is_a_compiler() -> None:
+    """setup.py builds it optionally; with a compiler on the machine, a missing module means
+    the build broke, and n=1 would quietly run 2.5x slower."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: the NumPy loop is the designed fallback")
+    assert bot.sampler._lstm is not None
+    assert Sampler.load(TINY).native
+
+
+def _post(sampler: Sampler, seed: int, setting: tuple) -> tuple[Sample, float]:
+    prompt, max_chars, temperature, top_k, top_p = setting
+    rng = np.random.default_rng(seed)
+    (post,) = sampler.generate(
+        prompt, n=1, max_chars=max_chars, temperature=temperature, top_k=top_k, top_p=top_p,
+        rng=rng,
+    )  # fmt: skip
+    return post, float(rng.random())  # the draw after: both loops used the same number
+
+
+@needs_c
+@pytest.mark.parametrize("threads", [1, 2, 3])  # 3: 8 units each, blocks padded with zeros
+def test_c_loop_gives_the_numpy_loops_posts(threads: int) -> None:
+    numpy_loop = Sampler.load(TINY)
+    numpy_loop.native = False
+    c_loop = Sampler.load(TINY, threads=threads)
+    stops = set()
+    for setting in SETTINGS:
+        for seed in range(4):
+            want, want_next = _post(numpy_loop, seed, setting)
+            got, got_next = _post(c_loop, seed, setting)
+            assert (got.text, got.stop) == (want.text, want.stop), (setting, seed)
+            assert got.mean_logprob == pytest.approx(want.mean_logprob, abs=1e-6)
+            assert got_next == want_next  # the RNG is left where the NumPy loop leaves it
+            stops.add(want.stop)
+    assert stops == {"eos", "sentence", "length"}  # every way a post ends was compared
+
+
+@needs_c
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_c_loop_probabilities_match_the_numpy_row(threads: int) -> None:
+    sampler = Sampler.load(TINY, threads=threads)
+    ids = [EOS, *sampler.encode_prompt("Supposing that Truth is a woman -- what then?")[0]]
+    got = sampler.probabilities(ids)
+    sampler.native = False
+    want = sampler.probabilities(ids)
+    assert got.shape == want.shape == (len(ids), sampler.card.vocab_size)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    assert np.allclose(got.sum(axis=1), 1.0)
+
+
+@needs_c
+def test_two_python_threads_sample_at_once_as_if_one_after_the_other() -> None:
+    """The loop runs without the GIL: two personas composing together must not mix."""
+    sampler = Sampler.load(TINY)
+    settings = [(seed, SETTINGS[seed % len(SETTINGS)]) for seed in range(12)]
+    alone = [_post(sampler, seed, s)[0] for seed, s in settings]
+    together: list[Sample | None] = [None] * len(settings)
+
+    def work(first: int) -> None:
+        for k in range(first, len(settings), 2):
+            seed, s = settings[k]
+            together[k] = _post(sampler, seed, s)[0]
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert together == alone
+
+
+@needs_c
+def test_short_buffers_are_refused_not_read_past() -> None:
+    sampler = Sampler.load(TINY)
+    primed = sampler.prime("A")
+    with pytest.raises(ValueError, match="out is"):
+        sampler._native(primed, np.empty(3, np.int32), 50, 1.0, 0, 1.0, np.zeros(50))
+    with pytest.raises(ValueError, match="uniforms is"):
+        sampler._native(primed, np.empty(50, np.int32), 50, 1.0, 0, 1.0, np.zeros(10))
+    with pytest.raises(ValueError, match="forced token out of range"):
+        forced = np.full(50, sampler.card.vocab_size, np.int32)
+        sampler._native(primed, np.empty(50, np.int32), 50, 1.0, 0, 1.0, np.zeros(50), forced)
