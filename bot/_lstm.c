@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BW 64          /* output columns per block: eight 8-float accumulators */
 #define MAX_THREADS 8
@@ -158,8 +159,10 @@ typedef struct {
     float *logits;              /* [V + padding] */
     Barrier barrier;
     atomic_int token;           /* thread 0 -> others: next input token, -1 = stop */
+    double slow;                /* going alone past this many times the fastest step */
+    int alone;                  /* 1: thread 0 does every part from the start */
     /* results (thread 0) */
-    int n_out, stop, used;
+    int n_out, stop, used, alone_from;
     double logprob;
 } Job;
 
@@ -178,36 +181,63 @@ static int unit_start(const Job *j, int t)
 static float *h_dest(Job *j, int l) { return l + 1 < j->L ? j->xh[l + 1] : j->hout; }
 static float *h_own(Job *j, int l) { return l == 0 ? j->x0 : j->xh[l] + j->H; }
 
-/* One character through every layer for thread t's units (ends at the layer barriers). */
-HOT static void step_units(Job *j, int t, int token, float *z, int *sense)
+/* Thread t's units of layer l: the products, the gates, c, and the new h into h_dest. */
+HOT static void layer_part(Job *j, int t, int l, int token, float *z)
 {
     const int H = j->H, u0 = unit_start(j, t), n = unit_start(j, t + 1) - u0;
     const int nb = (4 * n + BW - 1) / BW;
+    const float *M = j->weights + j->offsets[t * j->L + l];
     float tc[MAX_UNITS + 8]; /* tanh(c): rounded up to whole vectors, so not in place */
-    for (int l = 0; l < j->L; l++) {
-        const float *M = j->weights + j->offsets[t * j->L + l];
-        if (l == 0) {
-            matvec(j->x0, H, M, nb, z);
-            const float *row = j->table + (size_t)token * 4 * H;
-            for (int g = 0; g < 4; g++)
-                for (int k = 0; k < n; k++)
-                    z[g * n + k] += row[g * H + u0 + k];
-        } else {
-            matvec(j->xh[l], 2 * H + 1, M, nb, z);
-        }
-        float *c = j->c + (size_t)l * H + u0, *dest = h_dest(j, l) + u0;
-        tanh_inplace(z, 4 * n); /* i, f, o were pre-scaled by 1/2: sigmoid = (1 + tanh) / 2 */
-        for (int k = 0; k < 3 * n; k++)
-            z[k] = 0.5f * z[k] + 0.5f;
-        for (int k = 0; k < n; k++)
-            tc[k] = c[k] = z[n + k] * c[k] + z[k] * z[3 * n + k];
-        tanh_inplace(tc, n);
-        for (int k = 0; k < n; k++)
-            dest[k] = z[2 * n + k] * tc[k];
-        barrier_wait(&j->barrier, sense);
-        /* every thread has read layer l's old h: our units may now overwrite it */
-        memcpy(h_own(j, l) + u0, dest, (size_t)n * sizeof(float));
+    if (l == 0) {
+        matvec(j->x0, H, M, nb, z);
+        const float *row = j->table + (size_t)token * 4 * H;
+        for (int g = 0; g < 4; g++)
+            for (int k = 0; k < n; k++)
+                z[g * n + k] += row[g * H + u0 + k];
+    } else {
+        matvec(j->xh[l], 2 * H + 1, M, nb, z);
     }
+    float *c = j->c + (size_t)l * H + u0, *dest = h_dest(j, l) + u0;
+    tanh_inplace(z, 4 * n); /* i, f, o were pre-scaled by 1/2: sigmoid = (1 + tanh) / 2 */
+    for (int k = 0; k < 3 * n; k++)
+        z[k] = 0.5f * z[k] + 0.5f;
+    for (int k = 0; k < n; k++)
+        tc[k] = c[k] = z[n + k] * c[k] + z[k] * z[3 * n + k];
+    tanh_inplace(tc, n);
+    for (int k = 0; k < n; k++)
+        dest[k] = z[2 * n + k] * tc[k];
+}
+
+/* Once every part of layer l has read its old h: thread t's units of the new one. */
+static void publish_part(Job *j, int t, int l)
+{
+    int u0 = unit_start(j, t), n = unit_start(j, t + 1) - u0;
+    memcpy(h_own(j, l) + u0, h_dest(j, l) + u0, (size_t)n * sizeof(float));
+}
+
+/* One character through every layer for thread t's units, in step with the others. */
+static void step_units(Job *j, int t, int token, float *z, int *sense)
+{
+    for (int l = 0; l < j->L; l++) {
+        layer_part(j, t, l, token, z);
+        barrier_wait(&j->barrier, sense);
+        publish_part(j, t, l);
+    }
+}
+
+static void output_part(Job *j, int t);
+
+/* One character, every thread's part done by this one: the same sums, so the same result. */
+static void step_alone(Job *j, int token, float *z)
+{
+    for (int l = 0; l < j->L; l++) {
+        for (int t = 0; t < j->T; t++)
+            layer_part(j, t, l, token, z);
+        for (int t = 0; t < j->T; t++)
+            publish_part(j, t, l);
+    }
+    for (int t = 0; t < j->T; t++)
+        output_part(j, t);
 }
 
 /* Thread t's share of the output layer: whole BW-column blocks of the logits. */
@@ -325,13 +355,25 @@ static void *helper(void *arg)
     }
 }
 
-/* Thread 0: sample, step, sample, ... until a stop; the helpers follow the barriers. */
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Thread 0: sample, step, sample, ... until a stop; the helpers follow the barriers.
+ * If the threads fall behind (other processes hold the cores, so a helper keeps missing
+ * its turn), the steps so far average more than j->slow times the fastest one; a single
+ * thread is then the quicker way, and this one finishes the post alone. */
 static void lead(Job *j, float *z, double *scratch, Ranked *order)
 {
     const int V = j->V;
     double *zd = scratch, *w = scratch + V, *tmp = scratch + 2 * V;
-    int sense = 0;
+    int sense = 0, together = j->T > 1 && !j->alone, steps = 0;
+    int64_t best = INT64_MAX, total = 0;
     j->stop = 0; /* length */
+    j->alone_from = -1;
     for (int t = 0; t < j->max_chars; t++) {
         if (j->trace)
             memcpy(j->trace + (size_t)t * V, j->logits, (size_t)V * sizeof(float));
@@ -348,17 +390,30 @@ static void lead(Job *j, float *z, double *scratch, Ranked *order)
         }
         if (t + 1 == j->max_chars)
             break; /* the last character needs no next-character logits */
+        if (!together) {
+            step_alone(j, token, z);
+            continue;
+        }
+        int64_t t0 = now_ns();
         atomic_store_explicit(&j->token, token, memory_order_release);
-        if (j->T > 1)
-            barrier_wait(&j->barrier, &sense);
+        barrier_wait(&j->barrier, &sense);
         step_units(j, 0, token, z, &sense);
         output_part(j, 0);
-        if (j->T > 1)
-            barrier_wait(&j->barrier, &sense);
-    }
-    atomic_store_explicit(&j->token, -1, memory_order_release);
-    if (j->T > 1)
         barrier_wait(&j->barrier, &sense);
+        int64_t dt = now_ns() - t0;
+        best = dt < best ? dt : best;
+        total += dt;
+        if (++steps >= 16 && (double)total > j->slow * (double)best * steps) {
+            atomic_store_explicit(&j->token, -1, memory_order_release);
+            barrier_wait(&j->barrier, &sense); /* the helpers leave */
+            together = 0;
+            j->alone_from = t + 1;
+        }
+    }
+    if (together) {
+        atomic_store_explicit(&j->token, -1, memory_order_release);
+        barrier_wait(&j->barrier, &sense);
+    }
 }
 
 /* -- Python ----------------------------------------------------------------------------- */
@@ -377,12 +432,15 @@ PyDoc_STRVAR(generate_doc,
 "generate(weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced,\n"
 "         trace,\n"
 "         n_layer, n_hidden, vocab, threads, nb_out, max_chars, soft, top_k, unk, eos,\n"
-"         temperature, top_p) -> (n_out, logprob_sum, stop, uniforms_used)\n\n"
+"         temperature, top_p, slow, alone)\n"
+"    -> (n_out, logprob_sum, stop, uniforms_used, alone_from)\n\n"
 "Sample one candidate from the primed state (h, c: [L][H], logits: [V], all three\n"
 "overwritten with those after the last character fed); stop is\n"
 "0 length, 1 end-of-post, 2 sentence. forced (int32 [max_chars], or empty) replays\n"
 "those tokens with no stops; trace (float32 [max_chars][V], or empty) receives the\n"
-"logits each step chose from. Called by bot.sampler only.");
+"logits each step chose from. alone_from: the step from which thread 0 went on alone\n"
+"(the steps averaged over slow x the fastest), or -1; alone: from the start. Called by\n"
+"bot.sampler only.");
 
 static PyObject *generate(PyObject *self, PyObject *args)
 {
@@ -390,11 +448,12 @@ static PyObject *generate(PyObject *self, PyObject *args)
     Py_buffer weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced, trace;
     Job j;
     memset(&j, 0, sizeof j);
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*y*y*w*y*w*iiiiiiiiiidd", &weights, &offsets,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*y*y*w*y*w*iiiiiiiiiidddp", &weights, &offsets,
                           &table, &b_out, &h, &c, &logits, &ends, &uniforms, &out, &forced,
                           &trace, &j.L,
                           &j.H, &j.V, &j.T, &j.nb_out, &j.max_chars, &j.soft, &j.top_k,
-                          &j.unk, &j.eos, &j.temperature, &j.top_p))
+                          &j.unk, &j.eos, &j.temperature, &j.top_p, &j.slow,
+                          &j.alone))
         return NULL;
     Py_buffer *all[] = {&weights, &offsets, &table, &b_out, &h, &c,        &logits,
                         &ends,    &uniforms, &out,  &forced, &trace};
@@ -480,7 +539,7 @@ static PyObject *generate(PyObject *self, PyObject *args)
     pthread_t threads[MAX_THREADS];
     Worker workers[MAX_THREADS];
     float z[4 * MAX_UNITS + BW];
-    for (int t = 1; t < T; t++) {
+    for (int t = 1; t < T && !j.alone; t++) {
         workers[t].job = &j;
         workers[t].t = t;
         if (pthread_create(&threads[t], NULL, helper, &workers[t]) != 0) {
@@ -510,7 +569,7 @@ static PyObject *generate(PyObject *self, PyObject *args)
         memcpy((float *)h.buf + (size_t)l * H, h_own(&j, l), (size_t)H * 4);
     memcpy(c.buf, j.c, (size_t)L * H * 4);
     memcpy(logits.buf, j.logits, (size_t)V * 4);
-    result = Py_BuildValue("(idii)", j.n_out, j.logprob, j.stop, j.used);
+    result = Py_BuildValue("(idiii)", j.n_out, j.logprob, j.stop, j.used, j.alone_from);
 done:
     free(arena);
     free(scratch);

@@ -28,5 +28,7 @@ def generate(
     eos: int,
     temperature: float,
     top_p: float,
+    slow: float,
+    alone: bool,
     /,
-) -> tuple[int, float, int, int]: ...
+) -> tuple[int, float, int, int, int]: ...

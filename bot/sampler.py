@@ -47,6 +47,9 @@ SOFT_LIMIT = 0.75  # past this fraction of max_chars, a finished sentence ends t
 SENTENCE_ENDS = ".!?"  # past the soft limit, one of these ends the post
 BLOCK = 64  # output columns per block in bot/_lstm.c (its BW)
 MAX_THREADS = 2  # each owns 1/T of the weights: 2 puts 3 x 256 in two cores' L2
+# The C loop finishes a post on one thread once its steps average this many times its
+# fastest: others hold the cores. One thread alone takes ~2.4x (192 vs 79 us, measured).
+SLOW_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,7 @@ class Sampler:
         before = rng.bit_generator.state
         uniforms = rng.random(max_chars) if temperature > 0 else np.zeros(max_chars)
         out = np.empty(max_chars, np.int32)
-        (n_out, logprob, stop, used), _ = self._native(
+        (n_out, logprob, stop, used, _), _ = self._native(
             primed, out, max_chars, temperature, top_k, top_p, uniforms
         )
         if used < max_chars and temperature > 0:
@@ -417,7 +420,9 @@ class Sampler:
         uniforms: np.ndarray,
         forced: np.ndarray | None = None,
         trace: np.ndarray | None = None,
-    ) -> tuple[tuple[int, float, int, int], Primed]:
+        slow: float = SLOW_FACTOR,
+        alone: bool | None = None,
+    ) -> tuple[tuple[int, float, int, int, int], Primed]:
         """One call of bot/_lstm.c's loop (see its generate() for the arguments): its
         result, and the state and logits after the last character fed (`primed` is left as
         it was)."""
@@ -426,18 +431,20 @@ class Sampler:
         h = np.concatenate([h for h, _ in primed.state], axis=0).astype(np.float32)
         c = np.concatenate([c for _, c in primed.state], axis=0).astype(np.float32)
         logits = primed.logits[0].astype(np.float32)
-        n_out, logprob, stop, used = _lstm.generate(
+        if alone is None:  # other processes on the cores now: one thread is quicker
+            alone = pack.threads > 1 and _cores_free() < pack.threads
+        result = _lstm.generate(
             pack.weights, pack.offsets, self.table, self.b_out, h, c, logits, pack.ends,
             uniforms, out,
             nothing if forced is None else forced, nothing if trace is None else trace,
             len(primed.state), self.n_hidden, self.card.vocab_size, pack.threads,
             pack.out_blocks, max_chars, int(SOFT_LIMIT * max_chars), top_k, UNK, EOS,
-            float(temperature), float(top_p),
+            float(temperature), float(top_p), float(slow), alone,
         )  # fmt: skip
         after = Primed(
             [(h[None, k].copy(), c[None, k].copy()) for k in range(len(h))], logits[None]
         )
-        return (n_out, logprob, stop, used), after
+        return result, after
 
     @functools.cached_property
     def _packed(self) -> _Packed:
@@ -557,9 +564,26 @@ def describe_engine() -> str:
 
 
 def _usable_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota (a
+    container started with --cpus=1 still sees every CPU of the host)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            return max(1, min(cpus or 1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus or 1
+
+
+def _cores_free() -> int:
+    """CPUs not running another thread at this instant (Linux' runnable count, which
+    includes the caller); elsewhere, all of them."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return _usable_cpus()
+    return (os.cpu_count() or 1) - (running - 1)
 
 
 def _ends_sentence(ch: str, t: int, soft: int) -> bool:

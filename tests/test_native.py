@@ -20,6 +20,14 @@ TINY = Path(__file__).parent / "data" / "tiny_persona"
 
 needs_c = pytest.mark.skipif(bot.sampler._lstm is None, reason="bot._lstm not built")
 
+
+@pytest.fixture(autouse=True)
+def idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The threads run together whatever else the test machine is doing (on a busy machine
+    the loop would start alone, which the last test covers)."""
+    monkeypatch.setattr(bot.sampler, "_cores_free", lambda: 64)
+
+
 SETTINGS = [  # (prompt, max_chars, temperature, top_k, top_p)
     ("Truth", 60, 0.0, 0, 1.0),
     ("", 200, 1.0, 0, 1.0),
@@ -113,3 +121,28 @@ def test_short_buffers_are_refused_not_read_past() -> None:
     with pytest.raises(ValueError, match="forced token out of range"):
         forced = np.full(50, sampler.card.vocab_size, np.int32)
         sampler._native(primed, np.empty(50, np.int32), 50, 1.0, 0, 1.0, np.zeros(50), forced)
+
+
+@needs_c
+def test_a_post_finished_on_one_thread_is_the_same_post() -> None:
+    """When other processes hold the cores the loop goes on alone mid-post (forced here from
+    the 16th step by slow=0), or starts alone; the post, its score and its draws must not
+    change."""
+    sampler = Sampler.load(TINY, threads=2)
+    primed = sampler.prime("The")
+    uniforms = np.random.default_rng(3).random(200)
+
+    def run(slow: float, alone: bool = False) -> tuple:
+        out = np.empty(200, np.int32)
+        (n, logprob, stop, used, alone_from), _ = sampler._native(
+            primed, out, 200, 1.0, 0, 1.0, uniforms, slow=slow, alone=alone
+        )
+        return out[:n].tolist(), logprob, stop, used, alone_from
+
+    *together, never = run(np.inf)
+    *switching, switched = run(0.0)
+    assert (never, switched) == (-1, 16)
+    assert len(together[0]) > 16  # the switch happened inside the post
+    assert switching == together
+    *alone, _ = run(np.inf, alone=True)  # other processes busy at the start: one thread
+    assert alone == together
