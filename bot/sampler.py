@@ -50,6 +50,9 @@ MAX_THREADS = 2  # each owns 1/T of the weights: 2 puts 3 x 256 in two cores' L2
 # The C loop finishes a post on one thread once its steps average this many times its
 # fastest: others hold the cores. One thread alone takes ~2.4x (192 vs 79 us, measured).
 SLOW_FACTOR = 3.0
+# Below this much weight per character, the barriers cost more than a second core saves
+# (measured, random weights: 2 x 64, 0.22 MB, 0.83x; 2 x 128, 0.81 MB, 1.29x; 3 x 256 2.4x).
+SPLIT_BYTES = 2**19
 
 
 @dataclass(frozen=True)
@@ -176,9 +179,9 @@ class Sampler:
         *,
         threads: int | None = None,
     ) -> None:
-        """threads: for one candidate at a time (the C loop); default min(2, usable CPUs)."""
+        """threads: for one candidate at a time (the C loop); default min(2, usable CPUs),
+        or 1 for a model small enough that one core holds it (SPLIT_BYTES)."""
         self.card = card
-        self.threads = threads or min(MAX_THREADS, _usable_cpus())
         # False: priming and generate(n=1) run the NumPy row instead of the C loop
         self.native = _lstm is not None
         arch = card.architecture
@@ -209,6 +212,9 @@ class Sampler:
         ]
         self.w_out = np.ascontiguousarray(w_out, dtype=np.float32)
         self.b_out = b_out.astype(np.float32)
+        weight_bytes = self.recurrent0.nbytes + sum(w.nbytes for w in self.folded)
+        small = weight_bytes + self.w_out.nbytes < SPLIT_BYTES
+        self.threads = threads or (1 if small else min(MAX_THREADS, _usable_cpus()))
 
     @classmethod
     def load(cls, directory: Path, *, threads: int | None = None) -> Sampler:
@@ -560,7 +566,10 @@ def describe_engine() -> str:
             "slower; install a C compiler and reinstall (pip install -e .)"
         )
     threads = min(MAX_THREADS, _usable_cpus())
-    return f"C loop for one candidate on {threads} thread{'s' if threads > 1 else ''}, NumPy for batches"
+    return (
+        f"C loop for one candidate at a time, on up to {threads} thread{'s' * (threads > 1)}; "
+        "NumPy for batches"
+    )
 
 
 def _usable_cpus() -> int:

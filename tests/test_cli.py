@@ -70,7 +70,7 @@ def test_check_says_which_engine_runs_the_model(
 
     if bot.sampler._lstm is not None:  # built (test_native insists, given a compiler)
         out = CliRunner().invoke(cli, ["check"]).output
-        assert "engine: C loop for one candidate on " in out
+        assert "engine: C loop for one candidate at a time, on up to " in out
     monkeypatch.setattr(bot.sampler, "_lstm", None)  # as installed without a compiler
     out = CliRunner().invoke(cli, ["check"]).output
     [line] = [line for line in out.splitlines() if line.startswith("engine:")]

@@ -146,3 +146,10 @@ def test_a_post_finished_on_one_thread_is_the_same_post() -> None:
     assert switching == together
     *alone, _ = run(np.inf, alone=True)  # other processes busy at the start: one thread
     assert alone == together
+
+
+def test_a_model_one_core_holds_gets_one_thread() -> None:
+    """The tiny persona's weights (tens of KB) sit in one L2: a second thread would only add
+    barriers (measured 2x slower). Asked for explicitly, threads are still split."""
+    assert Sampler.load(TINY).threads == 1
+    assert Sampler.load(TINY, threads=2).threads == 2
