@@ -347,11 +347,8 @@ def main() -> None:
         "steps_per_s": chars / steps_b1,
         "matmul_bound_s": bound1["step_s"] * chars,  # each shape alone: its weights stay hot
         "streaming_floor_s": streaming_floor(sampler, repeats) * chars,
-        "weight_mb": (
-            sampler.recurrent0.nbytes + sum(w.nbytes for w in sampler.folded)
-            + sampler.w_out.nbytes
-        ) / 2**20,
-    }  # fmt: skip
+        "weight_mb": sampler.weight_bytes / 2**20,
+    }
 
     # (b') batch 1 on a busy machine: other processes spinning on `busy` cores
     res["batch1_busy"] = {}

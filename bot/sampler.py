@@ -12,7 +12,7 @@ advance together as one batch; finished ones leave the batch.
 
 One candidate (n=1) and priming run in C where setup.py could build bot/_lstm.c: the whole
 loop, sampling included, with the hidden units split over two cores so that each core's
-share of the weights stays in its L2 (2.5x faster than one core streaming them from L3).
+share of the weights stays in its L2 (2.4x faster than one core streaming them from L3).
 Where it was not built, a single row steps in place in preallocated NumPy buffers (_Row),
 with the same draws and the same posts.
 """
@@ -212,9 +212,14 @@ class Sampler:
         ]
         self.w_out = np.ascontiguousarray(w_out, dtype=np.float32)
         self.b_out = b_out.astype(np.float32)
-        weight_bytes = self.recurrent0.nbytes + sum(w.nbytes for w in self.folded)
-        small = weight_bytes + self.w_out.nbytes < SPLIT_BYTES
-        self.threads = threads or (1 if small else min(MAX_THREADS, _usable_cpus()))
+        small = self.weight_bytes < SPLIT_BYTES
+        self.threads = threads or (1 if small else _split_threads())
+
+    @property
+    def weight_bytes(self) -> int:
+        """Weights read per character at batch 1 (the input table gives one row)."""
+        arrays = [self.recurrent0, *self.folded, self.w_out]
+        return sum(a.nbytes for a in arrays)
 
     @classmethod
     def load(cls, directory: Path, *, threads: int | None = None) -> Sampler:
@@ -551,7 +556,7 @@ def _pack(s: Sampler, threads: int) -> _Packed:
     out = _blocked(s.w_out)
     parts.append(out)
     offsets.append(at)
-    ends = np.array([ch in ".!?" for ch in s.itos], np.uint8)
+    ends = np.array([ch in SENTENCE_ENDS for ch in s.itos], np.uint8)
     return _Packed(
         np.concatenate(parts), np.array(offsets, np.int64), -(-s.card.vocab_size // BLOCK),
         ends, threads,
@@ -565,11 +570,16 @@ def describe_engine() -> str:
             "NumPy only: bot._lstm was not built, so one candidate at a time runs ~2.5x "
             "slower; install a C compiler and reinstall (pip install -e .)"
         )
-    threads = min(MAX_THREADS, _usable_cpus())
+    threads = _split_threads()
     return (
         f"C loop for one candidate at a time, on up to {threads} thread{'s' * (threads > 1)}; "
         "NumPy for batches"
     )
+
+
+def _split_threads() -> int:
+    """Threads for the C loop on a model worth splitting."""
+    return min(MAX_THREADS, _usable_cpus())
 
 
 def _usable_cpus() -> int:
