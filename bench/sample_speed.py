@@ -426,7 +426,7 @@ def report(res: dict) -> None:
         f"{b1['step_loop_s'] / chars * 1e6:>11.1f} us"
     )
     labels = {
-        "c": f"C loop, {b1['threads']} threads",
+        "c": f"C loop, {b1['threads']} thread{'s' * (b1['threads'] > 1)}",
         "c_one_thread": "C loop, 1 thread",
         "numpy": "NumPy row",
     }
