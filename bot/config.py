@@ -141,6 +141,7 @@ class MastodonSettings:
     base_url_env: str | None = None  # or the environment variable holding it
     access_token_env: str = DEFAULT_TOKEN_ENV
     request_timeout_seconds: float = 10.0
+    settle_seconds: float = 60.0  # a send may still be applied this long after it started
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class Config:
     timezone: str = "UTC"
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     personas: Mapping[str, Persona] = field(default_factory=dict)
+    lease_seconds: float = 60.0  # a slot claim's lease, renewed every quarter of it
 
     @property
     def label(self) -> str:
@@ -248,13 +250,16 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
     label = str(path)
     base = path.parent
     _refuse_literal_tokens(label, raw, "")
-    top = _Node(label, "", raw, ("personas", "store", "outbox", "timezone", "logging"))
+    top = _Node(
+        label, "", raw, ("personas", "store", "outbox", "timezone", "logging", "lease_seconds")
+    )
     timezone = top.zone("timezone", "UTC")
     log_node = top.node("logging", ("level", "json"))
     level = log_node.choice("level", "INFO", LOG_LEVELS, upper=True)
     logging_settings = LoggingSettings(level=level, json=log_node.flag("json", False))
     store = _resolve(base, top.text("store", None)) or home / STORE_FILE
     outbox = _resolve(base, top.text("outbox", None)) or home / OUTBOX_DIR
+    lease_seconds = top.number("lease_seconds", 60.0, lo=1.0, hi=3600.0)
 
     personas_raw = top.data.get("personas")
     if personas_raw is None or personas_raw == {}:
@@ -277,6 +282,7 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
         timezone=timezone,
         logging=logging_settings,
         personas=personas,
+        lease_seconds=lease_seconds,
     )
 
 
@@ -399,6 +405,7 @@ def _parse_mastodon(m: _Node, used: bool) -> MastodonSettings:
         base_url_env=base_url_env,
         access_token_env=m.env_name("access_token_env", DEFAULT_TOKEN_ENV) or DEFAULT_TOKEN_ENV,
         request_timeout_seconds=m.number("request_timeout_seconds", 10.0, lo=1.0, hi=300.0),
+        settle_seconds=m.number("settle_seconds", 60.0, lo=0.0, hi=3600.0),
     )
 
 

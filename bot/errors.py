@@ -38,7 +38,10 @@ class PublishError(BotError):
 
     `status_code` is the HTTP status when the target answered (None for network errors);
     `retry_after` is how many seconds the target asked us to wait (a rate limit's reset),
-    None when it did not say.
+    None when it did not say. `maybe_sent` is True when the post may exist on the server
+    all the same (a timeout, a 5xx after the request was sent): it is never re-sent
+    before the account's own statuses were looked at. `too_long` marks a refusal for
+    length (the publisher has learnt the lower limit).
     """
 
     def __init__(
@@ -49,8 +52,12 @@ class PublishError(BotError):
         transient: bool = False,
         status_code: int | None = None,
         retry_after: float | None = None,
+        maybe_sent: bool = False,
+        too_long: bool = False,
     ) -> None:
         super().__init__(message, hint)
         self.transient = transient
         self.status_code = status_code
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
+        self.too_long = too_long

@@ -16,29 +16,32 @@ import logging
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from bot import config as cfg
 from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE
-from bot.errors import ModelError, PublishError
+from bot.delivery import Delivery, LeaseKeeper, deliver
+from bot.errors import ModelError
+from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
 from bot.log import event
 from bot.novelty import load_index
 from bot.publishers.base import Post, Publisher, Receipt
 from bot.publishers.outbox import Outbox
 from bot.sampler import Sampler
-from bot.store import Store
+from bot.store import LEASE_SECONDS, Claim, Store
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM = timedelta(minutes=55)  # Mastodon forgets an idempotency key after one hour
-MAX_SLOT_ATTEMPTS = 5  # transient failures of one slot before it is given up
+MAX_SLOT_ATTEMPTS = 5  # attempts at one slot (claims and take-overs) before it is given up
 
 
 @dataclass
@@ -113,11 +116,13 @@ class Composition:
 @dataclass(frozen=True)
 class WakeResult:
     slot_key: str
-    outcome: str  # posted | already_claimed | no_candidate | failed | abandoned
+    # posted | already_claimed | no_candidate | failed | unknown | late | gave_up
+    outcome: str
     text: str | None = None
     receipt: Receipt | None = None
     reasons: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # one line, without the hint
+    hint: str | None = None
 
 
 def build_publisher(config: cfg.Config, persona: cfg.Persona) -> Publisher:
@@ -130,22 +135,26 @@ def build_publisher(config: cfg.Config, persona: cfg.Persona) -> Publisher:
             cfg.resolve_token(persona),
             request_timeout_seconds=persona.mastodon.request_timeout_seconds,
             token_env=persona.mastodon.access_token_env,
+            settle_seconds=persona.mastodon.settle_seconds,
         )
     return Outbox(config.outbox)
 
 
 def length_function(persona: cfg.Persona) -> Callable[[str], int]:
-    """How the target counts characters: Mastodon counts any URL as 23 and mentions by
-    username (Mastodon.py's own rule); the outbox counts plain characters."""
+    """A post's length as the target counts it, the persona's content warning included:
+    Mastodon counts any URL as 23 and mentions by username (Mastodon.py's own rule) and
+    adds the content warning; the outbox counts plain characters the same way."""
+    spoiler = persona.spoiler_text
     if persona.publisher == "mastodon":
         from bot.publishers.mastodon import status_length
 
-        return status_length
-    return len
+        return lambda text: status_length(text, spoiler)
+    return lambda text: len(text) + len(spoiler)
 
 
 def fill_prompt(template: str, now: datetime) -> str:
-    """Placeholders a prompt may carry: {date} {weekday} {month} {year} {time}."""
+    """Placeholders a prompt may carry: {date} {weekday} {month} {year} {time}, read
+    from `now` as given (the persona passes its schedule's local time)."""
     values = {
         "date": now.strftime("%B %-d"),
         "weekday": now.strftime("%A"),
@@ -204,6 +213,7 @@ class Persona:
         model: ModelHandle | None = None,
         length: Callable[[str], int] = len,
         max_chars: int | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -214,6 +224,7 @@ class Persona:
         self.model = model or ModelHandle(settings.model)
         self.length = length
         self._max_chars = max_chars
+        self.lease_seconds = lease_seconds
         blocklist = list(settings.filters.blocklist)
         if settings.filters.default_blocklist:
             blocklist += default_blocklist()
@@ -247,7 +258,8 @@ class Persona:
         prompts = self.settings.prompts
         if not prompts:
             return ""
-        return fill_prompt(prompts[int(self.rng.integers(len(prompts)))], self.now())
+        local = self.now().astimezone(ZoneInfo(self.settings.schedule.timezone))
+        return fill_prompt(prompts[int(self.rng.integers(len(prompts)))], local)
 
     def compose(
         self,
@@ -305,55 +317,9 @@ class Persona:
 
     # -- posting -------------------------------------------------------------------------
 
-    def _claim(self, store: Store, slot_key: str) -> str | None:
-        """Claim the slot; None if this caller owns it now, else why not."""
-        if store.claim_slot(self.name, slot_key):
-            return None
-        row = store.slot(self.name, slot_key)
-        if row is None:
-            return "already_claimed"
-        if row.status == "failed" and store.retry_slot(self.name, slot_key, MAX_SLOT_ATTEMPTS):
-            return None
-        if row.status == "claimed":
-            # A crash between publish and record: re-run with the same idempotency key, so
-            # the server answers with the status it already has, unless the key has expired.
-            claimed = datetime.fromisoformat(row.claimed_at_utc)
-            if self.now() - claimed < STALE_CLAIM:
-                return None
-            store.mark_slot(self.name, slot_key, "failed")
-            store.record_failure(self.name, slot_key, "post", "claim left by a crash expired",
-                                 transient=False)  # fmt: skip
-            return "abandoned"
-        return "already_claimed"
-
-    def wake(
-        self, slot_key: str, *, publish: Callable[[Post], Receipt] | None = None
-    ) -> WakeResult:
-        """One slot, exactly once: claim -> compose -> publish -> record."""
-        store, publisher = self.store, self.publisher
-        if store is None or publisher is None:
-            raise RuntimeError("wake() needs a store and a publisher")
-        refused = self._claim(store, slot_key)
-        if refused:
-            event(log, "slot_skipped", persona=self.name, slot=slot_key, why=refused)
-            return WakeResult(slot_key, refused)
-        try:
-            comp = self.compose()
-        except ModelError as err:
-            store.mark_slot(self.name, slot_key, "failed")
-            store.record_failure(self.name, slot_key, "model", str(err), transient=True)
-            raise
-        rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
-        if not comp.chosen:
-            store.record_rejections(self.name, slot_key, rejected)
-            store.mark_slot(self.name, slot_key, "skipped")
-            counts = comp.reason_counts()
-            event(log, "no_candidate", logging.WARNING, persona=self.name, slot=slot_key,
-                  rounds=comp.rounds, **{f"rejected_{k}": v for k, v in counts.items()})  # fmt: skip
-            return WakeResult(slot_key, "no_candidate", reasons=counts)
-        text = comp.chosen[0].text
+    def _post(self, text: str, slot_key: str) -> Post:
         s = self.settings
-        post = Post(
+        return Post(
             persona=self.name,
             text=text,
             idempotency_key=f"revenant:{self.name}:{slot_key}",
@@ -362,17 +328,140 @@ class Persona:
             language=s.language,
             sensitive=s.sensitive,
         )
-        try:
-            receipt = (publish or publisher.publish)(post)
-        except PublishError as err:
-            store.mark_slot(self.name, slot_key, "failed")
-            store.record_failure(self.name, slot_key, "publish", str(err),
-                                 transient=err.transient)  # fmt: skip
-            event(log, "publish_failed", logging.ERROR, persona=self.name, slot=slot_key,
-                  transient=err.transient, error=str(err))  # fmt: skip
-            return WakeResult(slot_key, "failed", text=text, error=str(err))
-        store.record_post(self.name, slot_key, text, receipt, rejections=rejected)
-        event(log, "posted", persona=self.name, slot=slot_key, publisher=receipt.publisher,
-              id=receipt.remote_id, url=receipt.url or "", chars=len(text))  # fmt: skip
-        return WakeResult(slot_key, "posted", text=text, receipt=receipt,
-                          reasons=comp.reason_counts())  # fmt: skip
+
+    def wake(
+        self,
+        slot_key: str,
+        *,
+        publish: Callable[[Post], Receipt] | None = None,
+        late_grace: timedelta | None = None,
+        wait: Callable[[float], bool] | None = None,
+    ) -> WakeResult:
+        """One slot, exactly once: claim -> compose (written ahead) -> send -> record.
+
+        The claim is leased and renewed while this runs (bot/delivery.py). A slot taken
+        over from a crashed or failed attempt resumes it: the written-ahead text is sent
+        again (never a new one), after a look among the account's posts when the earlier
+        send may have reached the server. A slot taken over more than `late_grace` (the
+        schedule's misfire grace) after it was first claimed is recorded as skipped, not
+        posted late. `wait(seconds)` waits for a send to settle; True = cut short."""
+        store, publisher = self.store, self.publisher
+        if store is None or publisher is None:
+            raise RuntimeError("wake() needs a store and a publisher")
+        claim = store.claim_slot(self.name, slot_key, lease_seconds=self.lease_seconds)
+        if claim is None:
+            event(log, "slot_skipped", persona=self.name, slot=slot_key, why="already_claimed")
+            return WakeResult(slot_key, "already_claimed")
+        crash_point("after_claim")
+        with LeaseKeeper(store, claim, self.lease_seconds) as keeper:
+            return self._resume(claim, keeper, publish, late_grace, wait or _sleep)
+
+    def _resume(
+        self,
+        claim: Claim,
+        keeper: LeaseKeeper,
+        publish: Callable[[Post], Receipt] | None,
+        late_grace: timedelta | None,
+        wait: Callable[[float], bool],
+    ) -> WakeResult:
+        store, publisher, slot_key = self.store, self.publisher, claim.slot_key
+        assert store is not None and publisher is not None
+        stop = None
+        first_claimed = datetime.fromisoformat(claim.row.claimed_at_utc)
+        if claim.taken_over and late_grace is not None and self.now() > first_claimed + late_grace:
+            stop = "late"
+        elif claim.attempts > MAX_SLOT_ATTEMPTS:
+            stop = "gave_up"
+        if claim.taken_over:
+            event(log, "slot_resumed", persona=self.name, slot=slot_key, attempt=claim.attempts,
+                  written_ahead=claim.text is not None,
+                  may_have_been_sent=claim.sent_at_utc is not None)  # fmt: skip
+        rejected: list[tuple[str, str]] = []
+        counts: dict[str, int] = {}
+        text = claim.text
+        if text is None:
+            if stop is not None:
+                return self._end_without_post(claim, stop)
+            try:
+                comp = self.compose()
+            except ModelError as err:
+                store.record_failure(self.name, slot_key, "model", str(err), transient=True)
+                store.mark_failed(claim)
+                raise
+            rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
+            counts = comp.reason_counts()
+            if not comp.chosen:
+                store.record_rejections(self.name, slot_key, rejected)
+                store.finish_slot(claim, "skipped")
+                event(log, "no_candidate", logging.WARNING, persona=self.name, slot=slot_key,
+                      rounds=comp.rounds, **{f"rejected_{k}": v for k, v in counts.items()})  # fmt: skip
+                return WakeResult(slot_key, "no_candidate", reasons=counts)
+            text = comp.chosen[0].text
+            if not store.write_ahead(claim, text, comp.prompt):
+                return WakeResult(slot_key, "already_claimed", error="lease lost")
+            crash_point("after_compose")
+        post = self._post(text, slot_key)
+        for recomposed in (False, True):
+            done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
+                           publish=publish, now=self.now, wait=wait,
+                           may_send=stop is None)  # fmt: skip
+            if done.outcome != "too_long" or recomposed:
+                break
+            # Refused for length: the publisher has learnt the lower limit; compose once
+            # more within it (nothing was sent, so a new text is safe) and send that.
+            comp = self.compose()
+            if not comp.chosen or not store.write_ahead(claim, comp.chosen[0].text, comp.prompt):
+                break
+            post = self._post(comp.chosen[0].text, slot_key)
+        return self._finish(claim, post, done, rejected, counts)
+
+    def _end_without_post(self, claim: Claim, why: str) -> WakeResult:
+        assert self.store is not None
+        self.store.finish_slot(claim, "skipped")
+        detail = ("taken over after the misfire grace: not posted late" if why == "late"
+                  else f"{claim.attempts - 1} attempts failed")  # fmt: skip
+        self.store.record_failure(self.name, claim.slot_key, why, detail, transient=False)
+        event(log, "slot_skipped", logging.WARNING, persona=self.name, slot=claim.slot_key,
+              why=why)  # fmt: skip
+        return WakeResult(claim.slot_key, why)
+
+    def _finish(
+        self,
+        claim: Claim,
+        post: Post,
+        done: Delivery,
+        rejected: list[tuple[str, str]],
+        counts: dict[str, int],
+    ) -> WakeResult:
+        store, slot_key = self.store, claim.slot_key
+        assert store is not None
+        err = done.error
+        if done.outcome == "posted" and done.receipt is not None:
+            receipt = done.receipt
+            store.record_post(self.name, slot_key, post.text, receipt, rejections=rejected)
+            crash_point("after_record")
+            event(log, "posted", persona=self.name, slot=slot_key, publisher=receipt.publisher,
+                  id=receipt.remote_id, url=receipt.url or "", chars=len(post.text),
+                  found=done.found)  # fmt: skip
+            return WakeResult(slot_key, "posted", text=post.text, receipt=receipt,
+                              reasons=counts)  # fmt: skip
+        if done.outcome == "skipped":
+            return self._end_without_post(claim, "late" if claim.taken_over else "gave_up")
+        if done.outcome == "lost":
+            return WakeResult(slot_key, "already_claimed", error="lease lost")
+        if done.outcome == "unknown":
+            return WakeResult(slot_key, "unknown", text=post.text,
+                              error=err.message if err else None)  # fmt: skip
+        if done.outcome == "too_long" and err is not None:  # refused twice: give the slot up
+            store.record_failure(self.name, slot_key, "publish", str(err), transient=False)
+            store.finish_slot(claim, "skipped")
+        message = err.message if err else "not published"
+        event(log, "publish_failed", logging.ERROR, persona=self.name, slot=slot_key,
+              transient=bool(err and err.transient), error=message)  # fmt: skip
+        return WakeResult(slot_key, "failed", text=post.text, error=message,
+                          hint=err.hint if err else None)  # fmt: skip
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(max(0.0, seconds))
+    return False

@@ -8,15 +8,18 @@ One poll reads the account's `mention` notifications after the cursor kept in th
     skip?   already handled | own post | older than max_age_minutes | a bot account (unless
             in bot_allowlist) | #nobot in the author's profile | a thread deeper than
             max_thread_depth | per_account_per_hour replies already sent to the author
-    answer  claim slot `reply:<notification id>` -> compose(prompt = the mention's text,
-            mentions and links removed) through the persona's filters -> publish
-            "@author <text>" in reply to the mention, never more public than the mention,
-            with idempotency key `revenant:<persona>:reply:<notification id>`
+    answer  claim slot `reply:<notification id>` (leased, as posts are) -> compose(prompt =
+            the mention's text, mentions and links removed) through the persona's filters,
+            written ahead -> publish "@author <text>" in reply to the mention, never more
+            public than the mention, with idempotency key
+            `revenant:<persona>:reply:<notification id>` (bot/delivery.py)
     record  the reply (or the skip and its reason) and the cursor, in one transaction
 
 The cursor moves only past a mention whose reply or skip is recorded. A transient server
 failure stops the batch with the cursor before the failed mention, so the next poll
-retries it with the same idempotency key: nothing is lost and nothing is posted twice.
+retries it with the same text and key, after looking among the account's statuses when
+the failed send may have reached the server: nothing is lost and nothing is posted twice.
+A permanent failure to read one mention's thread does not hold the cursor.
 An error is logged and stored, never posted. Reads the Mastodon client of a
 `MastodonPublisher`; never imports TensorFlow.
 """
@@ -34,12 +37,14 @@ from urllib.parse import urlsplit
 from mastodon import MastodonError, MastodonIllegalArgumentError
 
 from bot.corpus.clean import html_to_text
+from bot.delivery import LeaseKeeper, deliver
 from bot.errors import ConfigError, ModelError, PublishError
+from bot.faults import crash_point
 from bot.log import event
-from bot.persona import MAX_SLOT_ATTEMPTS, STALE_CLAIM, Persona
+from bot.persona import MAX_SLOT_ATTEMPTS, Persona
 from bot.publishers.base import Post, Publisher, Receipt, Visibility
 from bot.publishers.mastodon import MastodonPublisher
-from bot.store import Store, utc_now
+from bot.store import Claim, Store, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ PROMPT_MAX_CHARS = 200  # the mention's last characters prime the sampler
 MAX_VISIBILITY: Visibility = "unlisted"  # replies to public mentions (mstdn-ebooks' rule)
 # ---------------------------------------------------------------------------------------
 
-Outcome = Literal["replied", "skipped", "already_handled", "failed"]
+Outcome = Literal["replied", "skipped", "already_handled", "failed", "busy"]
 SKIP_REASONS = (
     "own_post",  # the bot's own status
     "no_status",  # the notification has no status, or it was deleted
@@ -61,7 +66,8 @@ SKIP_REASONS = (
     "account_limit",  # replies.per_account_per_hour reached for the author
     "no_candidate",  # every sampled reply failed the persona's filters
     "publish_refused",  # the server refused the reply for good (e.g. 422)
-    "gave_up",  # retried MAX_SLOT_ATTEMPTS times, or the idempotency key expired
+    "gave_up",  # attempted MAX_SLOT_ATTEMPTS times without a reply reaching the server
+    "unknown",  # a send's outcome stayed unknown past the bound: never re-sent
 )
 _PUBLICNESS: dict[str, int] = {"direct": 0, "private": 1, "unlisted": 2, "public": 3}
 _NOBOT = re.compile(r"#nobot\b", re.IGNORECASE)
@@ -213,12 +219,6 @@ class Replier:
             reason = self._thread_refusal(nid, acct, status)
         if reason is not None:
             return self._skip(nid, acct, status_id, reason)
-        refused = self._claim(slot_key)
-        if refused == "already_claimed":
-            self.store.set_cursor(self.cursor_name, nid)
-            return ReplyResult(nid, "already_handled", acct)
-        if refused is not None:
-            return self._skip(nid, acct, status_id, refused)
         return self._answer(nid, acct, status, slot_key)
 
     def _refusal(
@@ -259,12 +259,18 @@ class Replier:
             raise
         except MastodonError as err:
             failure = self.publisher.translate(err, "read the thread")
-            if failure.status_code == 404:
+            if failure.status_code in (404, 410):
                 return "no_status"
-            if failure.status_code != 403:
+            if failure.transient:
                 self._fail(nid, acct, f"reply:{nid}", "replies_thread", failure)
+            # Permanent for this mention (403 without read:statuses, 410, 422, ...): it must
+            # not hold the cursor; count the thread from our own records instead.
+            if failure.status_code != 403:
+                self.store.record_failure(self.name, f"reply:{nid}", "replies_thread",
+                                          str(failure), transient=False)  # fmt: skip
             event(log, "thread_unreadable", logging.WARNING, persona=self.name, notification=nid,
-                  error=failure.message, hint="give the token read:statuses")  # fmt: skip
+                  error=failure.message, fallback="depth from our own replies",
+                  hint="give the token read:statuses" if failure.status_code == 403 else "")  # fmt: skip
             depth = self._known_depth(status)
         return "thread_too_deep" if depth > self.settings.max_thread_depth else None
 
@@ -287,47 +293,45 @@ class Replier:
             self.store.replies_since(self.name, acct, since) >= self.settings.per_account_per_hour
         )
 
-    def _claim(self, slot_key: str) -> str | None:
-        """Own the slot (None) or say why not: already_claimed or gave_up.
-
-        A slot left `claimed` (crash between publish and record) or `failed` (transient)
-        is retried with the same idempotency key while Mastodon still remembers the key
-        (STALE_CLAIM); after that a retry could post twice, so the mention is given up.
-        """
-        store, name = self.store, self.name
-        if store.claim_slot(name, slot_key):
-            return None
-        row = store.slot(name, slot_key)
-        if row is None or row.status in ("posted", "skipped"):
-            return "already_claimed"
-        if self.now() - datetime.fromisoformat(row.claimed_at_utc) >= STALE_CLAIM:
-            store.mark_slot(name, slot_key, "skipped")
-            store.record_failure(name, slot_key, "reply", "idempotency key expired; not retried",
-                                 transient=False)  # fmt: skip
-            return "gave_up"
-        if row.status == "failed":
-            return None if store.retry_slot(name, slot_key, MAX_SLOT_ATTEMPTS) else "gave_up"
-        return None  # claimed: re-run with the same key
-
     def _answer(self, nid: str, acct: str, status: Mapping[str, Any], slot_key: str) -> ReplyResult:
+        """Claim the reply's slot and deliver it exactly once (bot/delivery.py): a slot
+        another process holds stops the batch here (its holder finishes it); one left by a
+        crash is resumed with its written-ahead text; an `unknown` one is never re-sent."""
+        store, name = self.store, self.name
+        claim = store.claim_slot(name, slot_key, lease_seconds=self.runner.lease_seconds)
+        if claim is None:
+            row = store.slot(name, slot_key)
+            if row is not None and row.status == "unknown":
+                return self._skip(nid, acct, str(status["id"]), "unknown")
+            if row is not None and row.status in ("claimed", "failed"):
+                raise _Stop(ReplyResult(nid, "busy", acct))  # a live holder is on it
+            store.set_cursor(self.cursor_name, nid)
+            return ReplyResult(nid, "already_handled", acct)
+        crash_point("after_claim")
+        with LeaseKeeper(store, claim, self.runner.lease_seconds) as keeper:
+            return self._deliver(nid, acct, status, claim, keeper)
+
+    def _deliver(
+        self, nid: str, acct: str, status: Mapping[str, Any], claim: Claim, keeper: LeaseKeeper
+    ) -> ReplyResult:
         s = self.runner.settings
+        store, slot_key = self.store, claim.slot_key
         handle = f"@{acct}"
         status_id = str(status["id"])
-        prompt = mention_prompt(str(status.get("content") or ""))
-        persona = self._persona_for(handle)
-        try:
-            comp = persona.compose(prompt=prompt or None)
-        except ModelError as err:  # keep the mention for the next poll, tell the daemon
-            self.store.mark_slot(self.name, slot_key, "failed")
-            self.store.record_failure(self.name, slot_key, "model", str(err), transient=True)
-            raise
-        rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
-        if not comp.chosen:
-            with self.store.transaction():
-                self.store.record_rejections(self.name, slot_key, rejected)
-                self.store.mark_slot(self.name, slot_key, "skipped")
+        spoiler = s.spoiler_text or str(status.get("spoiler_text") or "")
+        gave_up = claim.attempts > MAX_SLOT_ATTEMPTS
+        rejected: list[tuple[str, str]] = []
+        text = claim.text
+        if text is None:
+            if gave_up:
+                store.finish_slot(claim, "skipped")
+                return self._skip(nid, acct, status_id, "gave_up")
+            text, rejected = self._compose(nid, acct, handle, spoiler, status, claim)
+            if text is None:
                 return self._skip(nid, acct, status_id, "no_candidate")
-        text = f"{handle} {comp.chosen[0].text}"
+            if not store.write_ahead(claim, text, mention_prompt(str(status.get("content") or ""))):
+                raise _Stop(ReplyResult(nid, "busy", acct))
+            crash_point("after_compose")
         post = Post(
             persona=self.name,
             text=text,
@@ -335,33 +339,79 @@ class Replier:
             visibility=reply_visibility(
                 str(status.get("visibility") or "direct"), s.visibility, self.max_visibility
             ),
-            spoiler_text=s.spoiler_text or str(status.get("spoiler_text") or ""),
+            spoiler_text=spoiler,
             language=s.language,
             sensitive=s.sensitive or bool(status.get("sensitive")),
             in_reply_to_id=status_id,
         )
+        for recomposed in (False, True):
+            done = deliver(store, self.publisher, claim, post, keeper=keeper, kind="reply",
+                           now=self.now, may_send=not gave_up)  # fmt: skip
+            if done.outcome != "too_long" or recomposed:
+                break
+            again, rejected = self._compose(nid, acct, handle, spoiler, status, claim)
+            if again is None or not store.write_ahead(claim, again, None):
+                break
+            post = replace(post, text=again)
+        err = done.error
+        if done.outcome == "posted" and done.receipt is not None:
+            receipt = done.receipt
+            with store.transaction():
+                store.record_post(
+                    self.name, slot_key, post.text, receipt, kind="reply", rejections=rejected
+                )
+                parent = status.get("in_reply_to_id")
+                store.record_mention(self.name, nid, acct, "replied", status_id=status_id,
+                                     in_reply_to_id=None if parent is None else str(parent),
+                                     reply_remote_id=receipt.remote_id, at=self.now())  # fmt: skip
+                store.set_cursor(self.cursor_name, nid)
+            crash_point("after_record")
+            event(log, "replied", persona=self.name, notification=nid, to=acct,
+                  visibility=post.visibility, id=receipt.remote_id, url=receipt.url or "",
+                  found=done.found)  # fmt: skip
+            return ReplyResult(nid, "replied", acct, text=post.text, receipt=receipt)
+        if done.outcome in ("failed", "lost") or err is None:
+            if err is not None:
+                event(log, "reply_failed", logging.ERROR, persona=self.name, notification=nid,
+                      to=acct, transient=err.transient, error=err.message)  # fmt: skip
+            raise _Stop(ReplyResult(nid, "failed" if err else "busy", acct,
+                                    error=err.message if err else None))  # fmt: skip
+        if done.outcome == "unknown":
+            return replace(self._skip(nid, acct, status_id, "unknown"), error=err.message)
+        if done.outcome == "skipped":
+            return self._skip(nid, acct, status_id, "gave_up")
+        if done.outcome == "too_long":
+            store.record_failure(self.name, slot_key, "reply", str(err), transient=False)
+            store.finish_slot(claim, "skipped")
+        if err.status_code in (401, 403):
+            raise err  # the daemon disables the persona (the slot is skipped, not retried)
+        return replace(self._skip(nid, acct, status_id, "publish_refused"), error=err.message)
+
+    def _compose(
+        self,
+        nid: str,
+        acct: str,
+        handle: str,
+        spoiler: str,
+        status: Mapping[str, Any],
+        claim: Claim,
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """A reply text ("@author ...") that fits with its content warning, or None."""
+        persona = self._persona_for(handle, spoiler)
         try:
-            receipt = self.publisher.publish(post)
-        except PublishError as err:
-            if err.transient or err.status_code in (401, 403):
-                self._fail(nid, acct, slot_key, "reply", err)
-            self.store.record_failure(self.name, slot_key, "reply", str(err), transient=False)
+            comp = persona.compose(prompt=mention_prompt(str(status.get("content") or "")) or None)
+        except ModelError as err:  # keep the mention for the next poll, tell the daemon
+            self.store.record_failure(self.name, claim.slot_key, "model", str(err),
+                                      transient=True)  # fmt: skip
+            self.store.mark_failed(claim)
+            raise
+        rejected = [(v.candidate.text, v.reason or "") for v in comp.rejected]
+        if not comp.chosen:
             with self.store.transaction():
-                self.store.mark_slot(self.name, slot_key, "skipped")
-                result = self._skip(nid, acct, status_id, "publish_refused")
-            return replace(result, error=err.message)
-        with self.store.transaction():
-            self.store.record_post(
-                self.name, slot_key, text, receipt, kind="reply", rejections=rejected
-            )
-            parent = status.get("in_reply_to_id")
-            self.store.record_mention(self.name, nid, acct, "replied", status_id=status_id,
-                                      in_reply_to_id=None if parent is None else str(parent),
-                                      reply_remote_id=receipt.remote_id, at=self.now())  # fmt: skip
-            self.store.set_cursor(self.cursor_name, nid)
-        event(log, "replied", persona=self.name, notification=nid, to=acct,
-              visibility=post.visibility, id=receipt.remote_id, url=receipt.url or "")  # fmt: skip
-        return ReplyResult(nid, "replied", acct, text=text, receipt=receipt)
+                self.store.record_rejections(self.name, claim.slot_key, rejected)
+                self.store.finish_slot(claim, "skipped")
+            return None, rejected
+        return f"{handle} {comp.chosen[0].text}", rejected
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -429,10 +479,12 @@ class Replier:
             items = [n for n in items if _id_key(str(n["id"])) > _id_key(cursor)]
         return sorted(items, key=lambda n: _id_key(str(n["id"])))
 
-    def _persona_for(self, handle: str) -> Persona:
-        """The runner with room for `handle ` in the instance limit and without the
-        prompt echoed (a reply never repeats what it was told)."""
-        budget = self.publisher.max_chars() - self.runner.length(handle + " ")
+    def _persona_for(self, handle: str, spoiler: str) -> Persona:
+        """The runner with room for `handle ` and the reply's content warning in the
+        instance limit, counted as the server counts them, and without the prompt echoed
+        (a reply never repeats what it was told)."""
+        publisher = self.publisher
+        budget = publisher.max_chars() - publisher.length(handle + " ", spoiler)
         if budget not in self._personas:
             r = self.runner
             self._personas[budget] = Persona(
@@ -442,8 +494,9 @@ class Replier:
                 rng=r.rng,
                 now=r.now,
                 model=r.model,
-                length=r.length,
+                length=publisher.length,
                 max_chars=max(budget, 1),
+                lease_seconds=r.lease_seconds,
             )
         return self._personas[budget]
 

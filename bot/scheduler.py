@@ -68,7 +68,6 @@ PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
 RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
 RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends the wake...
 MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
-IDEMPOTENCY_WINDOW = timedelta(minutes=50)  # Mastodon forgets a key after 60 min
 MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... wakes
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # interval slots are counted from here, in UTC
 # ---------------------------------------------------------------------------------------
@@ -302,6 +301,7 @@ class Daemon:
                 rng=np.random.default_rng(seq),
                 now=self.clock.now,
                 length=length_function(settings),
+                lease_seconds=config.lease_seconds,
             )
             runner.model.get()  # a missing or corrupt model fails `bot run` now, in one line
             self.states[settings.name] = _PersonaState(
@@ -409,8 +409,14 @@ class Daemon:
             errors: list[PublishError] = []
             with self._lock:
                 self._inflight[name] = key
+            grace = timedelta(seconds=state.settings.schedule.misfire_grace_seconds)
             try:
-                result = state.runner.wake(key, publish=self._publisher_for(state, key, errors))
+                result = state.runner.wake(
+                    key,
+                    publish=self._publisher_for(state, key, errors),
+                    late_grace=None if trigger == "retry" else grace,
+                    wait=lambda seconds: self.clock.sleep(seconds, until=self._stopping),
+                )
             except ModelError as err:  # Persona.wake recorded it and marked the slot failed
                 event(log, "wake_failed", logging.ERROR, persona=name, slot=key, kind="model",
                       error=str(err))  # fmt: skip
@@ -463,8 +469,11 @@ class Daemon:
     def _skip(self, state: _PersonaState, key: str) -> WakeResult:
         name = state.settings.name
         state.skip -= 1
-        if self.store.claim_slot(name, key):
-            self.store.mark_slot(name, key, "skipped")
+        claim = self.store.claim_slot(name, key)
+        if claim is not None and claim.taken_over:
+            self.store.mark_failed(claim)  # an earlier attempt's slot: leave it to a later one
+        elif claim is not None:
+            self.store.finish_slot(claim, "skipped")
             self.store.record_failure(name, key, "backoff",
                                       f"skipped after {state.streak} failed wakes in a row",
                                       transient=True)  # fmt: skip
@@ -489,7 +498,7 @@ class Daemon:
     def _after_wake(
         self, state: _PersonaState, result: WakeResult, errors: list[PublishError]
     ) -> None:
-        if result.outcome in ("posted", "no_candidate"):
+        if result.outcome in ("posted", "no_candidate", "unknown"):
             state.streak = 0
             return
         if result.outcome != "failed":
@@ -538,8 +547,6 @@ class Daemon:
             why = f"{row.attempts} attempts"
         elif delay > MAX_RETRY_DELAY:
             why = f"reset in {delay.total_seconds():.0f} s"
-        elif when - datetime.fromisoformat(row.claimed_at_utc) > IDEMPOTENCY_WINDOW:
-            why = "past the idempotency window"
         else:
             job = self.scheduler.get_job(f"post:{name}")
             upcoming = getattr(job, "next_run_time", None)

@@ -1,35 +1,52 @@
 """SQLite state: slot claims, posts, rejected candidates, cursors, failures, heartbeats.
 
     store = Store(config.store)                  # created and migrated on first use (WAL)
-    if store.claim_slot("ada", "2025-01-01T10:00Z"):   # True exactly once, across processes
+    claim = store.claim_slot("ada", "2025-01-01T10:00Z")   # a Claim for one caller, or None
+    if claim:
+        store.write_ahead(claim, text, prompt)   # the text, durable before anything is sent
+        store.mark_sending(claim)                # "may have reached the server" from here on
         ...publish...
         store.record_post("ada", "2025-01-01T10:00Z", text, receipt, rejections=[...])
 
+The claim protocol (see DESIGN.md, "Growing past one machine"): a claim names its holder
+and holds a lease (`lease_until_utc`, LEASE_SECONDS); the holder renews it while it works
+(`renew`), and another caller takes the slot over only after the lease has expired, in
+one statement that only one caller can win (`UPDATE ... WHERE lease_until_utc < now`,
+checked by its row count). A fresh slot is one `INSERT ... ON CONFLICT DO NOTHING`. Every
+write of the holder (`write_ahead`, `mark_sending`, `mark_failed`, `finish_slot`) is
+conditional on still holding a live lease, so a holder that lost its lease cannot send.
+At most one post row exists per (persona, slot, publisher): a unique index, and
+`record_post` inserts with ON CONFLICT DO NOTHING.
+
 Schema changes are named migrations (`m001_initial`, ...) applied in order on open and
 recorded in `_migrations`; never edit one that has shipped, add the next. Callers never
-write SQL: this module is the only place that would change for PostgreSQL, and the SQL
-here keeps to what both understand (UTC ISO-8601 text timestamps, the slot claim as one
-`INSERT ... ON CONFLICT DO NOTHING`).
+write SQL: this module is the only place that would change for PostgreSQL, and the SQL of
+the protocol keeps to what both understand (UTC ISO-8601 text timestamps in one fixed
+format, so text order is time order; INSERT ... ON CONFLICT; UPDATE checked by row count).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from bot.errors import StoreError
 from bot.publishers.base import Receipt
 
-SlotStatus = Literal["claimed", "posted", "failed", "skipped"]
+SlotStatus = Literal["claimed", "posted", "failed", "skipped", "unknown"]
 PostKind = Literal["post", "reply"]
 BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another process's lock
+LEASE_SECONDS = 60.0  # a claim's lease; the holder renews it every LEASE_SECONDS / 4
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -122,6 +139,51 @@ def m002_mentions(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX mentions_by_acct ON mentions (persona, acct, outcome, created_at_utc)")
 
 
+@migration
+def m003_leases(db: sqlite3.Connection) -> None:
+    """Issue 16: claims with a holder and a lease, the written-ahead text, the `unknown`
+    outcome, and one post row per (persona, slot, publisher).
+
+    A slot an older version left open (`claimed` or `failed`) has no written-ahead text,
+    so nothing can tell whether it reached the server or re-send it with the same text:
+    it becomes `unknown` (never re-sent). Duplicate post rows (the bug this fixes) keep
+    their first row; the later ones move to `posts_duplicates` for inspection."""
+    db.execute(
+        """CREATE TABLE slots_new (
+            id INTEGER PRIMARY KEY,
+            persona TEXT NOT NULL,
+            slot_key TEXT NOT NULL,
+            claimed_at_utc TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'claimed'
+                CHECK (status IN ('claimed', 'posted', 'failed', 'skipped', 'unknown')),
+            attempts INTEGER NOT NULL DEFAULT 1,
+            updated_at_utc TEXT NOT NULL,
+            holder TEXT,
+            lease_until_utc TEXT,
+            text TEXT,
+            prompt TEXT,
+            sent_at_utc TEXT,
+            first_sent_at_utc TEXT,
+            sends INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (persona, slot_key)
+        )"""
+    )
+    db.execute(
+        "INSERT INTO slots_new (id, persona, slot_key, claimed_at_utc, status, attempts,"
+        " updated_at_utc, lease_until_utc)"
+        " SELECT id, persona, slot_key, claimed_at_utc,"
+        " CASE WHEN status IN ('claimed', 'failed') THEN 'unknown' ELSE status END,"
+        " attempts, updated_at_utc, updated_at_utc FROM slots"
+    )
+    db.execute("DROP TABLE slots")
+    db.execute("ALTER TABLE slots_new RENAME TO slots")
+    db.execute("CREATE TABLE posts_duplicates AS SELECT * FROM posts WHERE 0 = 1")
+    keep = "SELECT MIN(id) FROM posts GROUP BY persona, slot_key, publisher"
+    db.execute(f"INSERT INTO posts_duplicates SELECT * FROM posts WHERE id NOT IN ({keep})")
+    db.execute(f"DELETE FROM posts WHERE id NOT IN ({keep})")
+    db.execute("CREATE UNIQUE INDEX posts_one_per_slot ON posts (persona, slot_key, publisher)")
+
+
 @dataclass(frozen=True)
 class PostRow:
     id: int
@@ -143,6 +205,56 @@ class SlotRow:
     status: str
     attempts: int
     updated_at_utc: str
+    holder: str | None = None
+    lease_until_utc: str | None = None
+    text: str | None = None
+    prompt: str | None = None
+    sent_at_utc: str | None = None
+    first_sent_at_utc: str | None = None
+    sends: int = 0
+
+
+_SLOT_COLUMNS = (
+    "persona, slot_key, claimed_at_utc, status, attempts, updated_at_utc, holder,"
+    " lease_until_utc, text, prompt, sent_at_utc, first_sent_at_utc, sends"
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This caller holds (persona, slot_key) until `lease_until_utc`, as `holder`.
+
+    `taken_over` is True when the slot existed before (a crashed or failed earlier
+    attempt). `text`/`prompt` are what an earlier attempt wrote ahead; `sent_at_utc` is
+    set when an earlier attempt may have reached the server (it must be reconciled
+    before anything is re-sent)."""
+
+    persona: str
+    slot_key: str
+    holder: str
+    taken_over: bool
+    row: SlotRow
+
+    @property
+    def text(self) -> str | None:
+        return self.row.text
+
+    @property
+    def prompt(self) -> str | None:
+        return self.row.prompt
+
+    @property
+    def sent_at_utc(self) -> str | None:
+        return self.row.sent_at_utc
+
+    @property
+    def attempts(self) -> int:
+        return self.row.attempts
+
+
+def new_holder() -> str:
+    """A claim holder id: host, process and a random part (unique per claim)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -276,29 +388,99 @@ class Store:
 
     # --- slots ------------------------------------------------------------------------
 
-    def claim_slot(self, persona: str, slot_key: str) -> bool:
-        """True for exactly one caller per (persona, slot_key), across threads and processes."""
+    def _lease_end(self, lease_seconds: float) -> str:
+        return isoformat_utc(self._now() + timedelta(seconds=lease_seconds))
+
+    def claim_slot(
+        self,
+        persona: str,
+        slot_key: str,
+        *,
+        holder: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> Claim | None:
+        """Claim the slot for one caller, across threads and processes; None if another
+        holds a live lease or the slot is finished (posted, skipped, unknown).
+
+        A new slot is an INSERT ... ON CONFLICT DO NOTHING; an open slot (`claimed` with
+        an expired lease, or `failed`) is taken over by one UPDATE whose WHERE clause
+        only one caller can satisfy. Both are checked by their row count."""
+        holder = holder or new_holder()
         now = self._ts()
+        until = self._lease_end(lease_seconds)
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO slots (persona, slot_key, claimed_at_utc, status, attempts,"
-                " updated_at_utc) VALUES (?, ?, ?, 'claimed', 1, ?)"
+                " updated_at_utc, holder, lease_until_utc, sends)"
+                " VALUES (?, ?, ?, 'claimed', 1, ?, ?, ?, 0)"
                 " ON CONFLICT (persona, slot_key) DO NOTHING",
-                (persona, slot_key, now, now),
+                (persona, slot_key, now, now, holder, until),
             )
-            return cursor.rowcount == 1
+            taken_over = False
+            if cursor.rowcount != 1:
+                cursor = db.execute(
+                    "UPDATE slots SET holder = ?, lease_until_utc = ?, status = 'claimed',"
+                    " attempts = attempts + 1, updated_at_utc = ?"
+                    " WHERE persona = ? AND slot_key = ?"
+                    " AND status IN ('claimed', 'failed')"
+                    " AND (lease_until_utc IS NULL OR lease_until_utc < ?)",
+                    (holder, until, now, persona, slot_key, now),
+                )
+                if cursor.rowcount != 1:
+                    return None
+                taken_over = True
+            row = self.slot(persona, slot_key)
+        assert row is not None  # written in this transaction
+        return Claim(persona, slot_key, holder, taken_over, row)
 
-    def retry_slot(self, persona: str, slot_key: str, max_attempts: int) -> bool:
-        """Re-claim a slot that failed transiently; True for one caller, attempts counted."""
+    def _holder_update(self, claim: Claim, assignments: str, params: Iterable[Any]) -> bool:
+        """UPDATE the claimed slot only while `claim` still holds a live lease."""
+        now = self._ts()
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE slots SET status = 'claimed', attempts = attempts + 1, updated_at_utc = ?"
-                " WHERE persona = ? AND slot_key = ? AND status = 'failed' AND attempts < ?",
-                (self._ts(), persona, slot_key, max_attempts),
+                f"UPDATE slots SET {assignments}, updated_at_utc = ?"
+                " WHERE persona = ? AND slot_key = ? AND holder = ? AND status = 'claimed'"
+                " AND lease_until_utc >= ?",
+                (*params, now, claim.persona, claim.slot_key, claim.holder, now),
             )
             return cursor.rowcount == 1
 
+    def renew(self, claim: Claim, lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Extend the lease; False when it was lost (expired and taken, or finished)."""
+        return self._holder_update(claim, "lease_until_utc = ?", [self._lease_end(lease_seconds)])
+
+    def write_ahead(self, claim: Claim, text: str, prompt: str | None) -> bool:
+        """Store the chosen text (and prompt) with the claim, before anything is sent."""
+        return self._holder_update(claim, "text = ?, prompt = ?", [text, prompt])
+
+    def mark_sending(self, claim: Claim) -> bool:
+        """Record that a send starts now: from here the post may reach the server, and a
+        later attempt must reconcile before re-sending. False (send nothing) when the
+        lease was lost."""
+        now = self._ts()
+        return self._holder_update(
+            claim,
+            "sent_at_utc = ?, first_sent_at_utc = COALESCE(first_sent_at_utc, ?),"
+            " sends = sends + 1",
+            [now, now],
+        )
+
+    def clear_sent(self, claim: Claim, previous: str | None) -> bool:
+        """The server answered that the last send was not applied (e.g. 429, 422):
+        put back what was known before it (`previous`: None = nothing may have landed)."""
+        return self._holder_update(claim, "sent_at_utc = ?", [previous])
+
+    def mark_failed(self, claim: Claim) -> bool:
+        """Release the slot for a later attempt (transient failure): the lease ends now."""
+        return self._holder_update(claim, "status = 'failed', lease_until_utc = ?", [self._ts()])
+
+    def finish_slot(self, claim: Claim, status: Literal["skipped", "unknown"]) -> bool:
+        """End the slot without a post: skipped (nothing was published) or unknown (it may
+        have been; never re-sent)."""
+        return self._holder_update(claim, "status = ?, lease_until_utc = NULL", [status])
+
     def mark_slot(self, persona: str, slot_key: str, status: SlotStatus) -> None:
+        """Set a slot's status regardless of holder (the daemon's backoff skip)."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE slots SET status = ?, updated_at_utc = ? WHERE persona = ? AND slot_key = ?",
@@ -307,11 +489,28 @@ class Store:
 
     def slot(self, persona: str, slot_key: str) -> SlotRow | None:
         rows = self._query(
-            "SELECT persona, slot_key, claimed_at_utc, status, attempts, updated_at_utc"
-            " FROM slots WHERE persona = ? AND slot_key = ?",
+            f"SELECT {_SLOT_COLUMNS} FROM slots WHERE persona = ? AND slot_key = ?",
             (persona, slot_key),
         )
         return SlotRow(**dict(rows[0])) if rows else None
+
+    def slots_with_status(self, persona: str, status: SlotStatus, limit: int = 10) -> list[SlotRow]:
+        """The persona's slots in `status`, newest first (e.g. `unknown` for `bot status`)."""
+        rows = self._query(
+            f"SELECT {_SLOT_COLUMNS} FROM slots WHERE persona = ? AND status = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (persona, status, limit),
+        )
+        return [SlotRow(**dict(row)) for row in rows]
+
+    def slot_counts(self, persona: str) -> dict[str, int]:
+        """status -> count of the persona's slots."""
+        rows = self._query(
+            "SELECT status, COUNT(*) AS n FROM slots WHERE persona = ? GROUP BY status"
+            " ORDER BY status",
+            (persona,),
+        )
+        return {row["status"]: row["n"] for row in rows}
 
     # --- posts and rejections ---------------------------------------------------------
 
@@ -326,12 +525,15 @@ class Store:
         rejections: Iterable[tuple[str, str]] = (),
     ) -> int:
         """Store a published post (and the slot's rejected candidates) and mark the slot
-        posted, in one transaction. Returns the post's row id."""
+        posted, in one transaction. Returns the post's row id. The post exists on the
+        server, so this does not depend on holding the claim; a second record of the same
+        (persona, slot, publisher) is ignored and returns the first row's id."""
         now = self._ts()
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id, url,"
-                " created_at_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (persona, slot_key, publisher) DO NOTHING",
                 (
                     persona,
                     slot_key,
@@ -343,8 +545,19 @@ class Store:
                     now,
                 ),
             )
+            if cursor.rowcount != 1:
+                row = db.execute(
+                    "SELECT id FROM posts WHERE persona = ? AND slot_key = ? AND publisher = ?",
+                    (persona, slot_key, receipt.publisher),
+                ).fetchone()
+                self.mark_slot(persona, slot_key, "posted")
+                return int(row[0])
             self.record_rejections(persona, slot_key, rejections)
-            self.mark_slot(persona, slot_key, "posted")
+            db.execute(
+                "UPDATE slots SET status = 'posted', lease_until_utc = NULL, updated_at_utc = ?"
+                " WHERE persona = ? AND slot_key = ?",
+                (now, persona, slot_key),
+            )
             return int(cursor.lastrowid or 0)
 
     def record_rejections(

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,46 +154,46 @@ def test_forbidden_is_permanent_with_the_scopes_hint(mastodon_server):
     assert "write:statuses" in excinfo.value.hint
 
 
-def test_server_error_is_transient_and_retried_with_the_same_key(mastodon_server):
+def test_server_error_may_have_posted_so_it_is_looked_for_not_retried(mastodon_server):
+    # A 5xx may come after the server made the status: never re-sent blindly (a server
+    # that ignores the key would post it twice); the caller looks with `find` first.
     mastodon_server.inject_error(500, count=1)
     sleep, attempts = Recorder(), []
+    publisher = make_publisher(mastodon_server)
 
-    receipt = publish_with_retries(
-        make_publisher(mastodon_server),
-        post(),
-        sleep=sleep,
-        on_attempt=lambda n, err: attempts.append((n, err and (err.transient, err.status_code))),
-    )
+    with pytest.raises(PublishError) as excinfo:
+        publish_with_retries(
+            publisher,
+            post(),
+            sleep=sleep,
+            on_attempt=lambda n, err: attempts.append((n, err and err.status_code)),
+        )
 
-    assert attempts == [(1, (True, 500)), (2, None)]
-    assert len(sleep.delays) == 1
-    [status] = mastodon_server.statuses()
-    assert receipt.remote_id == str(status.id)
+    assert (excinfo.value.transient, excinfo.value.maybe_sent) == (True, True)
+    assert attempts == [(1, 500)] and sleep.delays == []
+    assert publisher.find(post(), datetime.now(UTC) - timedelta(minutes=1)) is None
+    assert mastodon_server.statuses() == []
 
 
-def test_timeout_after_the_server_accepted_does_not_post_twice(mastodon_server):
+def test_timeout_after_the_server_accepted_is_found_not_posted_twice(mastodon_server):
     # The server creates the status at once but answers after the client's timeout: the
-    # retry, with the same key, must get that status back.
+    # status is found among the account's own, so nothing is sent again.
     mastodon_server.inject_late_response(1.0)
     publisher = make_publisher(mastodon_server, request_timeout_seconds=0.3)
-    attempts: list[tuple[int, bool | None]] = []
-    seen_before_retry: list[int] = []
+    since = datetime.now(UTC)
 
-    def wait_for_the_late_request(_seconds: float) -> None:
-        mastodon_server.drain()
-        seen_before_retry.append(len(mastodon_server.statuses()))
+    with pytest.raises(PublishError) as excinfo:
+        publish_with_retries(publisher, post(), sleep=Recorder())
+    assert excinfo.value.maybe_sent
+    mastodon_server.drain()
 
-    receipt = publish_with_retries(
-        publisher,
-        post(),
-        sleep=wait_for_the_late_request,
-        on_attempt=lambda n, err: attempts.append((n, err.transient if err else None)),
-    )
+    receipt = publisher.find(post(), since)
 
-    assert attempts == [(1, True), (2, None)]
-    assert seen_before_retry == [1]  # the timed-out request did create the status
     [status] = mastodon_server.statuses()
-    assert receipt.remote_id == str(status.id)
+    assert receipt is not None and receipt.remote_id == str(status.id)
+    other = Post(persona="ada", text="another text", idempotency_key="k2")
+    assert publisher.find(other, since) is None
+    assert publisher.find(post(), datetime.now(UTC) + timedelta(hours=1)) is None  # too new
 
 
 def test_unreachable_server_is_transient():
@@ -320,8 +321,36 @@ def test_max_chars_reads_legacy_max_toot_chars(mastodon_server):
     assert make_publisher(mastodon_server).max_chars() == 5000
 
 
+def test_max_chars_reads_v1_without_the_slash(mastodon_server):
+    """Some servers answer `GET /api/v1/instance` but not Mastodon.py's `/api/v1/instance/`."""
+    mastodon_server.inject_error(404, path="/api/v*/instance/", methods=["GET"], count=2)
+    v1 = {"uri": "other.example", "configuration": {"statuses": {"max_characters": 700}}}
+    mastodon_server.inject_error(200, path="/api/v1/instance", methods=["GET"], body=v1)
+    assert make_publisher(mastodon_server).max_chars() == 700
+
+
+def test_a_refusal_for_length_is_learnt(mastodon_server):
+    mastodon_server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 300 exceeded"}
+    )
+    publisher = make_publisher(mastodon_server)
+    with pytest.raises(PublishError) as excinfo:
+        publisher.publish(post("x" * 400))
+    assert excinfo.value.too_long and not excinfo.value.maybe_sent
+    assert publisher.max_chars() == 300  # the limit the server named
+    mastodon_server.inject_error(422, body={"error": "Text is too long"})
+    with pytest.raises(PublishError):
+        publisher.publish(post("y" * 250, key="k2"))
+    assert publisher.max_chars() == 249  # no number given: one below what was refused
+
+
+def test_length_counts_the_content_warning(mastodon_server):
+    publisher = make_publisher(mastodon_server)
+    assert publisher.length("a" * 453, "b" * 69) == 522
+
+
 def test_max_chars_falls_back_to_500_and_asks_again_later(mastodon_server):
-    mastodon_server.inject_error(500, path="/api/v*/instance/", methods=["GET"], count=2)
+    mastodon_server.inject_error(500, path="/api/v*/instance*", methods=["GET"], count=3)
     publisher = make_publisher(mastodon_server)
     assert publisher.max_chars() == DEFAULT_MAX_CHARS == 500
 
@@ -330,7 +359,7 @@ def test_max_chars_falls_back_to_500_and_asks_again_later(mastodon_server):
 
 
 def test_max_chars_500_is_kept_when_the_instance_has_no_such_page(mastodon_server):
-    mastodon_server.inject_error(404, path="/api/v*/instance/", methods=["GET"], count=2)
+    mastodon_server.inject_error(404, path="/api/v*/instance*", methods=["GET"], count=3)
     publisher = make_publisher(mastodon_server)
     assert publisher.max_chars() == 500
     mastodon_server.inject_error(200, path="/api/v2/instance/", methods=["GET"], body=V2_INSTANCE)

@@ -61,11 +61,11 @@ class Rig:
     def __init__(self, server: MastodonServer, tmp_path: Path, **replies: Any) -> None:
         self.server = server
         self.settings = settings(server, **replies)
-        self.store = Store(tmp_path / "state" / "revenant.db")
         self.clock = Clock()
+        self.store = Store(tmp_path / "state" / "revenant.db", now=self.clock)
 
     def publisher(self, cls: type[MastodonPublisher] = MastodonPublisher) -> MastodonPublisher:
-        return cls(self.server.base_url, self.server.bot.token or "")
+        return cls(self.server.base_url, self.server.bot.token or "", settle_seconds=0)
 
     def replier(self, publisher: MastodonPublisher | None = None) -> Replier:
         publisher = publisher or self.publisher()
@@ -299,12 +299,14 @@ def test_restart_mid_batch_posts_no_duplicate(rig: Rig) -> None:
     with pytest.raises(Crash):
         rig.replier(rig.publisher(crashing_after(2))).poll()
     assert len(rig.replies()) == 2  # the second reached the server, its record did not
+    assert [r.outcome for r in rig.replier().poll()] == ["busy"]  # its lease is still live
 
+    rig.clock.offset += timedelta(seconds=61)  # the dead holder's lease expires
     results = rig.replier().poll()  # restart: new Replier, same store
 
     assert [r.outcome for r in results] == ["replied", "replied"]
     replies = rig.replies()
-    assert len(replies) == 3  # the second was re-sent with its key and not duplicated
+    assert len(replies) == 3  # the second was found on the server, not sent again
     mention_ids = [s["id"] for s in reversed(rig.server.statuses(rig.server.alice))]
     assert [str(r["in_reply_to_id"]) for r in replies] == [str(i) for i in mention_ids]
     assert sorted(p.remote_id for p in rig.store.recent_posts("tiny")) == sorted(
@@ -333,7 +335,7 @@ def test_server_failing_mid_batch_is_retried_next_poll(rig: Rig) -> None:
         def publish(self, post: Post) -> Receipt:
             type(self).calls += 1
             if type(self).calls == 2:
-                server.inject_error(500)  # the server fails this one reply
+                server.inject_rate_limit(reset_in_seconds=600)  # the server refuses for now
             return super().publish(post)
 
     first = rig.replier(rig.publisher(FailingSecond)).poll()
@@ -357,6 +359,19 @@ def test_server_failing_mid_batch_is_retried_next_poll(rig: Rig) -> None:
     assert retried is not None and retried.attempts == 2 and retried.status == "posted"
 
 
+def test_a_5xx_reply_is_looked_for_then_sent_once(rig: Rig) -> None:
+    """A 500 may come after the server made the reply: it is looked for among the
+    account's statuses first; absent, the same text is sent again, once."""
+    rig.server.mention(rig.server.alice, "one")
+    rig.server.inject_error(500)
+    [result] = rig.replier().poll()
+    assert result.outcome == "replied"
+    [reply] = rig.replies()
+    assert plain(reply["content"]) == result.text
+    [row] = rig.store.recent_posts("tiny")
+    assert row.text == result.text and row.remote_id == str(reply["id"])
+
+
 def test_notifications_unavailable_is_quiet_and_recorded(rig: Rig) -> None:
     rig.server.mention(rig.server.alice, "hello")
     rig.server.inject_error(503, path="/api/v1/notifications", methods=["GET"])
@@ -376,14 +391,27 @@ def test_rejected_token_is_raised_naming_the_variable(rig: Rig) -> None:
 def test_permanent_refusal_skips_the_mention(rig: Rig) -> None:
     rig.server.mention(rig.server.alice, "hello")
     rig.server.mention(rig.server.alice, "again")
-    rig.server.inject_error(422, body={"error": "Validation failed: Text too long"})
+    rig.server.inject_error(422, body={"error": "Validation failed: Language is not supported"})
     results = rig.replier().poll()
     assert [(r.outcome, r.reason) for r in results] == [
         ("skipped", "publish_refused"),
         ("replied", None),
     ]
-    assert "Text too long" in (results[0].error or "")
+    assert "Language is not supported" in (results[0].error or "")
     assert rig.store.failure_counts("tiny") == {"reply": 1}
+
+
+def test_refusal_for_length_is_learnt_and_the_reply_composed_to_fit(rig: Rig) -> None:
+    rig.server.mention(rig.server.alice, "hello")
+    rig.server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 60 exceeded"}
+    )
+    [result] = rig.replier().poll()
+    assert result.outcome == "replied"
+    [reply] = rig.replies()
+    assert len(plain(reply["content"])) <= 60
+    row = rig.store.slot("tiny", rig.store.recent_posts("tiny")[0].slot_key)
+    assert row is not None and row.text == result.text  # the new text was written ahead
 
 
 def test_replies_need_the_mastodon_publisher(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""SQLite state: migrations, WAL, slot claims exactly once (also across processes)."""
+"""SQLite state: migrations, WAL, slot claims with leases (exactly one winner, also across
+processes), write-ahead text, one post row per slot."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ EXPECTED_COLUMNS = {
         "status",
         "attempts",
         "updated_at_utc",
+        "holder",
+        "lease_until_utc",
+        "text",
+        "prompt",
+        "sent_at_utc",
+        "first_sent_at_utc",
+        "sends",
     ],
     "posts": [
         "id",
@@ -81,37 +89,119 @@ def test_wal_and_busy_timeout(store: Store) -> None:
 
 
 def test_claim_once(store: Store) -> None:
-    assert store.claim_slot("ada", "2025-01-01T10:00Z") is True
-    assert store.claim_slot("ada", "2025-01-01T10:00Z") is False
-    assert store.claim_slot("bob", "2025-01-01T10:00Z") is True  # per persona
+    claim = store.claim_slot("ada", "2025-01-01T10:00Z")
+    assert claim is not None and not claim.taken_over
+    assert store.claim_slot("ada", "2025-01-01T10:00Z") is None  # a live lease
+    assert store.claim_slot("bob", "2025-01-01T10:00Z") is not None  # per persona
     slot = store.slot("ada", "2025-01-01T10:00Z")
     assert slot is not None
-    assert (slot.status, slot.attempts, slot.claimed_at_utc) == (
+    assert (slot.status, slot.attempts, slot.claimed_at_utc, slot.holder) == (
         "claimed",
         1,
         "2025-01-01T10:00:00.000Z",
+        claim.holder,
     )
+    assert slot.lease_until_utc == "2025-01-01T10:01:00.000Z"  # LEASE_SECONDS = 60
 
 
-def test_retry_only_failed_slots(store: Store) -> None:
-    store.claim_slot("ada", "k")
-    assert store.retry_slot("ada", "k", max_attempts=3) is False  # still claimed
-    store.mark_slot("ada", "k", "failed")
-    assert store.retry_slot("ada", "k", max_attempts=3) is True
-    assert store.retry_slot("ada", "k", max_attempts=3) is False  # claimed again
-    store.mark_slot("ada", "k", "failed")
-    assert store.retry_slot("ada", "k", max_attempts=3) is True
-    store.mark_slot("ada", "k", "failed")
-    assert store.retry_slot("ada", "k", max_attempts=3) is False  # 3 attempts used
+def test_live_lease_is_never_taken_over_an_expired_one_once(store: Store, clock: FakeClock) -> None:
+    first = store.claim_slot("ada", "k", lease_seconds=60)
+    assert first is not None
+    clock.now += timedelta(seconds=59)
+    assert store.claim_slot("ada", "k") is None  # 55 minutes used to pass as "ours"
+    assert store.renew(first, 60)
+    clock.now += timedelta(seconds=59)
+    assert store.claim_slot("ada", "k") is None  # renewed: still live
+    clock.now += timedelta(seconds=2)
+    second = store.claim_slot("ada", "k")
+    assert second is not None and second.taken_over and second.attempts == 2
+    assert store.claim_slot("ada", "k") is None  # only one taker
+    # The old holder lost its lease: it can neither renew, write ahead nor send.
+    assert not store.renew(first)
+    assert not store.write_ahead(first, "stale", None)
+    assert not store.mark_sending(first)
+    assert store.write_ahead(second, "fresh", "prompt")
     slot = store.slot("ada", "k")
-    assert slot is not None and slot.attempts == 3
+    assert slot is not None and (slot.text, slot.holder) == ("fresh", second.holder)
+
+
+def test_write_ahead_and_sending_travel_with_the_takeover(store: Store, clock: FakeClock) -> None:
+    first = store.claim_slot("ada", "k")
+    assert first is not None
+    assert store.write_ahead(first, "Man is a rope.", "Man ")
+    assert store.mark_sending(first)
+    clock.now += timedelta(minutes=2)  # the holder died mid-send
+    second = store.claim_slot("ada", "k")
+    assert second is not None
+    assert (second.text, second.prompt) == ("Man is a rope.", "Man ")
+    assert second.sent_at_utc == "2025-01-01T10:00:00.000Z"  # may have reached the server
+
+
+def test_failed_slots_reopen_finished_ones_never(store: Store, clock: FakeClock) -> None:
+    claim = store.claim_slot("ada", "k")
+    assert claim is not None and store.mark_failed(claim)
+    clock.now += timedelta(milliseconds=1)
+    again = store.claim_slot("ada", "k")
+    assert again is not None and again.attempts == 2
+    for status in ("skipped", "unknown"):
+        key = f"k-{status}"
+        c = store.claim_slot("ada", key)
+        assert c is not None and store.finish_slot(c, status)  # type: ignore[arg-type]
+        clock.now += timedelta(hours=2)
+        assert store.claim_slot("ada", key) is None
+    assert store.slot_counts("ada") == {"claimed": 1, "skipped": 1, "unknown": 1}
+    assert [r.slot_key for r in store.slots_with_status("ada", "unknown")] == ["k-unknown"]
+
+
+def test_one_post_row_per_slot_and_publisher(store: Store) -> None:
+    receipt = Receipt(publisher="outbox", remote_id="ada-1")
+    first = store.record_post("ada", "k", "the text the server has", receipt)
+    again = store.record_post("ada", "k", "a text nobody saw", Receipt("outbox", "ada-2"))
+    assert again == first
+    assert [p.text for p in store.recent_posts("ada")] == ["the text the server has"]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.execute(
+            "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id,"
+            " created_at_utc) VALUES ('ada', 'k', 'post', 'x', 'outbox', '9', 'now')"
+        )
+
+
+def test_m003_leaves_old_open_slots_unknown_and_keeps_first_post(tmp_path: Path) -> None:
+    """A store written by the previous version: open slots have no written-ahead text, so
+    they can only be `unknown`; duplicate post rows (the bug) keep their first row."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    from bot import store as store_module
+
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at_utc TEXT NOT NULL)")
+    for fn in store_module.MIGRATIONS[:2]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (fn.__name__,))
+    for key, status in (("a", "claimed"), ("b", "failed"), ("c", "posted")):
+        db.execute(
+            "INSERT INTO slots (persona, slot_key, claimed_at_utc, status, updated_at_utc)"
+            " VALUES ('ada', ?, 't', ?, 't')",
+            (key, status),
+        )
+    for text in ("published", "never seen"):
+        db.execute(
+            "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id,"
+            " created_at_utc) VALUES ('ada', 'c', 'post', ?, 'outbox', '1', 't')",
+            (text,),
+        )
+    db.close()
+    with Store(path) as store:
+        assert store.slot_counts("ada") == {"posted": 1, "unknown": 2}
+        assert [p.text for p in store.recent_posts("ada")] == ["published"]
+        moved = store.db.execute("SELECT text FROM posts_duplicates").fetchall()
+        assert moved == [("never seen",)]
 
 
 CLAIM_SCRIPT = """
 import sys
 from bot.store import Store
 store = Store(sys.argv[1])
-sys.stdout.write("won" if store.claim_slot("ada", "2025-01-01T10:00Z") else "lost")
+sys.stdout.write("won" if store.claim_slot("ada", "2025-01-01T10:00Z") is not None else "lost")
 """
 
 
@@ -163,7 +253,7 @@ def test_record_post_marks_slot_and_keeps_rejections(store: Store, clock: FakeCl
 
 
 def test_record_post_is_atomic(store: Store) -> None:
-    store.claim_slot("ada", "k1")
+    assert store.claim_slot("ada", "k1") is not None
     receipt = Receipt(publisher="outbox", remote_id="1")
     with pytest.raises(sqlite3.IntegrityError):
         store.record_post("ada", "k1", "text", receipt, kind="bogus")  # type: ignore[arg-type]

@@ -6,7 +6,11 @@ pipeline never knows which one it talks to.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from typing import Literal, Protocol
 
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -37,7 +41,14 @@ class Receipt:
 
 
 class Publisher(Protocol):
+    """What the persona pipeline needs from a target. Besides publishing, each publisher
+    owns its length rule, how long it remembers an idempotency key (`key_lifetime`, None
+    = forever), how long after a send it may still apply it (`settle_seconds`), and how
+    to look for a post among the account's own (`find`)."""
+
     name: str
+    key_lifetime: timedelta | None
+    settle_seconds: float
 
     def publish(self, post: Post) -> Receipt:
         """Publish once; a retry with the same idempotency key must not post twice."""
@@ -46,3 +57,42 @@ class Publisher(Protocol):
     def max_chars(self) -> int:
         """The target's post length limit, in characters as the target counts them."""
         ...
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        """A post's length as the target counts it, content warning included."""
+        ...
+
+    def find(self, post: Post, since: datetime) -> Receipt | None:
+        """The account's own post matching `post` (its text as the target renders it,
+        content warning and reply target) created at or after `since`, or None when
+        there is none. Raises PublishError when it cannot tell."""
+        ...
+
+
+class _PlainText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "p"):
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+_REMOTE_MENTION = re.compile(r"(?<![\w@])@([\w.-]+)@[\w.-]+\w")
+
+
+def normalise_text(text: str, *, is_html: bool = False) -> str:
+    """Text as a comparison key: HTML (as servers render statuses) to plain text, Unicode
+    NFC, whitespace collapsed, `@user@domain` as `@user` (how servers show mentions)."""
+    if is_html:
+        parser = _PlainText()
+        parser.feed(text)
+        parser.close()
+        text = "".join(parser.parts)
+    text = unicodedata.normalize("NFC", text)
+    text = _REMOTE_MENTION.sub(r"@\1", text)
+    return " ".join(text.split())

@@ -2,8 +2,18 @@
 
 `MastodonPublisher` implements `Publisher`. Every post carries the Post's
 `idempotency_key` (persona + slot key), so a retried or re-run slot gets the status it
-already created back instead of a second one. Mastodon keeps an idempotency key for one
-hour (a Redis key with a 3600 s TTL), so a crashed slot must be re-run within that hour.
+already created back instead of a second one, from a server that honours the key. The key
+alone cannot carry exactly-once: Mastodon keeps it for one hour (`key_lifetime`, a Redis
+key with a 3600 s TTL), and some servers of the Mastodon API ignore it. So a send whose
+outcome is unknown (timeout, 5xx) raises a `PublishError` with `maybe_sent`, and the
+caller looks among the account's own statuses (`find`) before re-sending anything, once
+`settle_seconds` have passed since the send (how long a slow server may still apply a
+request after the client gave up).
+
+Length is counted as the server counts it (`length`: URLs 23, `@user@domain` as `@user`,
+the content warning included). The limit comes from the instance (`max_chars`: v2, then
+v1 with and without the trailing slash, then 500); a refusal for length (422) lowers it
+for the publisher's life (`PublishError.too_long`), so the next compose fits.
 
 The client is built offline (`version_check_mode="none"`), with a short request timeout
 and `ratelimit_method="throw"`, so no job thread ever sleeps inside Mastodon.py. Every
@@ -13,6 +23,7 @@ Mastodon.py error is translated here, at the boundary, into a `PublishError`:
     5xx, timeout, network error    transient: keep the slot, retry with the same key
     401, 403                       permanent: names the token's env var and the scopes
     422 and other 4xx              permanent: carries the server's own message
+    timeouts, 5xx, bad answers     also `maybe_sent`: the status may exist all the same
 
 `MastodonIllegalArgumentError` is a bug in our call and is not translated.
 `publish_with_retries` is the bounded retry loop around `publish`. The token is never
@@ -23,11 +34,12 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -46,11 +58,19 @@ from mastodon import (
 
 from bot import __version__
 from bot.errors import PublishError
-from bot.publishers.base import Post, Publisher, Receipt
+from bot.publishers.base import Post, Publisher, Receipt, normalise_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHARS = 500  # Mastodon's stock limit, used when the instance does not say
+KEY_LIFETIME = timedelta(hours=1)  # Mastodon keeps an Idempotency-Key for 3600 s
+SETTLE_SECONDS = 60.0  # a send may still be applied this long after it started
+FIND_PAGE = 40  # statuses per page when looking for a post (Mastodon's maximum)
+FIND_PAGES = 5  # pages looked at; a claim older than these is "cannot tell"
+CLOCK_SKEW = timedelta(minutes=5)  # the server's created_at against our claim time
+_TOO_LONG = re.compile(r"character limit|too long|exceed|length", re.IGNORECASE)
+_NOT_SENT = ("refused", "newconnectionerror", "connecttimeout", "nameresolution",
+             "name or service not known", "failed to resolve")  # fmt: skip
 DEFAULT_TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
 REQUIRED_SCOPES = ("write:statuses", "read:notifications", "read:accounts")
 
@@ -163,6 +183,7 @@ class MastodonPublisher:
     """A `Publisher` for one Mastodon account. Construction makes no request."""
 
     name = "mastodon"
+    key_lifetime: timedelta | None = KEY_LIFETIME
 
     def __init__(
         self,
@@ -171,10 +192,12 @@ class MastodonPublisher:
         *,
         request_timeout_seconds: float = 10.0,
         token_env: str = DEFAULT_TOKEN_ENV,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token_env = token_env
         self.request_timeout_seconds = request_timeout_seconds
+        self.settle_seconds = settle_seconds
         self._last = _LastResponse()
         session = requests.Session()
         session.hooks["response"].append(self._last.hook)
@@ -187,7 +210,10 @@ class MastodonPublisher:
             session=session,
             user_agent=f"revenant/{__version__}",
         )
+        self._session = session
         self._max_chars: int | None = None
+        self._learnt: int | None = None  # a lower limit learnt from a refusal for length
+        self._me: str | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -219,12 +245,13 @@ class MastodonPublisher:
         except MastodonIllegalArgumentError:
             raise  # our bug, not the server's
         except MastodonError as err:
-            raise self._translate(err, "publish") from None
-        receipt = Receipt(
-            publisher=self.name,
-            remote_id=str(status["id"]),
-            url=status.get("url") or status.get("uri"),
-        )
+            failure = self._translate(err, "publish")
+            server_message = _api_error_details(err)[1] or ""
+            if failure.status_code == 422 and _TOO_LONG.search(server_message):
+                self._learn_limit(server_message, self.length(post.text, post.spoiler_text))
+                failure.too_long = True
+            raise failure from None
+        receipt = self._receipt(status)
         log.info(
             "event=published persona=%s remote_id=%s url=%s",
             post.persona,
@@ -234,19 +261,67 @@ class MastodonPublisher:
         return receipt
 
     def max_chars(self) -> int:
-        """The instance's character limit: v2 instance, then v1, then 500. Read once.
+        """The instance's character limit: v2 instance, then v1 (`/api/v1/instance/` as
+        Mastodon.py asks, then `/api/v1/instance`, which some servers answer only without
+        the slash), then 500. Read once; a lower limit learnt from a refusal wins.
 
         A limit the server stated (or a 4xx saying it has no such endpoint) is cached
         for the publisher's life; a network error or 5xx gives 500 for now and is asked
         again next time.
         """
         with self._lock:
-            if self._max_chars is not None:
-                return self._max_chars
-            limit, definitive = self._read_max_chars()
-            if definitive:
-                self._max_chars = limit
-            return limit
+            if self._max_chars is None:
+                limit, definitive = self._read_max_chars()
+                if definitive:
+                    self._max_chars = limit
+            else:
+                limit = self._max_chars
+            return min(limit, self._learnt) if self._learnt is not None else limit
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        """As the server counts it, the content warning included."""
+        return status_length(text, spoiler_text)
+
+    def find(self, post: Post, since: datetime) -> Receipt | None:
+        """Our own status with `post`'s text (compared as normalised plain text, since the
+        server returns HTML), content warning and reply target, created since `since`
+        (less CLOCK_SKEW); None when the account's statuses since then hold none.
+
+        Reads up to FIND_PAGES pages of the account's statuses, newest first. Raises a
+        transient PublishError when the server cannot be read or the pages end before
+        `since` (too many statuses to tell)."""
+        want = normalise_text(post.text)
+        want_cw = normalise_text(post.spoiler_text)
+        floor = since - CLOCK_SKEW
+        try:
+            me = self._account_id()
+            page = self._client.account_statuses(me, limit=FIND_PAGE, exclude_reblogs=True)
+            for _ in range(FIND_PAGES):
+                if not page:
+                    return None
+                for status in page:
+                    created = _aware(status.get("created_at"))
+                    if created is not None and created < floor:
+                        return None
+                    if (
+                        normalise_text(str(status.get("content") or ""), is_html=True) == want
+                        and normalise_text(str(status.get("spoiler_text") or "")) == want_cw
+                        and _same_id(status.get("in_reply_to_id"), post.in_reply_to_id)
+                    ):
+                        return self._receipt(status)
+                page = self._client.fetch_next(page)
+        except MastodonIllegalArgumentError:
+            raise
+        except MastodonError as err:
+            failure = self._translate(err, "look for the post among the account's statuses")
+            failure.transient = True
+            raise failure from None
+        raise PublishError(
+            f"{self.base_url}: more than {FIND_PAGES * FIND_PAGE} statuses since the claim; "
+            "cannot tell whether the post was made",
+            "the slot is recorded as unknown once the bound passes; see `bot status`",
+            transient=True,
+        )
 
     # -- bot check / bot setup --
 
@@ -268,6 +343,49 @@ class MastodonPublisher:
 
     # -- internals --
 
+    def _receipt(self, status: Mapping[str, Any]) -> Receipt:
+        return Receipt(
+            publisher=self.name,
+            remote_id=str(status["id"]),
+            url=status.get("url") or status.get("uri"),
+        )
+
+    def _account_id(self) -> str:
+        if self._me is None:
+            self._me = str(self._client.account_verify_credentials()["id"])
+        return self._me
+
+    def _learn_limit(self, message: str, refused_length: int) -> None:
+        """After a refusal for length: the limit the server named, or one below what it
+        refused; never learnt upward."""
+        numbers = [int(n) for n in re.findall(r"\b(\d{2,6})\b", message)]
+        named = [n for n in numbers if n < refused_length]
+        limit = max(named) if named else max(1, refused_length - 1)
+        with self._lock:
+            self._learnt = min(limit, self._learnt) if self._learnt is not None else limit
+        log.warning("event=length_limit_learnt limit=%d refused_length=%d", self._learnt,
+                    refused_length)  # fmt: skip
+
+    def _instance_v1_unslashed(self) -> Any:
+        """GET /api/v1/instance without the trailing slash (through Mastodon.py's own
+        session, so the same timeout and headers apply)."""
+        response = self._session.get(
+            self.base_url + "/api/v1/instance",
+            timeout=self.request_timeout_seconds,
+            headers={"User-Agent": f"revenant/{__version__}"},
+        )
+        if response.status_code >= 500:
+            raise MastodonServerError("Mastodon API returned error", response.status_code,
+                                      response.reason, None)  # fmt: skip
+        if response.status_code >= 400:
+            raise MastodonAPIError("Mastodon API returned error", response.status_code,
+                                   response.reason, None)  # fmt: skip
+        try:
+            return response.json()
+        except ValueError as err:
+            raise MastodonAPIError("Mastodon API returned error", response.status_code,
+                                   "not JSON", None) from err  # fmt: skip
+
     def _account_info(self, account: Mapping[str, Any]) -> AccountInfo:
         return AccountInfo(
             acct=str(account["acct"]),
@@ -279,9 +397,14 @@ class MastodonPublisher:
     def _read_max_chars(self) -> tuple[int, bool]:
         """(limit, definitive): definitive unless the server could not be reached."""
         definitive = True
-        for fetch in (self._client.instance_v2, self._client.instance_v1):
+        fetches = (self._client.instance_v2, self._client.instance_v1, self._instance_v1_unslashed)
+        for fetch in fetches:
             try:
                 instance = fetch()
+            except requests.RequestException as err:
+                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
+                definitive = False
+                continue
             except (MastodonNetworkError, MastodonServerError, MastodonRatelimitError) as err:
                 log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
                 definitive = False
@@ -289,7 +412,7 @@ class MastodonPublisher:
             except MastodonError as err:  # 404 and friends: this instance has no such page
                 log.info("event=instance_limit_missing error=%s", type(err).__name__)
                 continue
-            limit = _limit_from_instance(instance)
+            limit = _limit_from_instance(instance) if isinstance(instance, Mapping) else None
             if limit is not None:
                 return limit, True
         return DEFAULT_MAX_CHARS, definitive
@@ -312,10 +435,12 @@ class MastodonPublisher:
                 retry_after=retry_after,
             )
         if isinstance(err, MastodonNetworkError):  # includes timeouts and refused connections
+            never_sent = any(word in str(err).lower() for word in _NOT_SENT)
             return PublishError(
                 f"could not reach {host} to {action}: {_network_reason(err)}",
-                "the slot is kept and retried with the same idempotency key",
+                "the slot is kept and retried with the same text and idempotency key",
                 transient=True,
+                maybe_sent=not never_sent,
             )
         status_code, server_message = _api_error_details(err)
         if isinstance(err, MastodonUnauthorizedError) or status_code == 401:
@@ -337,9 +462,10 @@ class MastodonPublisher:
             return PublishError(
                 f"{host} failed to {action} ({status_code or 'bad response'}"
                 f"{': ' + server_message if server_message else ''})",
-                "the slot is kept and retried with the same idempotency key",
+                "the slot is kept and retried with the same text and idempotency key",
                 transient=True,
                 status_code=status_code,
+                maybe_sent=True,
             )
         if isinstance(err, MastodonAPIError):
             return PublishError(
@@ -366,6 +492,21 @@ def _limit_from_instance(instance: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
+
+
+def _aware(moment: Any) -> datetime | None:
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    return (None if a is None else str(a)) == (None if b is None else str(b))
 
 
 def _api_error_details(err: MastodonError) -> tuple[int | None, str | None]:
@@ -405,6 +546,9 @@ def publish_with_retries(
 ) -> Receipt:
     """Publish, retrying transient errors with the same Post (so the same idempotency key).
 
+    An error with `maybe_sent` (a timeout, a 5xx) is raised at once, never retried here:
+    the post may exist, and only a look at the account's statuses may decide a re-send.
+
     Backoff is exponential with jitter (`base * 2**n`, scaled by 0.5-1.0). A rate limit
     waits for its reset only if that is within `max_delay_seconds`; otherwise, or with no
     reset time, the error is raised at once so the caller keeps the slot for the next
@@ -419,7 +563,7 @@ def publish_with_retries(
         except PublishError as err:
             if on_attempt is not None:
                 on_attempt(attempt, err)
-            if not err.transient or attempt == attempts:
+            if not err.transient or err.maybe_sent or attempt == attempts:
                 raise
             if err.status_code == 429:
                 if err.retry_after is None or err.retry_after > max_delay_seconds:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +36,8 @@ class Outbox:
     """Publisher that appends to <directory>/<persona>.jsonl."""
 
     name = "outbox"
+    key_lifetime: timedelta | None = None  # the outbox never forgets a key
+    settle_seconds = 0.0  # a write is complete (fsync'd) when publish returns
 
     def __init__(self, directory: Path | str, *, now: Callable[[], datetime] | None = None):
         self.directory = Path(directory)
@@ -43,6 +45,25 @@ class Outbox:
 
     def max_chars(self) -> int:
         return MAX_CHARS
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        """Plain characters, the content warning included (as Mastodon counts it)."""
+        return len(text) + len(spoiler_text)
+
+    def find(self, post: Post, since: datetime) -> Receipt | None:
+        """The entry written with `post`'s idempotency key (the outbox keeps every key)."""
+        path = self.path_for(post.persona)
+        try:
+            entries = self.read(post.persona)
+        except OSError as err:
+            raise PublishError(
+                f"outbox {path}: {err.strerror or err}", "check that the outbox is readable",
+                transient=True,
+            ) from err
+        for entry in entries:
+            if entry.get("idempotency_key") == post.idempotency_key:
+                return self._receipt(path, str(entry["id"]))
+        return None
 
     def path_for(self, persona: str) -> Path:
         if not SAFE_NAME.match(persona):
