@@ -304,6 +304,10 @@ def status(
             click.echo(f"      {_shorten(post['text'], 90)}")
         click.echo(f"  rejections: {_counts(info['rejections'])}")
         click.echo(f"  failures: {_counts(info['failures'])}")
+        for slot in info["unknown"]:
+            click.echo(f"  unknown: {slot['slot_key']} (may have been posted; never re-sent)")
+            if slot["text"]:
+                click.echo(f"      {_shorten(slot['text'], 90)}")
         if info.get("next_run"):
             click.echo(f"  next run: {info['next_run']}")
         for failure in info["recent_failures"][:1]:
@@ -332,6 +336,7 @@ def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[
                 "rejections": {},
                 "failures": {},
                 "recent_failures": [],
+                "unknown": [],
             }
             if store is not None:
                 info["posts"] = [asdict(row) for row in store.recent_posts(persona.name, limit)]
@@ -341,6 +346,10 @@ def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[
                     asdict(row) for row in store.recent_failures(persona.name, limit)
                 ]
                 info["next_run"] = store.get_cursor(f"next_run:{persona.name}")
+                info["unknown"] = [
+                    {"slot_key": row.slot_key, "text": row.text, "at_utc": row.updated_at_utc}
+                    for row in store.slots_with_status(persona.name, "unknown", limit)
+                ]
             report["personas"][persona.name] = info
         if store is not None:
             report["heartbeats"] = {

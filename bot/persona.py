@@ -199,6 +199,11 @@ def join_post(prompt: str, continuation: str, include_prompt: bool) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _sleep(seconds: float) -> bool:
+    time.sleep(max(0.0, seconds))
+    return False
+
+
 class Persona:
     """A configured persona, ready to compose and (given a store and publisher) to post."""
 
@@ -348,6 +353,7 @@ class Persona:
         store, publisher = self.store, self.publisher
         if store is None or publisher is None:
             raise RuntimeError("wake() needs a store and a publisher")
+        self.recover(before=slot_key, wait=wait or _sleep)
         claim = store.claim_slot(self.name, slot_key, lease_seconds=self.lease_seconds)
         if claim is None:
             event(log, "slot_skipped", persona=self.name, slot=slot_key, why="already_claimed")
@@ -355,6 +361,31 @@ class Persona:
         crash_point("after_claim")
         with LeaseKeeper(store, claim, self.lease_seconds) as keeper:
             return self._resume(claim, keeper, publish, late_grace, wait or _sleep)
+
+    def recover(self, *, before: str | None = None, wait: Callable[[float], bool] = _sleep) -> int:
+        """Close earlier slots a crash left open (not `before`, the one about to be
+        woken): a post that may have reached the server is looked for and recorded if
+        found; otherwise the slot is skipped (it is past, not posted late). Returns how
+        many were closed. Runs at the start of every wake."""
+        store, publisher = self.store, self.publisher
+        assert store is not None and publisher is not None
+        closed = 0
+        for row in store.open_slots(self.name):
+            if row.slot_key == before:
+                continue
+            claim = store.claim_slot(self.name, row.slot_key, lease_seconds=self.lease_seconds)
+            if claim is None:
+                continue
+            with LeaseKeeper(store, claim, self.lease_seconds) as keeper:
+                if claim.text is None:
+                    self._end_without_post(claim, "late")
+                else:
+                    post = self._post(claim.text, claim.slot_key)
+                    done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
+                                   now=self.now, wait=wait, may_send=False)  # fmt: skip
+                    self._finish(claim, post, done, [], {})
+            closed += 1
+        return closed
 
     def _resume(
         self,
@@ -460,8 +491,3 @@ class Persona:
               transient=bool(err and err.transient), error=message)  # fmt: skip
         return WakeResult(slot_key, "failed", text=post.text, error=message,
                           hint=err.hint if err else None)  # fmt: skip
-
-
-def _sleep(seconds: float) -> bool:
-    time.sleep(max(0.0, seconds))
-    return False

@@ -494,6 +494,17 @@ class Store:
         )
         return SlotRow(**dict(rows[0])) if rows else None
 
+    def open_slots(self, persona: str, *, exclude_prefix: str = "reply:") -> list[SlotRow]:
+        """The persona's slots left open (claimed with an expired lease, or failed),
+        oldest first; slot keys starting with `exclude_prefix` are left out."""
+        rows = self._query(
+            f"SELECT {_SLOT_COLUMNS} FROM slots WHERE persona = ?"
+            " AND status IN ('claimed', 'failed') AND lease_until_utc < ?"
+            " AND slot_key NOT LIKE ? ORDER BY id",
+            (persona, self._ts(), exclude_prefix + "%"),
+        )
+        return [SlotRow(**dict(row)) for row in rows]
+
     def slots_with_status(self, persona: str, status: SlotStatus, limit: int = 10) -> list[SlotRow]:
         """The persona's slots in `status`, newest first (e.g. `unknown` for `bot status`)."""
         rows = self._query(

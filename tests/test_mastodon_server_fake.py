@@ -38,3 +38,30 @@ def test_reset_wipes_statuses_and_faults(mastodon_server):
     assert mastodon_server.statuses(mastodon_server.bob) == []
     assert mastodon_server.control("GET", "/faults") == []
     assert mastodon_server.post_as(mastodon_server.bob, "after").id
+
+
+def test_ignoring_keys_makes_a_retry_a_second_status(mastodon_server):
+    client = mastodon_server.client()
+    client.status_post("once", idempotency_key="k")
+    client.status_post("once", idempotency_key="k")
+    assert len(mastodon_server.statuses()) == 1  # the mock honours the key by default
+    mastodon_server.ignore_idempotency_keys()
+    client.status_post("twice", idempotency_key="k2")
+    client.status_post("twice", idempotency_key="k2")
+    assert len(mastodon_server.statuses()) == 3
+
+
+def test_a_stalled_request_is_applied_after_the_client_gave_up(mastodon_server):
+    import pytest
+    from mastodon import MastodonNetworkError
+
+    from tests.fakes.mastodon_server import make_client
+
+    mastodon_server.inject_stall(1.0)
+    client = make_client(mastodon_server, mastodon_server.bot.token, timeout=0.3)
+    with pytest.raises(MastodonNetworkError):
+        client.status_post("late but there")
+    assert mastodon_server.statuses() == []  # not yet: the server is stalled
+    mastodon_server.drain()
+    [status] = mastodon_server.statuses()
+    assert "late but there" in status.content

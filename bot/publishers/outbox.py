@@ -57,7 +57,8 @@ class Outbox:
             entries = self.read(post.persona)
         except OSError as err:
             raise PublishError(
-                f"outbox {path}: {err.strerror or err}", "check that the outbox is readable",
+                f"outbox {path}: {err.strerror or err}",
+                "check that the outbox is readable",
                 transient=True,
             ) from err
         for entry in entries:

@@ -42,6 +42,11 @@ Recipes:
     server.inject_late_response(1.0)    # the server posts at once but answers 1 s later: a
                                         # client with a shorter timeout sees a timeout
     server.inject_delay(1.0)            # the server waits 1 s before handling the request
+    server.inject_stall(2.0)            # the server reads the request, stalls 2 s, then
+                                        # applies it even though the client gave up (a
+                                        # paused worker): "applied late"
+    server.ignore_idempotency_keys()    # from now on the key is dropped before the app sees
+                                        # it, as some servers of the Mastodon API do
     server.inject_error(200, path="/api/v2/instance", methods=["GET"], body={...})
                                         # serve a real server's response shape instead
     server.clear_faults()
@@ -56,7 +61,8 @@ response shapes instead:
 - A spoiler text does not force `sensitive`; URLs count at full length in its 422 length
   check (Mastodon counts 23); status HTML has no mention or hashtag markup; the instance
   limit is a constant 500.
-- Idempotency keys never expire (Mastodon forgets them after one hour).
+- Idempotency keys never expire (Mastodon forgets them after one hour); a server that
+  ignores them altogether is `ignore_idempotency_keys()`.
 - Its `timeout` fault holds the request >= 30 s before running it, which would leak into
   the next test; its `latency` fault delays the request before the handler, so a client
   that gave up never creates anything. Neither can stage "created, answer lost": this
@@ -133,20 +139,28 @@ def make_client(server: MastodonServer, token: str | None, *, timeout: float = 5
 
 
 class _LateResponses:
-    """ASGI wrapper: for matching requests, run the app fully, then hold the answer.
+    """ASGI wrapper for the faults mastodon-mock cannot stage itself.
 
-    This is "the server accepted the post but the client never heard back": the status
-    is committed at once, and the response leaves `delay` seconds later, after a client
-    with a shorter timeout has given up. mastodon-mock's own `latency` fault delays the
+    Late response: for matching requests, run the app fully, then hold the answer. This
+    is "the server accepted the post but the client never heard back": the status is
+    committed at once, and the response leaves `delay` seconds later, after a client with
+    a shorter timeout has given up. mastodon-mock's own `latency` fault delays the
     request *before* the handler instead, so a client that gives up posts nothing.
+
+    Stall: read the whole request, wait `delay` seconds, then run the app on it even if
+    the client has gone: a server whose workers were paused past the client's timeout
+    and that applies the request late.
+
+    Ignoring keys: drop the `Idempotency-Key` header before the app sees it.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.rules: list[dict[str, Any]] = []  # {path, methods, delay, remaining}
+        self.rules: list[dict[str, Any]] = []  # {path, methods, delay, remaining, kind}
+        self.ignore_keys = False
         self._lock = threading.Lock()
 
-    def _take(self, method: str, path: str) -> float | None:
+    def _take(self, method: str, path: str) -> tuple[str, float] | None:
         with self._lock:
             for rule in self.rules:
                 if method in rule["methods"] and fnmatch.fnmatchcase(path, rule["path"]):
@@ -154,13 +168,20 @@ class _LateResponses:
                         rule["remaining"] -= 1
                         if rule["remaining"] <= 0:
                             self.rules.remove(rule)
-                    return float(rule["delay"])
+                    return str(rule.get("kind", "late")), float(rule["delay"])
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        delay = self._take(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if delay is None:
+        if scope["type"] == "http" and self.ignore_keys:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"idempotency-key"]
+            scope = {**scope, "headers": headers}
+        taken = self._take(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if taken is None:
             await self.app(scope, receive, send)
+            return
+        kind, delay = taken
+        if kind == "stall":
+            await self._stalled(scope, receive, send, delay)
             return
 
         async def late_send(message: Any) -> None:
@@ -169,6 +190,26 @@ class _LateResponses:
             await send(message)
 
         await self.app(scope, receive, late_send)
+
+    async def _stalled(self, scope: Any, receive: Any, send: Any, delay: float) -> None:
+        body: list[Any] = []
+        while True:
+            message = await receive()
+            body.append(message)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        await asyncio.sleep(delay)
+
+        async def replay() -> Any:
+            if body:
+                return body.pop(0)
+            return {"type": "http.disconnect"}
+
+        async def tolerant_send(message: Any) -> None:
+            with contextlib.suppress(Exception):  # the client may have gone: still applied
+                await send(message)
+
+        await self.app(scope, replay, tolerant_send)
 
 
 class MastodonServer:
@@ -328,11 +369,31 @@ class MastodonServer:
         with self._late._lock:
             self._late.rules.append(rule)
 
+    def inject_stall(
+        self,
+        seconds: float,
+        *,
+        path: str = "/api/v1/statuses",
+        methods: list[str] | None = None,
+        count: int | None = 1,
+    ) -> None:
+        """Read matching requests, stall `seconds`, then apply them even if the client
+        has given up (a server whose workers were paused past the client timeout)."""
+        rule = {"path": path, "methods": methods or ["POST"], "delay": seconds,
+                "remaining": count, "kind": "stall"}  # fmt: skip
+        with self._late._lock:
+            self._late.rules.append(rule)
+
+    def ignore_idempotency_keys(self, ignore: bool = True) -> None:
+        """Drop `Idempotency-Key` from every request (until `clear_faults`/`reset`)."""
+        self._late.ignore_keys = ignore
+
     def clear_faults(self) -> None:
-        """Drop every fault rule, the mock's and the late-response ones."""
+        """Drop every fault rule, the mock's and the wrapper's (late, stall, keys)."""
         self.control("DELETE", "/faults")
         with self._late._lock:
             self._late.rules.clear()
+        self._late.ignore_keys = False
 
     # -- accounts and statuses --
 
