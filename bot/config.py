@@ -51,6 +51,12 @@ ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
 Ranking = Literal["best", "weighted"]
 PublisherName = Literal["outbox", "mastodon"]
 OnLink = Literal["reject", "strip"]
+# Upper bounds for numbers: generous for any real use, small enough that a typo (1e20,
+# .inf, an extra zero or three) is refused in one line instead of hanging or eating memory.
+MAX_INTERVAL_MINUTES = 525_600.0  # a year; 1 is the least (the fleet work needs 1-minute slots)
+DAY_SECONDS = 86_400
+MAX_POST_CHARS = 100_000  # the sampler sizes buffers by it; the largest instances allow less
+MAX_TOP_K = 1000  # more than any char vocabulary
 # ---------------------------------------------------------------------------------------
 
 PERSONA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # used in file names
@@ -238,7 +244,9 @@ def load_config(
             "check the path and that it is UTF-8 text",
         ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except _DuplicateKeyError as err:
+        raise ConfigError(f"{label}: {err}", "keep one of them") from None
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error(label, err), "fix the YAML syntax there") from None
     home = Path(env.get(HOME_ENV) or DEFAULT_HOME)
@@ -314,7 +322,7 @@ def _parse_persona(
         prompts=p.texts("prompts"),
         include_prompt=p.flag("include_prompt", False),
         temperature=p.number("temperature", 0.8, lo=0.0, hi=2.0),
-        top_k=p.whole("top_k", 0, lo=0),
+        top_k=p.whole("top_k", 0, lo=0, hi=MAX_TOP_K),
         top_p=p.number("top_p", 1.0, lo=0.0, hi=1.0, lo_open=True),
         candidates=p.whole("candidates", 16, lo=1, hi=256),
         max_rounds=p.whole("max_rounds", 3, lo=1, hi=100),
@@ -353,22 +361,22 @@ def _parse_schedule(s: _Node, timezone: str) -> Schedule:
                 f"is not a 5-field crontab line (got {cron!r})",
                 "write minute hour day month weekday, e.g. '0 9 * * *'",
             )
-    interval = None if cron is not None else s.number("interval_minutes", 60.0, lo=1.0)
+    interval = None if cron is not None else s.number("interval_minutes", 60.0, lo=1.0, hi=MAX_INTERVAL_MINUTES)
     first = s.data.get("first_run_seconds", 5)
     return Schedule(
         interval_minutes=interval,
         cron=cron,
-        jitter_seconds=s.whole("jitter_seconds", 0, lo=0),
+        jitter_seconds=s.whole("jitter_seconds", 0, lo=0, hi=DAY_SECONDS),
         timezone=s.zone("timezone", timezone),
-        first_run_seconds=None if first is None else s.whole("first_run_seconds", 5, lo=0),
+        first_run_seconds=None if first is None else s.whole("first_run_seconds", 5, lo=0, hi=DAY_SECONDS),
         coalesce=s.flag("coalesce", True),
-        misfire_grace_seconds=s.whole("misfire_grace_seconds", 300, lo=1),
+        misfire_grace_seconds=s.whole("misfire_grace_seconds", 300, lo=1, hi=DAY_SECONDS),
     )
 
 
 def _parse_filters(f: _Node) -> Filters:
-    min_chars = f.whole("min_chars", 20, lo=1)
-    max_chars = f.whole("max_chars", 500, lo=1)
+    min_chars = f.whole("min_chars", 20, lo=1, hi=MAX_POST_CHARS)
+    max_chars = f.whole("max_chars", 500, lo=1, hi=MAX_POST_CHARS)
     if max_chars < min_chars:
         f.fail("max_chars", f"must be at least min_chars ({min_chars}) (got {max_chars})")
     return Filters(
@@ -376,9 +384,9 @@ def _parse_filters(f: _Node) -> Filters:
         max_chars=max_chars,
         blocklist=f.texts("blocklist"),
         default_blocklist=f.flag("default_blocklist", True),
-        novelty_words=f.whole("novelty_words", 8, lo=8),
+        novelty_words=f.whole("novelty_words", 8, lo=8, hi=1000),
         duplicate_jaccard=f.number("duplicate_jaccard", 0.6, lo=0.0, hi=1.0),
-        history=f.whole("history", 200, lo=0),
+        history=f.whole("history", 200, lo=0, hi=100_000),
         mentions=cast(OnLink, f.choice("mentions", "reject", ON_LINK)),
         urls=cast(OnLink, f.choice("urls", "reject", ON_LINK)),
     )
@@ -412,10 +420,10 @@ def _parse_mastodon(m: _Node, used: bool) -> MastodonSettings:
 def _parse_replies(r: _Node) -> Replies:
     return Replies(
         enabled=r.flag("enabled", False),
-        interval_minutes=r.number("interval_minutes", 5.0, lo=1.0),
-        max_age_minutes=r.number("max_age_minutes", 60.0, lo=1.0),
-        per_account_per_hour=r.whole("per_account_per_hour", 3, lo=0),
-        max_thread_depth=r.whole("max_thread_depth", 4, lo=0),
+        interval_minutes=r.number("interval_minutes", 5.0, lo=1.0, hi=1440.0),
+        max_age_minutes=r.number("max_age_minutes", 60.0, lo=1.0, hi=10_080.0),
+        per_account_per_hour=r.whole("per_account_per_hour", 3, lo=0, hi=1000),
+        max_thread_depth=r.whole("max_thread_depth", 4, lo=0, hi=1000),
         bot_allowlist=r.texts("bot_allowlist"),
     )
 
@@ -436,7 +444,7 @@ def with_overrides(persona: Persona, **changes: Any) -> Persona:
     if "temperature" in given:
         checked["temperature"] = node.number("temperature", 0.8, lo=0.0, hi=2.0)
     if "top_k" in given:
-        checked["top_k"] = node.whole("top_k", 0, lo=0)
+        checked["top_k"] = node.whole("top_k", 0, lo=0, hi=MAX_TOP_K)
     if "top_p" in given:
         checked["top_p"] = node.number("top_p", 1.0, lo=0.0, hi=1.0, lo_open=True)
     if "candidates" in given:
@@ -642,6 +650,29 @@ class _Node:
                 f"e.g. {DEFAULT_TOKEN_ENV}",
             )
         return value
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error: YAML would keep
+    the last one silently (two personas named alike, one lost)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                break
+            if duplicate:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKeyError(f"duplicate key {key!r} at line {line}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _refuse_literal_tokens(label: str, raw: Any, path: str) -> None:

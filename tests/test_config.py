@@ -68,7 +68,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "personas: {ada: {top_k: -1}}",
-        "config.yaml: personas.ada.top_k must be at least 0 (got -1)",
+        "config.yaml: personas.ada.top_k must be between 0 and 1000 (got -1)",
         id="negative-top-k",
     ),
     pytest.param(
@@ -118,7 +118,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "personas: {ada: {filters: {novelty_words: 3}}}",
-        "config.yaml: personas.ada.filters.novelty_words must be at least 8 (got 3)",
+        "config.yaml: personas.ada.filters.novelty_words must be between 8 and 1000 (got 3)",
         id="novelty-words",
     ),
     pytest.param(
@@ -133,7 +133,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         "personas: {ada: {replies: {per_account_per_hour: -1}}}",
-        "config.yaml: personas.ada.replies.per_account_per_hour must be at least 0 (got -1)",
+        "config.yaml: personas.ada.replies.per_account_per_hour must be between 0 and 1000 (got -1)",
         id="replies-range",
     ),
     pytest.param(
@@ -433,3 +433,65 @@ def test_triggers_carry_jitter_and_zone() -> None:
     assert cron.jitter == 60 and str(cron.timezone) == "Europe/Berlin"
     interval = Schedule(interval_minutes=30, jitter_seconds=0).trigger()
     assert interval.jitter is None and interval.interval.total_seconds() == 1800
+
+
+# --- every numeric key has bounds (issue 16) ------------------------------------------
+
+NUMERIC_KEYS = [
+    "lease_seconds",
+    "personas.ada.temperature",
+    "personas.ada.top_k",
+    "personas.ada.top_p",
+    "personas.ada.candidates",
+    "personas.ada.max_rounds",
+    "personas.ada.schedule.interval_minutes",
+    "personas.ada.schedule.jitter_seconds",
+    "personas.ada.schedule.first_run_seconds",
+    "personas.ada.schedule.misfire_grace_seconds",
+    "personas.ada.filters.min_chars",
+    "personas.ada.filters.max_chars",
+    "personas.ada.filters.novelty_words",
+    "personas.ada.filters.duplicate_jaccard",
+    "personas.ada.filters.history",
+    "personas.ada.mastodon.request_timeout_seconds",
+    "personas.ada.mastodon.settle_seconds",
+    "personas.ada.replies.interval_minutes",
+    "personas.ada.replies.max_age_minutes",
+    "personas.ada.replies.per_account_per_hour",
+    "personas.ada.replies.max_thread_depth",
+]
+BAD_NUMBERS = [".inf", "-.inf", ".nan", "1e20", "-1", "1000000000"]
+
+
+def _nested(path: str, value: str) -> str:
+    *parents, key = path.split(".")
+    text = f"{key}: {value}"
+    for parent in reversed(parents):
+        text = f"{parent}: {{{text}}}"
+    return text if parents else f"personas: {{ada: {{}}}}\n{text}"
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS)
+@pytest.mark.parametrize("path", NUMERIC_KEYS)
+def test_bad_numbers_are_one_line_errors(in_tmp: Path, path: str, value: str) -> None:
+    (in_tmp / "config.yaml").write_text(_nested(path, value), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: config.yaml: {path} must "), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_one_minute_intervals_are_allowed(in_tmp: Path) -> None:
+    (in_tmp / "config.yaml").write_text(
+        _nested("personas.ada.schedule.interval_minutes", "1"), encoding="utf-8"
+    )
+    assert load_config().personas["ada"].schedule.interval_minutes == 1.0
+
+
+def test_duplicate_keys_are_refused(in_tmp: Path) -> None:
+    (in_tmp / "config.yaml").write_text(
+        "personas:\n  ada: {}\n  ada: {temperature: 1}\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: config.yaml: duplicate key 'ada' at line 3 (keep one of them)\n"
