@@ -361,14 +361,20 @@ def _parse_schedule(s: _Node, timezone: str) -> Schedule:
                 f"is not a 5-field crontab line (got {cron!r})",
                 "write minute hour day month weekday, e.g. '0 9 * * *'",
             )
-    interval = None if cron is not None else s.number("interval_minutes", 60.0, lo=1.0, hi=MAX_INTERVAL_MINUTES)
+    interval = (
+        None
+        if cron is not None
+        else s.number("interval_minutes", 60.0, lo=1.0, hi=MAX_INTERVAL_MINUTES)
+    )
     first = s.data.get("first_run_seconds", 5)
     return Schedule(
         interval_minutes=interval,
         cron=cron,
         jitter_seconds=s.whole("jitter_seconds", 0, lo=0, hi=DAY_SECONDS),
         timezone=s.zone("timezone", timezone),
-        first_run_seconds=None if first is None else s.whole("first_run_seconds", 5, lo=0, hi=DAY_SECONDS),
+        first_run_seconds=None
+        if first is None
+        else s.whole("first_run_seconds", 5, lo=0, hi=DAY_SECONDS),
         coalesce=s.flag("coalesce", True),
         misfire_grace_seconds=s.whole("misfire_grace_seconds", 300, lo=1, hi=DAY_SECONDS),
     )
