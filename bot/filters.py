@@ -186,7 +186,7 @@ def judge(candidate: Candidate, rules: Rules) -> Verdict:
         return reject("unfinished")
     if rules.blocked is not None and rules.blocked.search(_normal(text).translate(LEET)):
         return reject("blocklisted")
-    if rules.history:
+    if rules.history_shingles:  # the past posts plus picks remembered this compose
         mine = shingles(text)
         if any(jaccard(mine, old) >= rules.duplicate_jaccard for old in rules.history_shingles):
             return reject("duplicate")

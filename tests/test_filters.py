@@ -98,3 +98,15 @@ def test_rank_weighted_varies_within_the_band_and_never_leaves_it() -> None:
     cands = [Candidate("a", -1.00), Candidate("b", -1.02), Candidate("far", -3.0)]
     picks = {rank(cands, "weighted", np.random.default_rng(s))[0].text for s in range(40)}
     assert picks == {"a", "b"}
+
+
+def test_picks_of_earlier_rounds_count_without_any_history() -> None:
+    """A new persona has no history: a pick remembered in round 1 still rejects its twin in
+    round 2 (the check used to run only when the stored history was non-empty)."""
+    rules = Rules(min_chars=5, max_chars=500, history=[])
+    text = "Every philosopher hides a garden behind his system of thought."
+    [first] = apply([Candidate(text, -1.0, "end")], rules)
+    assert first.ok
+    rules.remember(text)
+    [again] = apply([Candidate(text + " Truly.", -1.0, "end")], rules)
+    assert again.reason == "duplicate"
