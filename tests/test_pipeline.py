@@ -174,3 +174,21 @@ def test_all_rejected_posts_nothing_and_records_why(
 )
 def test_join_post(prompt: str, continuation: str, include: bool, expected: str) -> None:
     assert join_post(prompt, continuation, include) == expected
+
+
+def test_prompt_placeholders_are_filled_in_the_personas_zone() -> None:
+    """23:30 UTC on a Monday is already Tuesday in Tokyo: {weekday} says Tuesday."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from bot import config as cfg
+
+    settings = cfg.Persona(
+        name="tiny",
+        model=TINY,
+        prompts=("On {weekday}, {date}, ",),
+        schedule=replace(cfg.Schedule(), timezone="Asia/Tokyo"),
+    )
+    monday_night = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    persona = Persona(settings, now=lambda: monday_night)
+    assert persona.pick_prompt() == "On Tuesday, December 1, "
