@@ -521,3 +521,22 @@ def test_bot_loop_ends_without_read_statuses_scope(
     ]
     assert len(rig.replies()) == 2
     assert caplog.text.count("event=thread_unreadable") == 2  # the fallback decided
+
+
+@pytest.mark.parametrize("status", [410, 422])
+def test_a_permanently_unreadable_thread_does_not_block_the_cursor(rig: Rig, status: int) -> None:
+    """status_context failing for good on one mention (gone, unprocessable) used to hold
+    the cursor there forever; the thread is counted from our own records instead."""
+    server = rig.server
+    parent = server.post_as(server.bob, "a thread", visibility="public")
+    server.mention(server.alice, "in a thread", in_reply_to_id=parent["id"])
+    server.mention(server.alice, "top level")
+    server.inject_error(
+        status, path="/api/v1/statuses/*/context", methods=["GET"], count=None,
+        body={"error": "Validation failed"},
+    )  # fmt: skip
+    first = rig.replier().poll()
+    expected = "skipped" if status == 410 else "replied"  # 410: the status is gone
+    assert [r.outcome for r in first] == [expected, "replied"]
+    assert rig.store.get_cursor("replies:tiny") == notification_ids(server)[-1]
+    assert rig.replier().poll() == []  # nothing left, nothing stuck
