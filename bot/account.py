@@ -11,13 +11,15 @@ the fix. Nothing here posts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mastodon import MastodonError, MastodonIllegalArgumentError
 
 from bot.config import Config, Persona, resolve_base_url, resolve_token
 from bot.errors import ConfigError, PublishError
-from bot.publishers.mastodon import REQUIRED_SCOPES, AccountInfo, MastodonPublisher
+from bot.publishers.base import normalise_text
+from bot.publishers.mastodon import REQUIRED_SCOPES, MastodonPublisher
 
 SETUP_SCOPES = ("write:accounts",)  # what `bot setup` needs on top of REQUIRED_SCOPES
 REPLY_SCOPES = ("read:statuses",)  # replies read threads (followers-only ones need it)
@@ -66,12 +68,23 @@ def online_check(config: Config, persona: Persona) -> dict[str, Any]:
     }
 
 
-def setup_account(config: Config, persona: Persona, note: str | None = None) -> AccountInfo:
+@dataclass(frozen=True)
+class SetupResult:
+    """What the server holds after `bot setup`, read back (not what it answered)."""
+
+    acct: str
+    bot: bool  # the account is flagged as a bot now
+    note_kept: bool | None  # the note reads as asked; None when no note was asked for
+
+
+def setup_account(config: Config, persona: Persona, note: str | None = None) -> SetupResult:
     """Flag the account as a bot and, when `note` is given, set it as the profile note
-    (the persona's disclaimer). Idempotent: running it twice changes nothing more."""
+    (the persona's disclaimer), then read the account back: a server may answer 200 and
+    ignore a field. Idempotent: running it twice changes nothing more."""
     publisher = publisher_for(config, persona)
     try:
-        return publisher.mark_bot(note)
+        publisher.mark_bot(note)
+        after = publisher.account_info()
     except PublishError as err:
         if err.status_code == 403:
             env = persona.mastodon.access_token_env
@@ -82,6 +95,8 @@ def setup_account(config: Config, persona: Persona, note: str | None = None) -> 
                 status_code=403,
             ) from None
         raise
+    kept = None if note is None else after.note == normalise_text(note)
+    return SetupResult(after.acct, after.bot, kept)
 
 
 def missing_scopes(granted: list[str], needed: tuple[str, ...]) -> list[str]:

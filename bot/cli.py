@@ -214,9 +214,15 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
             click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
             continue
         info = setup_account(config, persona, note)
-        click.echo(
-            f"{persona.name}: {info.acct} is flagged as a bot" + (", note set" if note else "")
-        )
+        if not info.bot:
+            raise click.ClickException(
+                f"{persona.name}: {info.acct} is still NOT flagged as a bot: the server "
+                "accepted the change but did not keep it (read back); tick 'This is an "
+                "automated account' in the profile settings by hand"
+            )
+        kept = {None: "", True: ", note set", False: ", but the note was NOT kept"}
+        click.echo(f"{persona.name}: {info.acct} is flagged as a bot (read back)"
+                   f"{kept[info.note_kept]}")  # fmt: skip
         done += 1
     if not done:
         raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
@@ -369,12 +375,18 @@ def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
     hint = "is `bot run` running? see its log"
     if not config.store.exists():
         raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
+    from bot.scheduler import STOPPED_BEAT
+
     with Store(config.store) as store:
         beat = store.last_beat("daemon")
+        stopped = store.last_beat(STOPPED_BEAT)
     if beat is None:
         raise click.ClickException(f"no daemon heartbeat in {config.store} ({hint})")
     age = (datetime.now(UTC) - beat).total_seconds()
     when = beat.isoformat().replace("+00:00", "Z")
+    if stopped is not None and stopped >= beat:
+        at = stopped.isoformat().replace("+00:00", "Z")
+        raise click.ClickException(f"daemon stopped: `bot run` stopped at {at} ({hint})")
     if age > max_age_seconds:
         raise click.ClickException(
             f"daemon heartbeat is stale: last at {when}, {age:.0f} s ago "
@@ -527,11 +539,17 @@ def post(
                 click.echo(result.text or "")
             elif result.outcome == "no_candidate":
                 failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
+            elif result.outcome == "unknown":
+                failed.append(f"{settings.name}: may have been posted; not sent again "
+                              f"({result.error or 'outcome unknown'})")  # fmt: skip
             else:
-                failed.append(f"{settings.name}: {result.outcome} {result.error or ''}".strip())
+                failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
     if failed:
+        # A manual post has its own slot and nothing retries it; a new `bot post` first
+        # looks whether this one reached the server (Persona.recover), so it never doubles.
         raise click.ClickException(
-            "; ".join(failed) + " (see `bot preview --all` for why, or `bot status`)"
+            "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
+            " `bot preview --all` and `bot status` for why)"
         )
 
 

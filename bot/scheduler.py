@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------
 HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
+STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
 SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
 PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
 RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
@@ -675,6 +676,10 @@ class Daemon:
                                               transient=True)  # fmt: skip
                 except Exception as err:  # noqa: BLE001 - best effort while exiting
                     _event_with_traceback("record_failed", err, persona=name, slot=key)
+        try:  # `bot status --check` says "stopped" from now on, not "ok" for 3 minutes
+            self.store.beat(STOPPED_BEAT)
+        except Exception as err:  # noqa: BLE001 - best effort while exiting
+            _event_with_traceback("record_failed", err, persona="daemon")
         event(log, "daemon_stopped", clean=clean,
               failures=",".join(f"{n}={s.failures}" for n, s in self.states.items()))  # fmt: skip
         return clean
@@ -689,8 +694,9 @@ class Daemon:
             self._stop_deadline = time.monotonic() + self.shutdown_grace_seconds
             in_flight = ",".join(f"{n}@{k}" for n, k in self._inflight.items())
         event(log, "stopping", reason=reason, in_flight=in_flight or "none")
-        self._stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
-        self._stopper.start()
+        stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
+        stopper.start()  # started before run() can see it (it joins it)
+        self._stopper = stopper
 
     _stop_deadline = 0.0
 

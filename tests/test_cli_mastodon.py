@@ -45,7 +45,7 @@ def test_check_online_then_setup_flags_the_account(mastodon_server) -> None:
 
     setup = runner.invoke(cli, ["setup", "--note", "Generated text. A bot."])
     assert setup.exit_code == 0, setup.output
-    assert "flagged as a bot, note set" in setup.output
+    assert "flagged as a bot (read back), note set" in setup.output
 
     after = runner.invoke(cli, ["check", "--online"])
     assert "flagged as a bot" in after.output and "NOT" not in after.output
@@ -59,3 +59,30 @@ def test_check_online_with_a_bad_token_is_one_line(monkeypatch: pytest.MonkeyPat
     assert result.stderr.count("\n") == 1
     assert "REVENANT_TEST_TOKEN" in result.stderr
     assert "not-a-real-token" not in result.stderr
+
+
+@pytest.mark.usefixtures("online_config")
+def test_setup_reads_the_flag_back_and_says_when_the_server_ignored_it(mastodon_server) -> None:
+    # The server answers 200 with bot=true but changes nothing (it ignores the field).
+    me = mastodon_server.client().account_verify_credentials()
+    mastodon_server.inject_error(
+        200, path="/api/v1/accounts/update_credentials", methods=["PATCH"],
+        body={**{k: v for k, v in me.items() if k != "created_at"}, "bot": True},
+    )  # fmt: skip
+    result = CliRunner().invoke(cli, ["setup"])
+    assert result.exit_code == 1
+    assert "revenant is still NOT flagged as a bot" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.usefixtures("online_config")
+def test_post_failure_does_not_promise_a_retry(mastodon_server) -> None:
+    mastodon_server.inject_rate_limit(reset_in_seconds=600)
+    result = CliRunner().invoke(cli, ["post", "--yes", "--seed", "1"])
+    assert result.exit_code == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "ada: not posted" in error and "rate-limited" in error
+    assert "nothing retries a manual post" in error
+    assert "ada: not posted" in result.stderr and "rate-limited" in result.stderr
+    assert "nothing retries a manual post" in result.stderr
+    assert "kept and retried" not in result.stderr

@@ -227,6 +227,25 @@ def test_status_check_is_a_liveness_probe(make_config: Callable[..., Config]) ->
     assert fresh.exit_code == 0 and re.match(r"ok: daemon heartbeat \d s ago", fresh.stdout)
 
 
+def test_status_check_says_stopped_after_a_clean_stop(
+    make_config: Callable[..., Config],
+) -> None:
+    config = make_config({"ada": DAILY})
+    with Store(config.store) as store:
+        daemon = Daemon(config, list(config.personas.values()), store)
+        runner = threading.Thread(target=daemon.run)
+        runner.start()
+        assert wait_for(lambda: store.last_beat("daemon") is not None)
+        daemon.request_stop("test")
+        runner.join(15)
+        result = CliRunner().invoke(cli, ["status", "--check"])
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1
+        assert "daemon stopped: `bot run` stopped at" in result.stderr
+        time.sleep(0.01)
+        store.beat("daemon")  # a new `bot run` beats again: alive
+        assert CliRunner().invoke(cli, ["status", "--check"]).exit_code == 0
+
+
 def test_status_check_default_follows_the_heartbeat_interval() -> None:
     [option] = [p for p in status.params if p.name == "max_age_seconds"]
     assert option.default == 6 * HEARTBEAT_SECONDS

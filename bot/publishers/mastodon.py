@@ -177,6 +177,7 @@ class AccountInfo:
     bot: bool
     url: str | None
     instance_limit: int
+    note: str = ""  # the profile note as plain text
 
 
 class MastodonPublisher:
@@ -392,6 +393,7 @@ class MastodonPublisher:
             bot=bool(account.get("bot")),
             url=account.get("url"),
             instance_limit=self.max_chars(),
+            note=normalise_text(str(account.get("note") or ""), is_html=True),
         )
 
     def _read_max_chars(self) -> tuple[int, bool]:
