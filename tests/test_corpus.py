@@ -600,3 +600,34 @@ def test_cli_scrape_mastodon_refuses_opted_out(
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "--i-have-consent" in result.output
     assert CliRunner().invoke(cli, [*base, "--i-have-consent"]).exit_code == 0
+
+
+def test_cli_scrape_bare_handle_on_a_server_that_resolves_only_full_handles(
+    mastodon_server: MastodonServer, tmp_path: Path
+) -> None:
+    """`@ada --instance URL`: the server answers 404 for `ada` and only knows `ada@domain`."""
+    seed_account(mastodon_server, posts=2)
+    import requests
+
+    ada = requests.get(
+        f"{mastodon_server.base_url}/api/v1/accounts/lookup", params={"acct": "ada"}, timeout=10
+    ).json()  # the raw JSON, as the server would serve it for the full handle
+    mastodon_server.inject_error(404, path="/api/v1/accounts/lookup", methods=["GET"])
+    mastodon_server.inject_error(200, path="/api/v1/accounts/lookup", methods=["GET"], body=ada)
+    out = tmp_path / "ada.jsonl"
+    args = ["scrape", "mastodon", "@ada", "--instance", mastodon_server.base_url, "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert len(read_lines(out)) == 2
+
+
+def test_cli_scrape_login_hint_names_the_flag_scrape_reads(
+    mastodon_server: MastodonServer, tmp_path: Path
+) -> None:
+    seed_account(mastodon_server, posts=1)
+    mastodon_server.inject_error(401, path="/api/v1/accounts/*/statuses", methods=["GET"])
+    out = tmp_path / "ada.jsonl"
+    args = ["scrape", "mastodon", "@ada", "--instance", mastodon_server.base_url, "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "--token-env NAME" in result.stderr and "MASTODON_ACCESS_TOKEN" not in result.stderr

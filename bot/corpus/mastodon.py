@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 from mastodon import Mastodon
 from mastodon.errors import (
     MastodonAPIError,
+    MastodonError,
     MastodonNetworkError,
     MastodonNotFoundError,
     MastodonRatelimitError,
@@ -128,7 +129,7 @@ def scrape_account(
     options = options or CleanOptions()
     skipped = skipped if skipped is not None else Counter()
     call = _Caller(client, acct, sleep)
-    account = call(client.account_lookup, acct)
+    account = _lookup(client, call, acct)
     reason = opt_out_reason(account)
     if reason and not consent:
         raise CorpusError(
@@ -180,6 +181,31 @@ def scrape_account(
     _save_cursor(
         store, name, {"since_id": state["top"] or state["since_id"], "max_id": None, "top": None}
     )
+
+
+def _lookup(client: Mastodon, call: _Caller, acct: str) -> Any:
+    """The account by handle. A bare `user` that the server does not resolve (some servers
+    only resolve full handles) is asked for again as `user@<the server's domain>`."""
+    try:
+        return call(client.account_lookup, acct)
+    except CorpusError as err:
+        if "@" in acct or not isinstance(err.__cause__, MastodonNotFoundError):
+            raise
+    domain = _instance_domain(client) or call.instance
+    return _Caller(client, f"{acct}@{domain}", call.sleep)(client.account_lookup,
+                                                            f"{acct}@{domain}")  # fmt: skip
+
+
+def _instance_domain(client: Mastodon) -> str | None:
+    """The server's own domain (v2 `domain`, v1 `uri`), which may differ from its API host."""
+    for fetch, key in ((client.instance_v2, "domain"), (client.instance_v1, "uri")):
+        try:
+            value = fetch().get(key)
+        except MastodonError:
+            continue
+        if isinstance(value, str) and value:
+            return value.split("://")[-1].strip("/")
+    return None
 
 
 def _skip_reason(status: Any, account_id: Any, options: CleanOptions) -> str | None:
@@ -245,7 +271,8 @@ class _Caller:
             except MastodonUnauthorizedError as err:
                 raise CorpusError(
                     f"{instance} refuses to list {acct}'s posts without a login",
-                    "set MASTODON_ACCESS_TOKEN to a token on that instance",
+                    "put an access token for that instance in an environment variable and"
+                    " name it with --token-env NAME",
                 ) from err
             except MastodonNetworkError as err:
                 raise CorpusError(
