@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -199,3 +200,78 @@ def test_posts_become_documents_and_some_are_held_out() -> None:
     lines = [json.loads(line)["text"] for line in (DATA / "posts.jsonl").open()]
     assert len(corpus.train) + len(corpus.val) == len(lines)
     assert 0 < len(corpus.val) < len(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_resume_keeps_the_saved_split_and_refuses_a_changed_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming used to split the corpus with the new command line's seed and validation
+    fraction: validation text went into training."""
+    from bot.errors import ModelError
+    from bot.train.trainer import train
+
+    out = tmp_path / "tiny"
+    train(tiny_config(epochs=1, seed=7, val_fraction=0.2), [DATA / "aphorisms.txt"], out)
+    first = re.search(r"validation ([\d,]+) tokens", capsys.readouterr().out)
+    train(tiny_config(epochs=2), [DATA / "aphorisms.txt"], out, resume=True)  # defaults
+    resumed = re.search(r"validation ([\d,]+) tokens", capsys.readouterr().out)
+    assert first and resumed and resumed.group(1) == first.group(1)
+    with pytest.raises(ModelError, match=r"--seed 9 differs from the checkpoint's 7"):
+        train(tiny_config(epochs=3, seed=9), [DATA / "aphorisms.txt"], out, resume=True)
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+@pytest.mark.parametrize("legacy", [True, False], ids=["from-a-folder", "from-a-link"])
+def test_model_swap_leaves_a_loadable_persona_at_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy: bool
+) -> None:
+    """A crash at any file-system step of the swap leaves the old or the new persona in
+    models/NAME, never none (the swap used to rename the old folder away first)."""
+    import shutil
+
+    from bot.train import trainer
+
+    class Crash(BaseException):
+        pass
+
+    step = 0
+    while True:
+        step += 1
+        out = tmp_path / f"try{step}" / "tiny"
+        if legacy:
+            out.mkdir(parents=True)
+            (out / "card.json").write_text("old")
+        else:
+            with trainer._atomic_dir(out) as tmp:
+                (tmp / "card.json").write_text("old")
+        calls = [0]
+
+        def crashing(fn: Any, calls: list[int] = calls, at: int = step) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                calls[0] += 1
+                if calls[0] == at:
+                    raise Crash
+                return fn(*args, **kwargs)
+
+            return call
+
+        for owner, name in ((Path, "rename"), (Path, "replace"), (Path, "symlink_to"),
+                            (shutil, "rmtree"), (trainer, "_exchange")):  # fmt: skip
+            monkeypatch.setattr(owner, name, crashing(getattr(owner, name)))
+        try:
+            with trainer._atomic_dir(out) as tmp:
+                (tmp / "card.json").write_text("new")
+            crashed = False
+        except Crash:
+            crashed = True
+        monkeypatch.undo()
+        assert (out / "card.json").read_text() in ("old", "new"), f"crash at step {step}"
+        if not crashed:
+            assert (out / "card.json").read_text() == "new" and out.is_symlink()
+            break
+    assert step > 3
