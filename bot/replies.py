@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,7 @@ class Replier:
         max_visibility: Visibility = MAX_VISIBILITY,
         page_limit: int = PAGE_LIMIT,
         max_pages: int = MAX_PAGES,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         if not isinstance(publisher, MastodonPublisher):
             raise ConfigError(
@@ -159,6 +161,7 @@ class Replier:
         self.max_visibility = max_visibility
         self.page_limit = page_limit
         self.max_pages = max_pages
+        self.wait = wait  # waits for a send to settle; True = cut short (shutdown)
         self.cursor_name = f"replies:{runner.name}"
         self._me: str | None = None  # our account id, read once
         host = urlsplit(publisher.base_url).netloc.lower()
@@ -346,7 +349,8 @@ class Replier:
         )
         for recomposed in (False, True):
             done = deliver(store, self.publisher, claim, post, keeper=keeper, kind="reply",
-                           now=self.now, may_send=not gave_up)  # fmt: skip
+                           now=self.now, may_send=not gave_up,
+                           wait=self.wait or _sleep)  # fmt: skip
             if done.outcome != "too_long" or recomposed:
                 break
             again, rejected = self._compose(nid, acct, handle, spoiler, status, claim)
@@ -499,6 +503,11 @@ class Replier:
                 lease_seconds=r.lease_seconds,
             )
         return self._personas[budget]
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(max(0.0, seconds))
+    return False
 
 
 def _norm(acct: str) -> str:

@@ -610,8 +610,9 @@ class Daemon:
                 self._remove_job(f"replies:{name}")
                 return
             state.replier = replies.Replier(
-                state.runner, state.publisher, self.store, now=self.clock.now
-            )
+                state.runner, state.publisher, self.store, now=self.clock.now,
+                wait=lambda seconds: self.clock.sleep(seconds, until=self._stopping),
+            )  # fmt: skip
         self._beat()
         with state.lock:
             try:

@@ -118,6 +118,8 @@ class GatedPublisher:
     """An outbox stand-in whose publish() waits for `release` (a slow server)."""
 
     name = "outbox"
+    settle_seconds = 0.0
+    key_lifetime = None
 
     def __init__(self) -> None:
         self.entered = threading.Event()
@@ -125,6 +127,12 @@ class GatedPublisher:
 
     def max_chars(self) -> int:
         return 500
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        return len(text) + len(spoiler_text)
+
+    def find(self, post: Post, since: object) -> Receipt | None:
+        return None
 
     def publish(self, post: Post) -> Receipt:
         self.entered.set()

@@ -11,6 +11,8 @@ restarted. bench/exactly_once.py runs the same rounds 20 times each (BENCHMARKS.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -196,6 +198,35 @@ def test_two_wakers_in_one_process_post_once(rig: Rig) -> None:
     assert first.wake(SLOT).outcome == "posted"
     assert second.wake(SLOT).outcome == "already_claimed"
     rig.check()
+
+
+class SlowOutbox(Outbox):
+    """An outbox whose publish takes `seconds` (a slow server), longer than the lease."""
+
+    seconds = 2.5
+
+    def publish(self, post: Any) -> Any:
+        time.sleep(self.seconds)
+        return super().publish(post)
+
+
+def test_the_lease_is_renewed_while_the_holder_works(tmp_path: Path) -> None:
+    """A 1 s lease held through a 2.5 s send: renewed every 0.25 s, never taken over."""
+    with Store(tmp_path / "revenant.db") as store:
+        outbox = SlowOutbox(tmp_path / "outbox")
+
+        def persona() -> Persona:
+            return Persona(settings(), store=store, publisher=outbox, lease_seconds=1,
+                           rng=np.random.default_rng(5))  # fmt: skip
+
+        results: list[str] = []
+        holder = threading.Thread(target=lambda: results.append(persona().wake(SLOT).outcome))
+        holder.start()
+        time.sleep(1.8)  # well past the first lease, while the send is still going
+        second = persona().wake(SLOT)
+        holder.join(10)
+        assert (results, second.outcome) == (["posted"], "already_claimed")
+        assert len(outbox.read("tiny")) == 1
 
 
 def test_length_counts_the_content_warning(tmp_path: Path) -> None:

@@ -80,8 +80,17 @@ class ScriptedPublisher:
         self.posts: list[Post] = []
         self.published: dict[str, Receipt] = {}  # idempotency key -> receipt
 
+    settle_seconds = 0.0
+    key_lifetime = None
+
     def max_chars(self) -> int:
         return 500
+
+    def length(self, text: str, spoiler_text: str = "") -> int:
+        return len(text) + len(spoiler_text)
+
+    def find(self, post: Post, since: object) -> Receipt | None:
+        return self.published.get(post.idempotency_key)
 
     def publish(self, post: Post) -> Receipt:
         self.posts.append(post)
@@ -290,9 +299,12 @@ def test_a_crashing_persona_is_isolated_and_backs_off(
     f, s = "failed", "skipped"
     assert outcomes["bob"] == [f, f, s, s, f, s, s, s, s, f, s, s, s, s, s]
     assert daemon.states["bob"].failures == 4 and daemon.states["bob"].skip == 3
-    assert store.failure_counts("bob") == {"backoff": 11, "wake": 4}
+    # Each failed wake's slot is closed by the next wake: nothing reached the server.
+    assert store.failure_counts("bob") == {"backoff": 11, "wake": 4, "late": 3}
     slot = store.slot("bob", "2026-11-26T15:00Z")
-    assert slot is not None and slot.status == "failed"
+    assert slot is not None and slot.status == "skipped"
+    last = store.slot("bob", "2026-11-27T00:00Z")
+    assert last is not None and last.status == "failed"
     crash = next(r for r in caplog.records if "event=wake_failed" in r.getMessage())
     assert "persona=bob" in crash.getMessage() and "RuntimeError: boom" in crash.getMessage()
     assert crash.exc_info is not None  # the traceback goes to the log

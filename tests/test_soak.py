@@ -87,6 +87,7 @@ def test_soak_two_personas_every_second_with_faults(
       base_url: {server.base_url}
       access_token_env: {name.upper()}_TOKEN
       request_timeout_seconds: 1
+      settle_seconds: 2  # covers the 1.5 s late responses below
 """
     config: Config = load_config(write_config(body))
     personas = [
@@ -96,8 +97,8 @@ def test_soak_two_personas_every_second_with_faults(
     faults = itertools.cycle(
         [
             lambda: server.inject_rate_limit(reset_in_seconds=0),  # wait out inside the wake
-            lambda: server.inject_error(500),  # retried inside the wake
-            lambda: server.inject_late_response(1.5),  # created, answer lost: same key again
+            lambda: server.inject_error(500),  # looked for, then sent again inside the wake
+            lambda: server.inject_late_response(1.5),  # created, answer lost: found, not resent
             lambda: server.inject_rate_limit(reset_in_seconds=30),  # slot fails, kept failed
             lambda: server.inject_delay(1.5),  # timed out before anything was created
             lambda: server.inject_error(503, count=3),  # every attempt of a wake fails
