@@ -14,10 +14,13 @@ Jobs, in one `BlockingScheduler`:
 
 Exactly once does not rest on the scheduler. A wake derives its slot key from the
 schedule (the grid cell or the cron fire time that the wake falls in, in UTC, e.g.
-`2026-11-26T14:00Z`) and `Persona.wake` claims it in the store before publishing, so a
-restart inside a slot, or a first run and a scheduled run in the same slot, post once.
-Slots missed while the daemon was down are not replayed: the first run posts the current
-slot (that is the coalesce policy across restarts); in-process misfires follow APScheduler.
+`2026-11-26T14:00Z`) and `Persona.wake` claims it in the store (a leased claim, bot/store.py)
+before publishing, so a restart inside a slot, a first run and a scheduled run in the same
+slot, or several daemons on one store post once. Slots missed while the daemon was down are
+not replayed: the first run posts the current slot (that is the coalesce policy across
+restarts) and closes earlier slots a crash left open (bot/delivery.py reconciles them); a
+slot taken over more than `misfire_grace_seconds` after it was first claimed is skipped,
+not posted late. In-process misfires follow APScheduler.
 
 Nothing one persona does may stop the daemon: every job is wrapped; an exception is logged
 with its traceback, recorded in the store and counted; a persona that keeps failing skips
