@@ -568,3 +568,16 @@ def test_crash_after_the_server_accepted_reposts_nothing(mastodon_server, tmp_pa
 
     assert run_slot(mastodon_server, record, crash=False).returncode == 0  # done: no-op
     assert len(mastodon_server.statuses()) == 1
+
+
+def test_find_sees_a_direct_reply_in_its_thread(mastodon_server):
+    mention = mastodon_server.mention(mastodon_server.alice, "psst", visibility="direct")
+    publisher = make_publisher(mastodon_server)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    reply = post("@alice a secret", key="r1", visibility="direct", in_reply_to_id=str(mention.id))
+    sent = publisher.publish(reply)
+    mastodon_server.inject_error(
+        200, path=f"/api/v1/accounts/{mastodon_server.bot.id}/statuses", methods=["GET"], body=[]
+    )  # an account list that leaves direct statuses out
+    found = publisher.find(reply, since)
+    assert found is not None and found.remote_id == sent.remote_id

@@ -286,7 +286,9 @@ class MastodonPublisher:
     def find(self, post: Post, since: datetime) -> Receipt | None:
         """Our own status with `post`'s text (compared as normalised plain text, since the
         server returns HTML), content warning and reply target, created since `since`
-        (less CLOCK_SKEW); None when the account's statuses since then hold none.
+        (less CLOCK_SKEW); None when the account's statuses since then hold none. A reply
+        is first looked for in its thread's descendants, which show it at any visibility
+        (the account's list may leave out direct statuses).
 
         Reads up to FIND_PAGES pages of the account's statuses, newest first. Raises a
         transient PublishError when the server cannot be read or the pages end before
@@ -294,8 +296,21 @@ class MastodonPublisher:
         want = normalise_text(post.text)
         want_cw = normalise_text(post.spoiler_text)
         floor = since - CLOCK_SKEW
+
+        def ours(status: Mapping[str, Any]) -> bool:
+            return (
+                normalise_text(str(status.get("content") or ""), is_html=True) == want
+                and normalise_text(str(status.get("spoiler_text") or "")) == want_cw
+                and _same_id(status.get("in_reply_to_id"), post.in_reply_to_id)
+            )
+
         try:
             me = self._account_id()
+            if post.in_reply_to_id is not None:  # a reply: the thread shows it at any visibility
+                context = self._client.status_context(post.in_reply_to_id)
+                for status in context.get("descendants") or ():
+                    if _same_id((status.get("account") or {}).get("id"), me) and ours(status):
+                        return self._receipt(status)
             page = self._client.account_statuses(me, limit=FIND_PAGE, exclude_reblogs=True)
             for _ in range(FIND_PAGES):
                 if not page:
@@ -304,11 +319,7 @@ class MastodonPublisher:
                     created = _aware(status.get("created_at"))
                     if created is not None and created < floor:
                         return None
-                    if (
-                        normalise_text(str(status.get("content") or ""), is_html=True) == want
-                        and normalise_text(str(status.get("spoiler_text") or "")) == want_cw
-                        and _same_id(status.get("in_reply_to_id"), post.in_reply_to_id)
-                    ):
+                    if ours(status):
                         return self._receipt(status)
                 page = self._client.fetch_next(page)
         except MastodonIllegalArgumentError:
