@@ -540,3 +540,15 @@ def test_a_permanently_unreadable_thread_does_not_block_the_cursor(rig: Rig, sta
     assert [r.outcome for r in first] == [expected, "replied"]
     assert rig.store.get_cursor("replies:tiny") == notification_ids(server)[-1]
     assert rig.replier().poll() == []  # nothing left, nothing stuck
+
+
+def test_reply_length_counts_the_content_warning(rig: Rig) -> None:
+    """With a 420-character content warning only 80 characters are left for "@alice ..."."""
+    rig.settings = replace(rig.settings, spoiler_text="w" * 420)
+    rig.server.mention(rig.server.alice, "hello")
+    [result] = rig.replier().poll()
+    assert result.outcome in ("replied", "skipped")
+    for reply in rig.replies():
+        assert len(plain(reply["content"])) + len(reply["spoiler_text"]) <= 500
+    if result.outcome == "replied":
+        assert result.text is not None and len(result.text) <= 80

@@ -51,7 +51,9 @@ class Publisher(Protocol):
     settle_seconds: float
 
     def publish(self, post: Post) -> Receipt:
-        """Publish once; a retry with the same idempotency key must not post twice."""
+        """Publish once, sending `post.idempotency_key` where the target takes one. A
+        target may forget or ignore the key, so callers never re-send on it alone: an
+        error with `maybe_sent` is followed by `find` (bot/delivery.py)."""
         ...
 
     def max_chars(self) -> int:
