@@ -383,7 +383,7 @@ class Persona:
                     post = self._post(claim.text, claim.slot_key)
                     done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
                                    now=self.now, wait=wait, may_send=False)  # fmt: skip
-                    self._finish(claim, post, done, [], {})
+                    self._finish(claim, post, done, [], {}, stop="late")
             closed += 1
         return closed
 
@@ -444,7 +444,7 @@ class Persona:
             if not comp.chosen or not store.write_ahead(claim, comp.chosen[0].text, comp.prompt):
                 break
             post = self._post(comp.chosen[0].text, slot_key)
-        return self._finish(claim, post, done, rejected, counts)
+        return self._finish(claim, post, done, rejected, counts, stop=stop)
 
     def _end_without_post(self, claim: Claim, why: str) -> WakeResult:
         assert self.store is not None
@@ -463,6 +463,8 @@ class Persona:
         done: Delivery,
         rejected: list[tuple[str, str]],
         counts: dict[str, int],
+        *,
+        stop: str | None = None,
     ) -> WakeResult:
         store, slot_key = self.store, claim.slot_key
         assert store is not None
@@ -477,7 +479,7 @@ class Persona:
             return WakeResult(slot_key, "posted", text=post.text, receipt=receipt,
                               reasons=counts)  # fmt: skip
         if done.outcome == "skipped":
-            return self._end_without_post(claim, "late" if claim.taken_over else "gave_up")
+            return self._end_without_post(claim, stop or "late")
         if done.outcome == "lost":
             return WakeResult(slot_key, "already_claimed", error="lease lost")
         if done.outcome == "unknown":
