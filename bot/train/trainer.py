@@ -17,6 +17,10 @@ validation loss are kept. `--max-minutes` stops cleanly and keeps the best; `--r
 continues from the last epoch's checkpoint. The persona directory is written atomically
 (a temporary directory, then a rename), so a running daemon never sees half a persona.
 
+After the model, the persona's word list (words.npz) and critic (critic.npz) are written
+(bot/train/curate.py): the critic learns the author's sentences against the new model's own
+filtered candidates.
+
 On 2 CPU cores a 3x256 model learns at ~10k chars/s; see BENCHMARKS.md for figures.
 """
 
@@ -51,6 +55,7 @@ from bot.card import (
 )
 from bot.errors import CorpusError, ModelError
 from bot.novelty import build_index, save_index
+from bot.train.curate import curate
 from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
 from bot.train.model import build_model, distribution_scope
 
@@ -522,6 +527,7 @@ def train(
         save_index(build_index(corpus.train + corpus.val, cfg.novelty_n), tmp / NGRAMS_FILE)
         _plot(state["history"], tmp / LOSS_PLOT_FILE, f"{cfg.name}: best {best:.3f} nats/char")
         card = _with_samples(tmp, card, cfg.seed)
+        card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed, say=say)
     say(
         f"wrote {out_dir}: best validation loss {best:.4f} nats/char "
         f"({best / LN2:.3f} bits/char) at epoch {state['best_epoch']}"
