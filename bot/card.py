@@ -4,6 +4,8 @@
       model.keras   standard Keras 3 zip (config.json + model.weights.h5)
       card.json     vocabulary, special tokens, architecture, training, corpus, metrics
       ngrams.npy    sorted uint64 hashes of the corpus's word n-grams (novelty filter)
+      words.npz     the corpus' words as a trie (bot.vocab.WordTrie): decoding that
+                    cannot invent a word
       loss.png      training and validation curves
 
 Shared by the trainer and the online path, so it must never import TensorFlow or Keras.
@@ -23,6 +25,7 @@ CARD_FORMAT = 1
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 NGRAMS_FILE = "ngrams.npy"
+WORDS_FILE = "words.npz"  # the corpus' words as a trie (bot.vocab): constrained decoding
 LOSS_PLOT_FILE = "loss.png"
 
 EOS = 0  # end of post: the model learns where a post ends
