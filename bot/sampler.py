@@ -546,15 +546,14 @@ class Sampler:
         z[:, UNK] = -np.inf  # never write the replacement character into a post
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)  # softmax at T=1, unnormalised
-        zs, es = z, e  # what is sampled from
+        zs = z  # what is sampled from
         if allowed is not None:
             zs = np.where(allowed, z, -np.inf)
             zs -= zs.max(axis=1, keepdims=True)
-            es = np.exp(zs)
         if temperature <= 0:
             tokens = zs.argmax(axis=1)
         else:
-            w = _truncate(es if temperature == 1.0 else np.exp(zs / temperature), top_k, top_p)
+            w = _truncate(_weights(z, e, zs, temperature), top_k, top_p)
             cum = np.cumsum(w, axis=1)
             u = (1.0 - rng.random((len(z), 1))) * cum[:, -1:]  # in (0, total]
             tokens = (cum < u).sum(axis=1)
@@ -575,15 +574,14 @@ class Sampler:
         z[UNK] = -np.inf
         z -= z.max()
         e = np.exp(z)
-        zs, es = z, e
+        zs = z
         if allowed is not None:
             zs = np.where(allowed, z, -np.inf)
             zs -= zs.max()
-            es = np.exp(zs)
         if temperature <= 0:
             token = int(zs.argmax())
         else:
-            w = _truncate(es if temperature == 1.0 else np.exp(zs / temperature), top_k, top_p)
+            w = _truncate(_weights(z, e, zs, temperature), top_k, top_p)
             cum = w.cumsum()
             token = int(cum.searchsorted((1.0 - rng.random()) * cum[-1]))  # first cum >= u
         return token, float(z[token]) - math.log(e.sum())
@@ -695,6 +693,13 @@ def _cores_free() -> int:
 def _ends_sentence(ch: str, t: int, soft: int) -> bool:
     """Past the soft limit, a sentence's last character ends the post (t: its position)."""
     return t >= soft and t > 0 and ch in SENTENCE_ENDS
+
+
+def _weights(z: np.ndarray, e: np.ndarray, zs: np.ndarray, temperature: float) -> np.ndarray:
+    """Unnormalised sampling weights: exp(zs / T), with exp(z) = e reused where zs is z."""
+    if temperature != 1.0:
+        return np.exp(zs / temperature)
+    return e if zs is z else np.exp(zs)
 
 
 def _truncate(w: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
