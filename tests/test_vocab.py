@@ -20,8 +20,6 @@ CORPUS = Path(__file__).parent / "data" / "tiny" / "aphorisms.txt"
 LEADING_WORD = re.compile(r"^[^\W\d_]*")
 ITOS = ["", "\ufffd", " ", "'", ".", "1", "T", "a", "e", "h", "n", "t", "é"]
 
-needs_c = pytest.mark.skipif(bot.sampler._lstm is None, reason="bot._lstm not built")
-
 
 @pytest.fixture(scope="module")
 def vocabulary() -> set[str]:
@@ -238,30 +236,3 @@ def test_the_score_is_the_models_own_unmasked_log_probability(
             logits, state = sampler.step(np.array([token]), state)
         assert logprob == pytest.approx(total, abs=1e-4)
     assert len(drawn) >= 3
-
-
-@needs_c
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_c_loop_gives_the_numpy_rows_constrained_posts(
-    threads: int, trie: WordTrie, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(bot.sampler, "_cores_free", lambda: 64)
-    numpy_row = Sampler.load(TINY)
-    numpy_row.native = False
-    c_loop = Sampler.load(TINY, threads=threads)
-    settings = [("The", 1.5, 0, 1.0), ("", 1.0, 0, 1.0), ("Truth is a wom", 1.3, 5, 1.0),
-                ("We", 1.1, 0, 0.8), ("Xylo", 2.0, 0, 1.0), ("Is", 0.0, 0, 1.0)]  # fmt: skip
-    for prompt, temperature, top_k, top_p in settings:
-        for seed in range(5):
-            posts = []
-            for engine in (numpy_row, c_loop):
-                rng = np.random.default_rng(seed)
-                (post,) = engine.generate(
-                    prompt, n=1, max_chars=100, temperature=temperature, top_k=top_k,
-                    top_p=top_p, rng=rng, constraint=trie,
-                )  # fmt: skip
-                posts.append((post, rng.random()))
-            (want, want_next), (got, got_next) = posts
-            assert (got.text, got.stop) == (want.text, want.stop), (prompt, seed)
-            assert got.mean_logprob == pytest.approx(want.mean_logprob, abs=1e-6)
-            assert got_next == want_next
