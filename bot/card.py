@@ -4,7 +4,8 @@
       model.keras   standard Keras 3 zip (config.json + model.weights.h5)
       card.json     vocabulary, special tokens, architecture, training, corpus, metrics
       ngrams.npy    sorted uint64 hashes of the corpus's word n-grams (novelty filter)
-      words.npz     the training text's words as a trie: sampling never invents a word
+      words.npz     the training text's words as a trie (bot.vocab.WordTrie): decoding
+                    that cannot invent a word
       critic.npz    the critic that ranks candidates (bot/critic.py)
       loss.png      training and validation curves
 
@@ -25,7 +26,7 @@ CARD_FORMAT = 1
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 NGRAMS_FILE = "ngrams.npy"
-WORDS_FILE = "words.npz"
+WORDS_FILE = "words.npz"  # the corpus' words as a trie (bot.vocab): constrained decoding
 LOSS_PLOT_FILE = "loss.png"
 
 EOS = 0  # end of post: the model learns where a post ends
