@@ -565,12 +565,15 @@ def post(
     is_flag=True,
     help="Keep the model; rebuild its word list and critic (no TensorFlow needed).",
 )
+@click.option("--critic-samples", default=1500, show_default=True, type=click.IntRange(20),
+              help="The persona's own candidates the critic learns from.")  # fmt: skip
 @click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
 @click.option("--seed", default=1337, show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: models/NAME.")
 def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path | None,
-          resume: bool, critic_only: bool, **settings: Any) -> None:  # fmt: skip
+          resume: bool, critic_only: bool, critic_samples: int,
+          **settings: Any) -> None:  # fmt: skip
     """Train a persona from a corpus (needs requirements-train.txt).
 
     \b
@@ -581,7 +584,8 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
     import importlib.util
 
     if critic_only:
-        _curate_only(App.current(), name, list(corpus), out or Path("models") / name)
+        _curate_only(App.current(), name, list(corpus), out or Path("models") / name,
+                     critic_samples)  # fmt: skip
         return
     if importlib.util.find_spec("keras") is None:
         raise click.ClickException(
@@ -595,10 +599,10 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
         settings["short_start"] = ()
     cfg = TrainConfig(name=name, **{renames.get(k, k): v for k, v in settings.items()})
     run_training(cfg, list(corpus), out or Path("models") / name, resume=resume,
-                 from_dir=from_dir)  # fmt: skip
+                 from_dir=from_dir, critic_samples=critic_samples)  # fmt: skip
 
 
-def _curate_only(app: App, name: str, corpus: list[Path], directory: Path) -> None:
+def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes: int) -> None:
     """`bot train --critic-only`: the word list and critic for the model in `directory`,
     sampled with the persona's configured settings where config.yaml has the persona."""
     from dataclasses import replace
@@ -610,7 +614,8 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path) -> No
     settings = (replace(configured, model=directory) if configured
                 else default_settings(name, directory))  # fmt: skip
     train_docs, val_docs = load_persona_corpus(settings, corpus)
-    curate(directory, train_docs + val_docs, train_docs, settings=settings, say=click.echo)
+    curate(directory, train_docs + val_docs, train_docs, settings=settings, fakes=fakes,
+           say=click.echo)  # fmt: skip
 
 
 @cli.command(name="eval")
@@ -669,7 +674,7 @@ def eval_persona(
                    f"critic {'on' if r.critic else 'off'}, vocabulary {r.vocabulary}, "
                    f"mean {r.mean_chars:.0f} chars")  # fmt: skip
         judges = ", ".join(f"{j} {a:.3f}" for j, a in r.auc.items())
-        check = ", ".join(f"{j} {a:.3f}" for j, a in r.real_vs_real.items())
+        check = ", ".join(f"{j} {a:.3f}" for j, a in r.real_vs_real.items()) or "corpus too small"
         click.echo(f"distinguishable (ROC AUC, 0.5 = not at all): {judges} "
                    f"(real vs real: {check})")  # fmt: skip
         click.echo(f"invented words: {r.invented_rate:.3%} (author's held-out text: "

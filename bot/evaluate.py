@@ -51,7 +51,7 @@ class Baseline:
 
     posts: int
     mean_chars: float
-    auc: dict[str, float]
+    auc: dict[str, float]  # {}: too few novel posts to judge
     invented_rate: float
     diversity: float
 
@@ -67,7 +67,7 @@ class EvalResult:
     mean_chars: float
     wake_seconds: float  # mean time of one wake's compose (sampling, filters, critic)
     auc: dict[str, float]  # judge -> ROC AUC posts vs real runs (0.5: indistinguishable)
-    real_vs_real: dict[str, float]  # judge -> ROC AUC of two real samples (must be ~0.5)
+    real_vs_real: dict[str, float]  # judge -> AUC of two real samples (~0.5); {}: too little text
     invented_rate: float  # share of the posts' words in neither the corpus nor English
     author_invented_rate: float  # the same for the author's held-out text
     diversity: float  # distinct word bigrams / all, over the posts
@@ -157,8 +157,9 @@ def evaluate(
     nats, chars = cross_entropy(loaded.sampler, val_docs) if val_docs else (None, 0)
     _, judge_half = quality.halves(train_docs + val_docs)
     lengths = [len(p) for p in posts]
-    real = quality.real_runs(judge_half, lengths, np.random.default_rng(seed))
-    real2 = quality.real_runs(judge_half, lengths, np.random.default_rng(seed + 1), exclude=real)
+    used: set[tuple[int, int]] = set()  # the real samples share no sentence
+    real = quality.real_runs(judge_half, lengths, np.random.default_rng(seed), used=used)
+    real2 = quality.real_runs(judge_half, lengths, np.random.default_rng(seed + 1), used=used)
     known = quality.english_words() | {w for d in train_docs for w in quality.words(d)}
     index, n = loaded.novelty_index, loaded.sampler.card.novelty_n
     words_needed = settings.filters.novelty_words
@@ -171,11 +172,12 @@ def evaluate(
         chain = quality.markov_posts(train_docs, lengths, seed=seed, is_novel=is_novel,
                                      max_chars=runner.max_chars())  # fmt: skip
         chain_real = quality.real_runs(judge_half, [len(p) for p in chain],
-                                       np.random.default_rng(seed + 2))  # fmt: skip
+                                       np.random.default_rng(seed + 2), used=set())  # fmt: skip
         baseline = Baseline(
             posts=len(chain),
-            mean_chars=float(np.mean([len(p) for p in chain])),
-            auc={j: quality.judge_auc(chain, chain_real, j) for j in quality.JUDGES},
+            mean_chars=float(np.mean([len(p) for p in chain])) if chain else 0.0,
+            auc={j: quality.judge_auc(chain, chain_real, j) for j in quality.JUDGES}
+            if min(len(chain), len(chain_real)) >= quality.FOLDS else {},  # too few novel posts
             invented_rate=quality.invented_rate(chain, known),
             diversity=quality.bigram_diversity(chain),
         )
@@ -189,7 +191,8 @@ def evaluate(
         mean_chars=float(np.mean(lengths)),
         wake_seconds=wake,
         auc={j: quality.judge_auc(posts, real, j) for j in quality.JUDGES},
-        real_vs_real={j: quality.judge_auc(real2, real[: len(real2)], j) for j in quality.JUDGES},
+        real_vs_real={j: quality.judge_auc(real2, real[: len(real2)], j) for j in quality.JUDGES}
+        if len(real2) >= quality.FOLDS else {},  # a corpus too small for two samples: no check
         invented_rate=quality.invented_rate(posts, known),
         author_invented_rate=quality.invented_rate(val_docs, known),
         diversity=quality.bigram_diversity(posts),

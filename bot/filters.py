@@ -14,7 +14,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Literal
@@ -173,7 +173,7 @@ def strip_unwanted(text: str, rules: Rules) -> str:
 def judge(candidate: Candidate, rules: Rules) -> Verdict:
     """One candidate -> Verdict; cheap checks first, the first failing one names the reason."""
     text = strip_unwanted(candidate.text, rules)
-    candidate = Candidate(text, candidate.mean_logprob, candidate.stop)
+    candidate = replace(candidate, text=text)
 
     def reject(reason: str) -> Verdict:
         return Verdict(candidate, reason)

@@ -83,32 +83,39 @@ def real_runs(
     rng: np.random.Generator,
     *,
     tries: int = 40,
-    exclude: Iterable[str] = (),
+    used: set[tuple[int, int]] | None = None,
 ) -> list[str]:
     """One run of consecutive whole sentences of one paragraph per wanted length: of `tries`
-    random starts, the run whose length is closest. Runs are distinct and not in `exclude`."""
+    random starts, the run whose length is closest. No sentence is in two runs, nor in a run
+    of an earlier call that shared `used` (overlapping runs would let a judge match texts
+    across its folds)."""
     sents = [sentences(p) for p in paragraphs]
     starts = [(i, j) for i, ss in enumerate(sents) for j in range(len(ss))]
     if not starts:
         raise BotError("no sentences in the corpus", "pass the persona's text with --corpus")
-    taken = set(exclude)
+    taken = used if used is not None else set()
     runs: list[str] = []
     for want in lengths:
-        best, best_gap = "", None
+        best: list[tuple[int, int]] = []
+        best_gap = None
         for k in rng.integers(len(starts), size=tries):
             i, j = starts[int(k)]
-            run = ""
-            for s in sents[i][j:]:
-                longer = f"{run} {s}" if run else s
-                if run and abs(len(longer) - want) > abs(len(run) - want):
+            run: list[tuple[int, int]] = []
+            size = -1
+            for jj in range(j, len(sents[i])):
+                if (i, jj) in taken:
                     break
-                run = longer
-            gap = abs(len(run) - want)
-            if run not in taken and (best_gap is None or gap < best_gap):
+                longer = size + 1 + len(sents[i][jj])
+                if run and abs(longer - want) > abs(size - want):
+                    break
+                run.append((i, jj))
+                size = longer
+            gap = abs(size - want)
+            if run and (best_gap is None or gap < best_gap):
                 best, best_gap = run, gap
         if best:
-            taken.add(best)
-            runs.append(best)
+            taken.update(best)
+            runs.append(" ".join(sents[i][j] for i, j in best))
     return runs
 
 

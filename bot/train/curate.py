@@ -35,9 +35,10 @@ CRITIC_TEMPERATURE = 0.8  # a fresh model's critic: samples at the shipped defau
 
 
 def default_settings(name: str, directory: Path) -> cfg.Persona:
-    """How a persona that is not in config.yaml yet samples: from the start of a post."""
+    """How a persona that is not in config.yaml yet samples: from the start of a post, at
+    the shipped persona's settings (posts of 100 to 280 characters)."""
     return cfg.Persona(name=name, model=directory, temperature=CRITIC_TEMPERATURE,
-                       candidates=64, filters=cfg.Filters(min_chars=40, max_chars=280))  # fmt: skip
+                       candidates=64, filters=cfg.Filters(min_chars=100, max_chars=280))  # fmt: skip
 
 
 def write_words(directory: Path, docs: list[str], card: PersonaCard) -> int:
@@ -94,6 +95,7 @@ def curate(
     *,
     settings: cfg.Persona | None = None,
     seed: int = 1337,
+    fakes: int = CRITIC_FAKES,
     say: Callable[..., Any] = print,
 ) -> PersonaCard:
     """Write words.npz and critic.npz into `directory` and record both in its card."""
@@ -101,7 +103,7 @@ def curate(
     n_words = write_words(directory, train_docs, card)
     say(f"word list: {n_words:,} words of the training text")
     settings = replace(settings or default_settings(card.name, directory), model=directory)
-    critic = write_critic(settings, paragraphs, seed=seed, say=say)
+    critic = write_critic(settings, paragraphs, seed=seed, fakes=fakes, say=say)
     card = replace(card, curation={"words": {"file": WORDS_FILE, "count": n_words},
                                    "critic": critic})  # fmt: skip
     _replace(directory / CARD_FILE, lambda p: p.write_text(card.to_json(), encoding="utf-8"))

@@ -55,7 +55,7 @@ from bot.card import (
 )
 from bot.errors import CorpusError, ModelError
 from bot.novelty import build_index, save_index
-from bot.train.curate import curate
+from bot.train.curate import CRITIC_FAKES, curate
 from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
 from bot.train.model import build_model, distribution_scope
 
@@ -367,6 +367,7 @@ def train(
     resume: bool = False,
     from_dir: Path | None = None,
     verbose: bool = True,
+    critic_samples: int = CRITIC_FAKES,
 ) -> PersonaCard:
     """Train a persona and write models/<name>/ atomically; returns the card written."""
     say = print if verbose else (lambda *a, **k: None)
@@ -527,7 +528,8 @@ def train(
         save_index(build_index(corpus.train + corpus.val, cfg.novelty_n), tmp / NGRAMS_FILE)
         _plot(state["history"], tmp / LOSS_PLOT_FILE, f"{cfg.name}: best {best:.3f} nats/char")
         card = _with_samples(tmp, card, cfg.seed)
-        card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed, say=say)
+        card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed,
+                      fakes=critic_samples, say=say)  # fmt: skip
     say(
         f"wrote {out_dir}: best validation loss {best:.4f} nats/char "
         f"({best / LN2:.3f} bits/char) at epoch {state['best_epoch']}"
