@@ -447,10 +447,15 @@ def preview(
                 "rounds": comp.rounds,
                 "candidates": len(comp.verdicts),
                 "posts": [
-                    {"text": c.text, "prompt": c.prompt, "mean_logprob": round(c.mean_logprob, 4),
-                     "critic": None if c.critic is None else round(c.critic, 3), "stop": c.stop}
+                    {
+                        "text": c.text,
+                        "prompt": c.prompt,
+                        "mean_logprob": round(c.mean_logprob, 4),
+                        "critic": None if c.critic is None else round(c.critic, 3),
+                        "stop": c.stop,
+                    }
                     for c in comp.chosen
-                ],  # fmt: skip
+                ],
                 "rejections": comp.reason_counts(),
                 "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
                 if show_all

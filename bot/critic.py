@@ -24,6 +24,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def features(text: str, bits: int) -> tuple[np.ndarray, np.ndarray]:
     toks = _WORD.findall(low)
     grams = [f"w {t}" for t in toks]
     edged = ["<s>", *toks, "</s>"]
-    grams += [f"b {a} {b}" for a, b in zip(edged, edged[1:], strict=False)]
+    grams += [f"b {a} {b}" for a, b in pairwise(edged)]
     padded = f" {low} "
     grams += [f"c {padded[i : i + n]}" for n in (3, 4) for i in range(len(padded) - n + 1)]
     mask = (1 << bits) - 1

@@ -107,9 +107,7 @@ def cross_entropy(sampler: Sampler, docs: list[str], rows: int = EVAL_ROWS) -> t
     return total / (rows * length), rows * length
 
 
-def daemon_posts(
-    runner: Persona, count: int
-) -> tuple[list[str], list[Any], float]:
+def daemon_posts(runner: Persona, count: int) -> tuple[list[str], list[Any], float]:
     """`count` posts, one wake each, every wake filtering against the posts before it as the
     daemon's store history would; returns the posts, all verdicts and seconds per wake."""
     posts: list[str] = []
@@ -177,7 +175,8 @@ def evaluate(
             posts=len(chain),
             mean_chars=float(np.mean([len(p) for p in chain])) if chain else 0.0,
             auc={j: quality.judge_auc(chain, chain_real, j) for j in quality.JUDGES}
-            if min(len(chain), len(chain_real)) >= quality.FOLDS else {},  # too few novel posts
+            if min(len(chain), len(chain_real)) >= quality.FOLDS
+            else {},  # too few novel posts
             invented_rate=quality.invented_rate(chain, known),
             diversity=quality.bigram_diversity(chain),
         )
@@ -192,7 +191,8 @@ def evaluate(
         wake_seconds=wake,
         auc={j: quality.judge_auc(posts, real, j) for j in quality.JUDGES},
         real_vs_real={j: quality.judge_auc(real2, real[: len(real2)], j) for j in quality.JUDGES}
-        if len(real2) >= quality.FOLDS else {},  # a corpus too small for two samples: no check
+        if len(real2) >= quality.FOLDS
+        else {},  # a corpus too small for two samples: no check
         invented_rate=quality.invented_rate(posts, known),
         author_invented_rate=quality.invented_rate(val_docs, known),
         diversity=quality.bigram_diversity(posts),

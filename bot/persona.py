@@ -305,8 +305,12 @@ class Persona:
                     constraint=constraint,
                 )
                 cands = [
-                    Candidate(join_post(this_prompt, x.text, s.include_prompt), x.mean_logprob,
-                              x.stop, prompt=this_prompt)  # fmt: skip
+                    Candidate(
+                        join_post(this_prompt, x.text, s.include_prompt),
+                        x.mean_logprob,
+                        x.stop,
+                        prompt=this_prompt,
+                    )
                     for x in samples
                 ]
                 verdicts = apply(cands, rules)

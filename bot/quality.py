@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -38,17 +39,70 @@ _ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphas
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 # The words whose rates tell authors apart in classic stylometry (Mosteller and Wallace's
 # kind): frequent, topic-free.
-FUNCTION_WORDS = (
-    "the of and to a in that is it he i as for his not with be but by which this you all "
-    "they we have are one so what was from or an him my who there their them if me will "
-    "no its at on more only thou ye us our must even thus"
-).split()
+FUNCTION_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "a",
+    "in",
+    "that",
+    "is",
+    "it",
+    "he",
+    "i",
+    "as",
+    "for",
+    "his",
+    "not",
+    "with",
+    "be",
+    "but",
+    "by",
+    "which",
+    "this",
+    "you",
+    "all",
+    "they",
+    "we",
+    "have",
+    "are",
+    "one",
+    "so",
+    "what",
+    "was",
+    "from",
+    "or",
+    "an",
+    "him",
+    "my",
+    "who",
+    "there",
+    "their",
+    "them",
+    "if",
+    "me",
+    "will",
+    "no",
+    "its",
+    "at",
+    "on",
+    "more",
+    "only",
+    "thou",
+    "ye",
+    "us",
+    "our",
+    "must",
+    "even",
+    "thus",
+]
 PUNCTUATION = ",;:!?\"'-()"
 
 
 def _sklearn() -> Any:
     try:
-        import sklearn  # noqa: F401
+        import sklearn
     except ImportError as err:
         raise BotError(
             "scikit-learn is not installed (bot eval's judges need it)",
@@ -130,7 +184,7 @@ def style_features(texts: Sequence[str]) -> np.ndarray:
         for w in ws:
             counts[w] = counts.get(w, 0) + 1
         lengths = np.array([len(w) for w in ws] or [0], dtype=float)
-        bigrams = list(zip(ws, ws[1:], strict=False))
+        bigrams = list(pairwise(ws))
         n_sent = max(len(re.findall(r"[.!?]+", text)), 1)
         row = [counts.get(w, 0) / n for w in FUNCTION_WORDS[:28]]
         row += [text.count(p) / max(len(text), 1) for p in PUNCTUATION]
@@ -163,8 +217,7 @@ def _model(judge: Judge) -> Any:
         return make_pipeline(make_union(chars, word), LogisticRegression(C=1.0, max_iter=2000))
     return make_pipeline(
         FunctionTransformer(style_features),
-        HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
-                                       random_state=JUDGE_SEED),  # fmt: skip
+        HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=JUDGE_SEED),
     )
 
 
@@ -197,7 +250,7 @@ def invented_rate(texts: Iterable[str], known: set[str]) -> float:
 
 def bigram_diversity(texts: Iterable[str]) -> float:
     """Distinct word bigrams / all word bigrams, across all texts (1.0: nothing repeats)."""
-    grams = [g for t in texts for g in zip(words(t), words(t)[1:], strict=False)]
+    grams = [g for t in texts for g in pairwise(words(t))]
     return len(set(grams)) / max(len(grams), 1)
 
 
@@ -206,7 +259,9 @@ def english_words() -> set[str]:
     try:
         import wordfreq
     except ImportError as err:
-        raise BotError("wordfreq is not installed", "pip install -r requirements-train.txt") from err
+        raise BotError(
+            "wordfreq is not installed", "pip install -r requirements-train.txt"
+        ) from err
     return {w for entry in wordfreq.iter_wordlist("en", "large") for w in words(entry)}
 
 
@@ -224,7 +279,9 @@ def markov_posts(
     try:
         import markovify
     except ImportError as err:
-        raise BotError("markovify is not installed", "pip install -r requirements-train.txt") from err
+        raise BotError(
+            "markovify is not installed", "pip install -r requirements-train.txt"
+        ) from err
     import random
 
     random.seed(seed)  # markovify draws from the random module

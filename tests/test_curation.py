@@ -6,6 +6,8 @@ reports its figures."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -139,3 +141,25 @@ def test_eval_reports_the_figures() -> None:
     assert r["novel_rate"] == 1.0 and 0 < r["pass_rate"] <= 1
     assert r["bits_per_char"] > 0 and r["wake_seconds"] > 0
     assert r["markov"]["posts"] > 0 and len(r["samples"]) == 12
+
+
+def test_the_daemon_path_ranks_by_the_critic_without_offline_packages(curated: Path) -> None:
+    """Sampling inside the word list and ranking by the critic need NumPy only: a compose in
+    a fresh interpreter imports neither scikit-learn nor TensorFlow."""
+    probe = f"""
+import sys
+from dataclasses import replace
+import numpy as np
+from bot.config import Persona as Settings
+from bot.persona import Persona
+settings = Settings(name="ada", model=__import__("pathlib").Path({str(curated)!r}),
+                    candidates=16, ranking="best")
+comp = Persona(settings, rng=np.random.default_rng(1)).compose()
+assert comp.chosen and comp.chosen[0].critic is not None, comp.reason_counts()
+offline = {{"sklearn", "scipy", "tensorflow", "keras", "wordfreq", "markovify"}}
+print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in offline)))
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=False, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

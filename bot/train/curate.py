@@ -15,7 +15,6 @@ NumPy and scikit-learn; no TensorFlow (so `--critic-only` runs where Keras is mi
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -110,8 +109,8 @@ def curate(
     return card
 
 
-def _replace(path: Path, write: Callable[[Path], None]) -> None:
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
     """Write beside `path`, then rename over it: a reader sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
-    os.replace(tmp, path)
+    tmp.replace(path)
