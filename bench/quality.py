@@ -1,6 +1,7 @@
 """Post quality, measured as the daemon posts: `bot eval` for a persona at its configured
 settings, next to the same persona at the settings it shipped with before curation (the
-reference run: six fixed prompts, temperature 0.6, 16 candidates, no word list, no critic)
+reference run: six fixed prompts, temperature 0.6, 16 candidates, no word list, no critic,
+posts from 40 characters)
 and a word Markov chain over the same training text, all in one run.
 
     python bench/quality.py -p nietzsche --corpus ../shared/corpora/nietzsche_*.txt \
@@ -45,6 +46,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--no-reference", action="store_true", help="Skip the before-curation run.")
+    ap.add_argument("--reference-prompts", nargs="*", default=list(BEFORE_PROMPTS),
+                    help="The reference run's prompts (default: the shipped persona's old six).")  # fmt: skip
     ap.add_argument("--json", type=Path, help="Write every figure here.")
     args = ap.parse_args()
 
@@ -52,7 +55,8 @@ def main() -> None:
     now = evaluate(settings, corpus=args.corpus, count=args.count, seed=args.seed, markov=True)
     results = {"configured": now}
     if not args.no_reference:
-        before = replace(settings, prompts=BEFORE_PROMPTS, include_prompt=True, temperature=0.6,
+        prompts = tuple(args.reference_prompts)
+        before = replace(settings, prompts=prompts, include_prompt=bool(prompts), temperature=0.6,
                          candidates=16, vocabulary="any", critic=False,
                          filters=replace(settings.filters, min_chars=40))  # fmt: skip
         results["reference"] = evaluate(before, corpus=args.corpus, count=args.count,

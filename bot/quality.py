@@ -10,7 +10,7 @@
 
 Two judges of different families report, so that a selector which learnt one of them
 cannot pass unseen: "ngram" (TF-IDF character 2-5-grams and word 1-2-grams, logistic
-regression: the family of the persona's critic) and "style" (forty stylometric rates,
+regression: the family of the persona's critic) and "style" (46 stylometric rates,
 gradient-boosted trees). Their spec is fixed (BENCHMARKS.md) and must not change between a
 before and an after.
 
@@ -174,7 +174,7 @@ def real_runs(
 
 
 def style_features(texts: Sequence[str]) -> np.ndarray:
-    """[n, 40] topic-free rates: function words per word, punctuation per character, word
+    """[n, 46] topic-free rates: function words per word, punctuation per character, word
     and sentence lengths, vocabulary richness and repetition."""
     rows = []
     for text in texts:
