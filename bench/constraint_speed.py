@@ -6,9 +6,10 @@ and what the constraint costs per character in each engine path, in one run.
 The vocabulary is the words of the persona's training files (card.json's corpus.files,
 looked up in --corpus-dir, Project Gutenberg header and footer stripped). Speed: one
 280-character post (n=1: the C loop on its default threads, on one thread, and the NumPy
-row) and batches of 16 and 64, each with and without the constraint, lengths forced to the
-full 280 characters as in bench/sample_speed.py. Free and constrained runs alternate (--repeats
-pairs after one warm-up pair): medians, and the median of the pairs' ratios as the overhead.
+row) and batches of 16 and 64, each with and without the constraint, lengths forced to
+the full 280 characters as in bench/sample_speed.py. Free and constrained runs alternate
+(--repeats pairs after one warm-up pair): medians, and the median of the pairs' ratios as
+the overhead.
 """
 
 from __future__ import annotations
