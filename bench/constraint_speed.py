@@ -6,8 +6,10 @@ and what the constraint costs per character in each engine path, in one run.
 The vocabulary is the words of the persona's training files (card.json's corpus.files,
 looked up in --corpus-dir, Project Gutenberg header and footer stripped). Speed: one
 280-character post (n=1: the C loop on its default threads, on one thread, and the NumPy
-row) and batches of 16 and 64, each with and without the constraint, lengths forced to the
-full 280 characters as in bench/sample_speed.py. Medians over --repeats after a warm-up.
+row) and batches of 16 and 64, each with and without the constraint, lengths forced to
+the full 280 characters as in bench/sample_speed.py. Free and constrained runs alternate
+(--repeats pairs after one warm-up pair): medians, and the median of the pairs' ratios as
+the overhead.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sample_speed import full_length, median_time
+from sample_speed import full_length
 
 from bot.card import WORDS_FILE
 from bot.corpus.text import strip_gutenberg
@@ -38,7 +40,7 @@ model_dir = "models/nietzsche"
 corpus_dir = ROOT.parent / "shared" / "corpora"
 chars = 280
 batches = [16, 64]
-repeats = 5
+repeats = 9
 temperature = 0.8
 prompt = "The "
 seed = 1337
@@ -109,22 +111,25 @@ def main() -> None:
     timings: dict[str, dict[str, float]] = {}
     print(f"\n{'path':<30}{'free us/char':>14}{'constrained':>14}{'overhead':>10}")
     for name, (engine, n) in engines.items():
-        us = {}
-        for label, constraint in (("free", None), ("constrained", trie)):
-            with full_length(engine):
-                t, _ = median_time(
-                    lambda e=engine, n=n, c=constraint: e.generate(
+        # free and constrained alternate, so that whatever else runs on the machine weighs
+        # on both alike; the overhead is the median of the pairs' ratios
+        runs: dict[str, list[float]] = {"free": [], "constrained": []}
+        with full_length(engine):
+            for r in range(repeats + 1):  # the first pair warms up
+                for label, constraint in (("free", None), ("constrained", trie)):
+                    t0 = time.perf_counter()
+                    engine.generate(
                         prompt, n=n, max_chars=chars, temperature=temperature, rng=rng,
-                        constraint=c,
-                    ),
-                    repeats,
-                )  # fmt: skip
-            us[label] = t / (chars * n) * 1e6
-        timings[name] = us
-        print(
-            f"{name:<30}{us['free']:>14.2f}{us['constrained']:>14.2f}"
-            f"{us['constrained'] / us['free'] - 1:>+10.1%}"
+                        constraint=constraint,
+                    )  # fmt: skip
+                    if r:
+                        runs[label].append((time.perf_counter() - t0) / (chars * n) * 1e6)
+        us = {label: statistics.median(v) for label, v in runs.items()}
+        us["overhead"] = statistics.median(
+            c / f - 1 for f, c in zip(runs["free"], runs["constrained"], strict=True)
         )
+        timings[name] = us
+        print(f"{name:<30}{us['free']:>14.2f}{us['constrained']:>14.2f}{us['overhead']:>+10.1%}")
     res["us_per_char"] = timings
     if args.json:
         print(json.dumps(res, indent=1))

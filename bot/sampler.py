@@ -419,23 +419,22 @@ class Sampler:
         chars: list[str] = []
         logprob, stop = 0.0, "length"
         soft = int(SOFT_LIMIT * max_chars)
-        words = np.array([word], np.int32)
         for t in range(max_chars):
-            allowed = None if constraint is None else constraint.allowed(words)[0]
+            allowed = None if constraint is None else constraint.allowed(word)
             token, lp = self._choose_one(logits, temperature, top_k, top_p, rng, allowed)
             logprob += lp
             if token == EOS:
                 stop = "eos"
                 break
             if constraint is not None:
-                words = constraint.advance(words, np.array([token]))
+                word = constraint.next_state(word, token)
             ch = self.itos[token]
             chars.append(ch)
             if _ends_sentence(ch, t, soft):
                 stop = "sentence"
                 break
             logits = row.step(token)
-        complete = constraint is None or constraint.complete(int(words[0]))
+        complete = constraint is None or constraint.complete(word)
         return self._finish("".join(chars), logprob, stop, max_chars, complete)
 
     def _generate_native(

@@ -86,6 +86,7 @@ class WordTrie:
         self.itos = itos  # the card's id -> character list this trie was built over
         self._class = {ch: k for k, ch in enumerate(alphabet)}
         self._check()
+        self._letters: list[int] = letter.tolist()  # for one row at a time
 
     # -- building and files ----------------------------------------------------------------
 
@@ -216,8 +217,8 @@ class WordTrie:
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def allowed(self, states: np.ndarray) -> np.ndarray:
-        """bool [n, V]: which ids may come next in each of `states` [n]."""
+    def allowed(self, states: np.ndarray | int) -> np.ndarray:
+        """bool [n, V]: which ids may come next in each of `states` [n] ([V] for one)."""
         bits = np.unpackbits(self.mask[states], axis=-1, count=len(self.itos), bitorder="little")
         return bits.view(bool)
 
@@ -231,16 +232,26 @@ class WordTrie:
         new = np.where(found, self.targets[at], self.free)
         return np.where(klass < 0, ROOT, new).astype(np.int32)
 
+    def next_state(self, state: int, token: int) -> int:
+        """`advance` for one row, in Python scalars (the NumPy row's per-character path)."""
+        k = self._letters[token]
+        return ROOT if k < 0 else self._edge(state, k)
+
+    def _edge(self, state: int, k: int) -> int:
+        """Where letter class k leads from `state`; the free state where it has no edge."""
+        key = state * len(self.alphabet) + k
+        at = int(self.keys.searchsorted(key))
+        found = at < len(self.keys) and int(self.keys[at]) == key
+        return int(self.targets[at]) if found else self.free
+
     def step(self, state: int, ch: str) -> int:
         """The state after character `ch` (any character, not only the model's)."""
         if not is_letter(ch):
             return ROOT
         k = self._class.get(lower(ch))
-        if k is None or state == self.free:
+        if k is None:
             return self.free
-        key = state * len(self.alphabet) + k
-        at = int(np.searchsorted(self.keys, key))
-        return int(self.targets[at]) if at < len(self.keys) and self.keys[at] == key else self.free
+        return self._edge(state, k)
 
     def state_after(self, text: str, start: int = ROOT) -> int:
         """The state after `text` (a prompt) from `start`. A prompt that ends inside a letter

@@ -109,6 +109,16 @@ def test_advance_steps_a_batch_like_state_after(small: WordTrie) -> None:
     assert small.advance(np.array([ROOT]), np.array([EOS])).tolist() == [ROOT]
 
 
+def test_one_row_steps_as_the_batch_does(trie: WordTrie) -> None:
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, trie.n_states, 2000).astype(np.int32)
+    tokens = rng.integers(0, trie.vocab_size, 2000)
+    want = trie.advance(states, tokens).tolist()
+    assert [trie.next_state(int(s), int(t)) for s, t in zip(states, tokens, strict=True)] == want
+    assert len(set(want)) > 10 and trie.free in want and ROOT in want
+    np.testing.assert_array_equal(trie.allowed(int(states[0])), trie.allowed(states[:1])[0])
+
+
 def test_save_and_load_round_trip(tmp_path: Path, trie: WordTrie) -> None:
     path = tmp_path / "words.npz"
     trie.save(path)
