@@ -29,12 +29,12 @@ import numpy as np
 
 from bot.card import NORMALISE
 from bot.errors import BotError
+from bot.vocab import words  # a word, as the vocabulary constraint counts words
 
 Judge = Literal["ngram", "style"]
 JUDGES: tuple[Judge, ...] = ("ngram", "style")
 FOLDS = 5
 JUDGE_SEED = 0
-LETTERS = re.compile(r"[^\W\d_]+")  # a word, as the vocabulary constraint counts words
 _ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 # The words whose rates tell authors apart in classic stylometry (Mosteller and Wallace's
@@ -109,11 +109,6 @@ def _sklearn() -> Any:
             "pip install -r requirements-train.txt",
         ) from err
     return sklearn
-
-
-def words(text: str) -> list[str]:
-    """Lower-case letter runs: "Don't, Man!" -> ["don", "t", "man"]."""
-    return LETTERS.findall(text.lower())
 
 
 def clean(text: str) -> str:
