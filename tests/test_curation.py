@@ -88,12 +88,19 @@ def test_compose_picks_the_critics_favourite_inside_the_words(curated: Path, ada
     runner = persona(curated, ada)
     loaded = runner.model.get()
     assert loaded.critic is not None and loaded.words is not None
-    comp = runner.compose()
-    (pick,) = comp.chosen
-    survivors = [v.candidate.text for v in comp.verdicts if v.ok]
-    assert pick.critic == pytest.approx(max(loaded.critic.score(survivors)), abs=1e-9)
-    for verdict in comp.verdicts:
-        assert all(w in loaded.words for w in words(verdict.candidate.text))
+    not_the_models_favourite = 0
+    for _ in range(6):
+        comp = runner.compose(candidates=64)
+        (pick,) = comp.chosen
+        survivors = [v.candidate for v in comp.verdicts[-64:] if v.ok]
+        scores = loaded.critic.score([c.text for c in survivors])
+        assert pick.critic == pytest.approx(max(scores), abs=1e-9)
+        best_model = max(survivors, key=lambda c: c.mean_logprob)
+        not_the_models_favourite += best_model.text != pick.text
+        for verdict in comp.verdicts:  # what was sampled; the prompt is the owner's words
+            sampled = verdict.candidate.text[len(verdict.candidate.prompt) :]
+            assert all(w in loaded.words for w in words(sampled))
+    assert not_the_models_favourite >= 2  # the critic, not the model's score, chose
 
 
 def test_without_the_constraint_the_same_persona_invents_words(curated: Path, ada: Path) -> None:
@@ -163,3 +170,27 @@ print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in offline)))
                             timeout=120, check=False, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_too_few_surviving_candidates_means_no_critic(curated: Path, tmp_path: Path) -> None:
+    """A model whose candidates almost never pass gets no critic (and says so); the persona
+    still composes, ranked by the model's own score."""
+    import shutil
+
+    from bot.config import Filters
+    from bot.config import Persona as Settings
+    from bot.corpus.text import read_text, split_paragraphs
+    from bot.train.curate import curate
+
+    directory = tmp_path / "young"
+    shutil.copytree(curated, directory)
+    said: list[str] = []
+    settings = Settings(name="ada", model=directory, candidates=16,
+                        filters=Filters(min_chars=270, max_chars=280))  # fmt: skip
+    docs = split_paragraphs(read_text(APHORISMS))
+    card = curate(directory, docs, docs, settings=settings, fakes=50, say=said.append)
+    assert "critic" not in card.curation and not (directory / CRITIC_FILE).exists()
+    assert any("critic: skipped" in line for line in said)
+    comp = Persona(replace(settings, filters=Filters(min_chars=10)),
+                   rng=np.random.default_rng(1)).compose()  # fmt: skip
+    assert comp.chosen and comp.chosen[0].critic is None

@@ -31,6 +31,8 @@ from bot.vocab import WordTrie, words
 
 CRITIC_FAKES = 1500  # the persona's surviving candidates the critic learns from
 CRITIC_TEMPERATURE = 0.8  # a fresh model's critic: samples at the shipped default
+MAX_TRIES_PER_FAKE = 10  # candidates sampled per surviving one before giving up
+MIN_FAKES = 20  # fewer survivors than this: no critic (the model's score ranks)
 
 
 def default_settings(name: str, directory: Path) -> cfg.Persona:
@@ -48,21 +50,21 @@ def write_words(directory: Path, docs: list[str], card: PersonaCard) -> int:
     return len(vocabulary)
 
 
-def persona_samples(
-    settings: cfg.Persona, want: int, seed: int, history: list[str] | None = None
-) -> tuple[list[str], float]:
-    """`want` candidates that pass the persona's filters, sampled as the daemon samples them
-    (no critic: it is what is being trained); returns them and the seconds it took."""
+def persona_samples(settings: cfg.Persona, want: int, seed: int) -> tuple[list[str], float]:
+    """Up to `want` candidates that pass the persona's filters, sampled as the daemon samples
+    them (no critic: it is what is being trained); returns them and the seconds it took.
+    Gives up after as many candidates as a 10% pass rate would need (a model too young to
+    write much that passes)."""
     from bot.persona import Persona
 
     runner = Persona(replace(settings, critic=False), rng=np.random.default_rng(seed))
     texts: list[str] = []
+    sampled = 0
     t0 = time.perf_counter()
-    while len(texts) < want:
-        comp = runner.compose(history=history or [], candidates=settings.candidates)
+    while len(texts) < want and sampled < want * MAX_TRIES_PER_FAKE:
+        comp = runner.compose(history=[], candidates=settings.candidates)
+        sampled += len(comp.verdicts)
         texts += [v.candidate.text for v in comp.verdicts if v.ok]
-        if comp.rounds and not comp.verdicts:
-            break
     return texts[:want], time.perf_counter() - t0
 
 
@@ -75,9 +77,15 @@ def write_critic(
     say: Callable[..., Any] = print,
 ) -> dict[str, Any]:
     """Fit the critic on the persona's own candidates against the author's sentences and
-    write critic.npz; returns what the card records of it."""
+    write critic.npz; returns what the card records of it ({} when too few candidates pass
+    the filters to learn from: then there is no critic.npz)."""
     fake, seconds = persona_samples(settings, fakes, seed)
     say(f"critic: {len(fake)} candidates sampled in {seconds:.0f} s")
+    if len(fake) < MIN_FAKES:
+        (settings.model / CRITIC_FILE).unlink(missing_ok=True)
+        say(f"critic: skipped, only {len(fake)} candidates passed the filters; the model's own "
+            "score ranks (train longer, or check `bot preview --all`)")  # fmt: skip
+        return {}
     own, _ = halves(paragraphs)
     real = real_runs(own, [len(t) for t in fake], np.random.default_rng(seed))
     critic, auc = fit_critic(real, fake)
@@ -103,8 +111,10 @@ def curate(
     say(f"word list: {n_words:,} words of the training text")
     settings = replace(settings or default_settings(card.name, directory), model=directory)
     critic = write_critic(settings, paragraphs, seed=seed, fakes=fakes, say=say)
-    card = replace(card, curation={"words": {"file": WORDS_FILE, "count": n_words},
-                                   "critic": critic})  # fmt: skip
+    curation: dict[str, Any] = {"words": {"file": WORDS_FILE, "count": n_words}}
+    if critic:
+        curation["critic"] = critic
+    card = replace(card, curation=curation)
     _replace(directory / CARD_FILE, lambda p: p.write_text(card.to_json(), encoding="utf-8"))
     return card
 
