@@ -16,6 +16,17 @@
  *
  * float32 throughout like the NumPy engine; the sums run in a different order, so results
  * agree with it (and with Keras) to float32 rounding, not bit for bit.
+ *
+ * Constrained decoding (bot/vocab.py's WordTrie): thread 0 masks the characters the trie
+ * state forbids before it samples, and steps the state with a binary search in the sorted
+ * transition keys, as Sampler._choose_one and WordTrie.advance do in NumPy.
+ *
+ * A barrier wait is bounded (j->barrier.wait_ns): a helper that never arrives (descheduled
+ * for good, stopped) makes thread 0 give up on it, restore the state it saved at the start
+ * of the character, and finish the post alone on its own copy of the run state, which
+ * gives the same post (step_alone does the same sums). A helper that arrives later sees
+ * the barrier abandoned and leaves; one that never does is detached, and what it could
+ * still read is leaked rather than freed under it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,6 +45,11 @@
 #define MAX_LAYERS 16
 #define MAX_UNITS 2048 /* hidden units per thread */
 #define SPINS 4000     /* busy-wait this long at a barrier, then yield the core */
+
+/* Test hook (_lstm._stall): helper 1 does not arrive at its stall_at-th barrier (counted
+ * from 0 in each call) until the barrier is abandoned, or, with stall_hold, until released. */
+static atomic_int stall_at = -1;
+static atomic_int stall_hold = 0;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 /* AVX2 + FMA where the CPU has it, chosen at load time; plain x86-64 otherwise. */
@@ -112,25 +128,62 @@ static inline __attribute__((always_inline)) void tanh_inplace(float *x, int n)
 typedef struct {
     atomic_int count;
     atomic_int sense;
+    atomic_int abandoned; /* set by the thread that gave up waiting: never met again */
     int n;
+    int64_t wait_ns;      /* give up after yielding this long */
 } Barrier;
 
-static void barrier_wait(Barrier *b, int *local_sense)
+typedef struct {
+    int t;      /* thread */
+    int sense;  /* its barrier sense */
+    int calls;  /* barriers met so far (the test hook counts them) */
+} Seat;
+
+static int64_t now_ns(void)
 {
-    int sense = !*local_sense;
-    *local_sense = sense;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 0 when all n threads have arrived; -1 when the wait passed b->wait_ns or another thread
+ * gave up on this barrier (it is then abandoned for good). */
+static int barrier_wait(Barrier *b, Seat *seat)
+{
+    int sense = !seat->sense;
+    seat->sense = sense;
+    if (atomic_load_explicit(&b->abandoned, memory_order_acquire))
+        return -1;
+    if (seat->t == 1 && seat->calls++ == atomic_load(&stall_at)) { /* test hook: stall */
+        struct timespec ms = {0, 1000000};
+        while (atomic_load(&stall_hold) ? atomic_load(&stall_at) >= 0
+                                        : !atomic_load(&b->abandoned))
+            nanosleep(&ms, NULL);
+    }
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->sense, sense, memory_order_release);
-        return;
+        return 0;
     }
     int spins = 0;
+    int64_t since = -1;
     while (atomic_load_explicit(&b->sense, memory_order_acquire) != sense) {
-        if (++spins < SPINS)
+        if (++spins < SPINS) {
             RELAX();
-        else
-            sched_yield(); /* the other thread may be waiting for this core */
+            continue;
+        }
+        if (atomic_load_explicit(&b->abandoned, memory_order_acquire))
+            return -1;
+        int64_t now = now_ns();
+        if (since < 0) {
+            since = now;
+        } else if (now - since > b->wait_ns) {
+            atomic_store_explicit(&b->abandoned, 1, memory_order_release);
+            return -1;
+        }
+        sched_yield(); /* the other thread may be waiting for this core */
     }
+    return 0;
 }
 
 /* -- the shared job --------------------------------------------------------------------- */
@@ -151,6 +204,13 @@ typedef struct {
     int32_t *out;               /* [max_chars] sampled tokens */
     const int32_t *forced;      /* [max_chars] or NULL: feed these, no stops (a replay) */
     float *trace;               /* [max_chars][V] or NULL: the logits each step saw */
+    /* constraint (bot/vocab.py WordTrie), or mask NULL */
+    const uint8_t *mask;        /* [n_states][(V + 7) / 8] bit v: id v allowed */
+    const int64_t *keys;        /* [n_keys] sorted: state * n_alpha + letter class */
+    const int32_t *targets;     /* [n_keys] the state each key leads to */
+    const int32_t *letter;      /* [V] letter class of each id, -1 for a non-letter */
+    int64_t n_keys;
+    int n_states, n_alpha, state; /* state: now; n_states - 1 is the free state */
     /* run state */
     float *x0;                  /* [H] layer 0's h */
     float *xh[MAX_LAYERS];      /* layer l >= 1: [h_below (H) ; h_own (H) ; 1] */
@@ -159,6 +219,7 @@ typedef struct {
     float *logits;              /* [V + padding] */
     Barrier barrier;
     atomic_int token;           /* thread 0 -> others: next input token, -1 = stop */
+    atomic_int exited;          /* helpers that have returned */
     double slow;                /* going alone past this many times the fastest step */
     int alone;                  /* 1: thread 0 does every part from the start */
     /* results (thread 0) */
@@ -170,6 +231,12 @@ typedef struct {
     Job *job;
     int t;
 } Worker;
+
+/* What the helpers share with thread 0, in one allocation that outlives them. */
+typedef struct {
+    Job job;
+    Worker workers[MAX_THREADS];
+} Shared;
 
 static int unit_start(const Job *j, int t)
 {
@@ -216,13 +283,15 @@ static void publish_part(Job *j, int t, int l)
 }
 
 /* One character through every layer for thread t's units, in step with the others. */
-static void step_units(Job *j, int t, int token, float *z, int *sense)
+static int step_units(Job *j, int token, float *z, Seat *seat)
 {
     for (int l = 0; l < j->L; l++) {
-        layer_part(j, t, l, token, z);
-        barrier_wait(&j->barrier, sense);
-        publish_part(j, t, l);
+        layer_part(j, seat->t, l, token, z);
+        if (barrier_wait(&j->barrier, seat) < 0)
+            return -1;
+        publish_part(j, seat->t, l);
     }
+    return 0;
 }
 
 static void output_part(Job *j, int t);
@@ -270,15 +339,18 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* Pick the next token from j->logits with uniform u (or take `forced`, when >= 0); adds
- * its log-probability (T=1). */
-static int choose(Job *j, double u, int forced, double *z, double *w, double *tmp,
-                  Ranked *order)
+static int bit(const uint8_t *row, int v) { return (row[v >> 3] >> (v & 7)) & 1; }
+
+/* Pick the next token from `logits` with uniform u (or take `forced`, when >= 0); adds
+ * its log-probability (T=1, never masked). Under a constraint the ids the trie state
+ * forbids get no weight and the rest are shifted by their own maximum, as in NumPy. */
+static int choose(Job *j, const float *logits, double u, int forced, double *z, double *w,
+                  double *tmp, Ranked *order)
 {
     const int V = j->V;
     double zmax = -INFINITY;
     for (int v = 0; v < V; v++) {
-        z[v] = v == j->unk ? -INFINITY : (double)j->logits[v];
+        z[v] = v == j->unk ? -INFINITY : (double)logits[v];
         if (z[v] > zmax)
             zmax = z[v];
     }
@@ -290,10 +362,31 @@ static int choose(Job *j, double u, int forced, double *z, double *w, double *tm
         if (z[v] > z[best])
             best = v;
     }
+    const uint8_t *row =
+        j->mask && forced < 0 ? j->mask + (size_t)j->state * (size_t)((V + 7) / 8) : NULL;
+    double shift = 0.0; /* NumPy: zc = where(allowed, z, -inf); zc -= zc.max() */
+    if (row) {
+        double cmax = -INFINITY;
+        int cbest = -1;
+        for (int v = 0; v < V; v++)
+            if (bit(row, v) && z[v] > cmax) {
+                cmax = z[v];
+                cbest = v;
+            }
+        if (cbest >= 0) {
+            best = cbest;
+            shift = cmax;
+        } else {
+            row = NULL; /* nothing allowed can be drawn (a corrupt trie): unconstrained */
+        }
+    }
     int token = forced >= 0 ? forced : best;
     if (forced < 0 && j->temperature > 0) {
-        for (int v = 0; v < V; v++)
-            w[v] = j->temperature == 1.0 ? exp(z[v]) : exp(z[v] / j->temperature);
+        for (int v = 0; v < V; v++) {
+            double zv = z[v] - shift;
+            w[v] = row && !bit(row, v) ? 0.0
+                   : j->temperature == 1.0 ? exp(zv) : exp(zv / j->temperature);
+        }
         if (j->top_k > 0 && j->top_k < V) {
             memcpy(tmp, w, (size_t)V * sizeof(double));
             qsort(tmp, (size_t)V, sizeof(double), cmp_desc);
@@ -336,6 +429,27 @@ static int choose(Job *j, double u, int forced, double *z, double *w, double *tm
     return token;
 }
 
+/* The trie state after `token` (WordTrie.advance): a non-letter goes to the root, a letter
+ * along its edge, found by binary search; no edge (never sampled under the mask): free. */
+static int next_state(const Job *j, int state, int token)
+{
+    int k = j->letter[token];
+    if (k < 0)
+        return 0;
+    int64_t key = (int64_t)state * j->n_alpha + k, lo = 0, hi = j->n_keys;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (j->keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < j->n_keys && j->keys[lo] == key && j->targets[lo] >= 0 &&
+        j->targets[lo] < j->n_states)
+        return j->targets[lo];
+    return j->n_states - 1;
+}
+
 /* -- threads ---------------------------------------------------------------------------- */
 
 static void *helper(void *arg)
@@ -343,47 +457,61 @@ static void *helper(void *arg)
     Worker *wk = arg;
     Job *j = wk->job;
     float z[4 * MAX_UNITS + BW];
-    int sense = 0;
+    Seat seat = {wk->t, 0, 0};
     for (;;) {
-        barrier_wait(&j->barrier, &sense); /* thread 0 has published the next token */
+        if (barrier_wait(&j->barrier, &seat) < 0) /* thread 0 has published the next token */
+            break;
         int token = atomic_load_explicit(&j->token, memory_order_acquire);
-        if (token < 0)
-            return NULL;
-        step_units(j, wk->t, token, z, &sense);
-        output_part(j, wk->t);
-        barrier_wait(&j->barrier, &sense); /* the logits are whole: thread 0 samples */
+        if (token < 0 || step_units(j, token, z, &seat) < 0)
+            break;
+        output_part(j, seat.t);
+        if (barrier_wait(&j->barrier, &seat) < 0) /* the logits are whole: thread 0 samples */
+            break;
     }
+    atomic_fetch_add_explicit(&j->exited, 1, memory_order_release);
+    return NULL;
 }
 
-static int64_t now_ns(void)
+/* The run state a step starts from (each layer's own h, and c), from one job to another
+ * of the same shape. */
+static void copy_state(Job *to, const Job *from)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    const int H = to->H;
+    memcpy(to->x0, from->x0, (size_t)H * sizeof(float));
+    for (int l = 1; l < to->L; l++)
+        memcpy(to->xh[l] + H, from->xh[l] + H, (size_t)H * sizeof(float));
+    memcpy(to->c, from->c, (size_t)to->L * H * sizeof(float));
 }
 
 /* Thread 0: sample, step, sample, ... until a stop; the helpers follow the barriers.
  * If the threads fall behind (other processes hold the cores, so a helper keeps missing
  * its turn), the steps so far average more than j->slow times the fastest one; a single
- * thread is then the quicker way, and this one finishes the post alone. */
-static void lead(Job *j, float *z, double *scratch, Ranked *order)
+ * thread is then the quicker way, and this one finishes the post alone. If a helper never
+ * arrives (a barrier wait passes its bound), the character is done again alone on `solo`
+ * (a private copy of the run state, saved before the helpers were woken) and the post
+ * finished there. Returns the job whose run state holds the state after the post. */
+static Job *lead(Job *j, Job *solo, float *z, double *scratch, Ranked *order)
 {
     const int V = j->V;
     double *zd = scratch, *w = scratch + V, *tmp = scratch + 2 * V;
-    int sense = 0, together = j->T > 1 && !j->alone, steps = 0;
+    int together = j->T > 1 && !j->alone, steps = 0;
+    Seat seat = {0, 0, 0};
+    Job *run = j; /* whose run state the steps use */
     int64_t best = INT64_MAX, total = 0;
     j->stop = 0; /* length */
     j->alone_from = -1;
     for (int t = 0; t < j->max_chars; t++) {
         if (j->trace)
-            memcpy(j->trace + (size_t)t * V, j->logits, (size_t)V * sizeof(float));
-        int token = choose(j, j->temperature > 0 ? j->uniforms[j->used] : 0.0,
+            memcpy(j->trace + (size_t)t * V, run->logits, (size_t)V * sizeof(float));
+        int token = choose(j, run->logits, j->temperature > 0 ? j->uniforms[j->used] : 0.0,
                            j->forced ? j->forced[t] : -1, zd, w, tmp, order);
         if (token == j->eos && !j->forced) {
             j->stop = 1;
             break;
         }
         j->out[j->n_out++] = token;
+        if (j->mask)
+            j->state = next_state(j, j->state, token);
         if (t >= j->soft && t > 0 && j->ends[token] && !j->forced) {
             j->stop = 2;
             break;
@@ -391,29 +519,42 @@ static void lead(Job *j, float *z, double *scratch, Ranked *order)
         if (t + 1 == j->max_chars)
             break; /* the last character needs no next-character logits */
         if (!together) {
-            step_alone(j, token, z);
+            step_alone(run, token, z);
             continue;
         }
         int64_t t0 = now_ns();
+        copy_state(solo, j); /* where to start again if a helper does not arrive */
         atomic_store_explicit(&j->token, token, memory_order_release);
-        barrier_wait(&j->barrier, &sense);
-        step_units(j, 0, token, z, &sense);
+        if (barrier_wait(&j->barrier, &seat) < 0 || step_units(j, token, z, &seat) < 0) {
+            together = 0; /* a helper never arrived: this character again, alone */
+            run = solo;
+            j->alone_from = t;
+            step_alone(run, token, z);
+            continue;
+        }
         output_part(j, 0);
-        barrier_wait(&j->barrier, &sense);
+        if (barrier_wait(&j->barrier, &seat) < 0) {
+            together = 0;
+            run = solo;
+            j->alone_from = t;
+            step_alone(run, token, z);
+            continue;
+        }
         int64_t dt = now_ns() - t0;
         best = dt < best ? dt : best;
         total += dt;
         if (++steps >= 16 && (double)total > j->slow * (double)best * steps) {
             atomic_store_explicit(&j->token, -1, memory_order_release);
-            barrier_wait(&j->barrier, &sense); /* the helpers leave */
+            barrier_wait(&j->barrier, &seat); /* the helpers leave (or it is abandoned) */
             together = 0;
             j->alone_from = t + 1;
         }
     }
     if (together) {
         atomic_store_explicit(&j->token, -1, memory_order_release);
-        barrier_wait(&j->barrier, &sense);
+        barrier_wait(&j->barrier, &seat);
     }
+    return run;
 }
 
 /* -- Python ----------------------------------------------------------------------------- */
@@ -430,40 +571,51 @@ static int need(Py_buffer *b, Py_ssize_t bytes, const char *what)
 
 PyDoc_STRVAR(generate_doc,
 "generate(weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced,\n"
-"         trace,\n"
+"         trace, mask, keys, targets, letter,\n"
 "         n_layer, n_hidden, vocab, threads, nb_out, max_chars, soft, top_k, unk, eos,\n"
-"         temperature, top_p, slow, alone)\n"
-"    -> (n_out, logprob_sum, stop, uniforms_used, alone_from)\n\n"
+"         n_states, n_alpha, state, temperature, top_p, slow, wait, alone)\n"
+"    -> (n_out, logprob_sum, stop, uniforms_used, alone_from, state)\n\n"
 "Sample one candidate from the primed state (h, c: [L][H], logits: [V], all three\n"
 "overwritten with those after the last character fed); stop is\n"
 "0 length, 1 end-of-post, 2 sentence. forced (int32 [max_chars], or empty) replays\n"
 "those tokens with no stops; trace (float32 [max_chars][V], or empty) receives the\n"
-"logits each step chose from. alone_from: the step from which thread 0 went on alone\n"
-"(the steps averaged over slow x the fastest), or -1; alone: from the start. Called by\n"
-"bot.sampler only.");
+"logits each step chose from. mask (uint8 [n_states][(V + 7) / 8]), keys (int64),\n"
+"targets (int32), letter (int32 [V]): a WordTrie's arrays, or all empty for no\n"
+"constraint; state: the trie state to start in, and after the post. alone_from: the\n"
+"step from which thread 0 went on alone (the steps averaged over slow x the fastest,\n"
+"or a helper did not arrive at a barrier within wait seconds), or -1; alone: from the\n"
+"start. Called by bot.sampler only.");
 
 static PyObject *generate(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced, trace;
-    Job j;
-    memset(&j, 0, sizeof j);
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*y*y*w*y*w*iiiiiiiiiidddp", &weights, &offsets,
-                          &table, &b_out, &h, &c, &logits, &ends, &uniforms, &out, &forced,
-                          &trace, &j.L,
-                          &j.H, &j.V, &j.T, &j.nb_out, &j.max_chars, &j.soft, &j.top_k,
-                          &j.unk, &j.eos, &j.temperature, &j.top_p, &j.slow,
-                          &j.alone))
+    Py_buffer weights, offsets, table, b_out, h, c, logits, ends, uniforms, out, forced, trace,
+        mask, keys, targets, letter;
+    Job cfg;
+    double wait_s;
+    memset(&cfg, 0, sizeof cfg);
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*y*y*w*y*w*y*y*y*y*iiiiiiiiiiiiiddddp",
+                          &weights, &offsets, &table, &b_out, &h, &c, &logits, &ends,
+                          &uniforms, &out, &forced, &trace, &mask, &keys, &targets, &letter,
+                          &cfg.L, &cfg.H, &cfg.V, &cfg.T, &cfg.nb_out, &cfg.max_chars,
+                          &cfg.soft, &cfg.top_k, &cfg.unk, &cfg.eos, &cfg.n_states,
+                          &cfg.n_alpha, &cfg.state, &cfg.temperature, &cfg.top_p, &cfg.slow,
+                          &wait_s, &cfg.alone))
         return NULL;
-    Py_buffer *all[] = {&weights, &offsets, &table, &b_out, &h, &c,        &logits,
-                        &ends,    &uniforms, &out,  &forced, &trace};
+    Py_buffer *all[] = {&weights, &offsets, &table, &b_out, &h,       &c,    &logits, &ends,
+                        &uniforms, &out,    &forced, &trace, &mask, &keys, &targets, &letter};
+    /* what a helper reads: kept (leaked) with the shared block if one never returns */
+    Py_buffer *helpers_read[] = {&weights, &offsets, &table, &b_out};
     PyObject *result = NULL;
-    float *arena = NULL;
+    Shared *shared = NULL;
+    float *arena = NULL, *solo_arena = NULL;
     double *scratch = NULL;
     Ranked *order = NULL;
-    const int L = j.L, H = j.H, V = j.V, T = j.T;
+    int leak = 0;
+    const int L = cfg.L, H = cfg.H, V = cfg.V, T = cfg.T;
     if (L < 1 || L > MAX_LAYERS || H < 1 || V < 1 || T < 1 || T > MAX_THREADS || T > H ||
-        (H + T - 1) / T > MAX_UNITS || j.max_chars < 1 || j.nb_out * BW < V) {
+        (H + T - 1) / T > MAX_UNITS || cfg.max_chars < 1 || cfg.nb_out * BW < V ||
+        !(wait_s >= 0)) {
         PyErr_SetString(PyExc_ValueError, "_lstm.generate: unsupported shape or thread count");
         goto done;
     }
@@ -471,94 +623,133 @@ static PyObject *generate(PyObject *self, PyObject *args)
         !need(&table, (Py_ssize_t)V * 4 * H * 4, "table") || !need(&b_out, V * 4, "b_out") ||
         !need(&h, (Py_ssize_t)L * H * 4, "h") || !need(&c, (Py_ssize_t)L * H * 4, "c") ||
         !need(&logits, V * 4, "logits") || !need(&ends, V, "ends") ||
-        !need(&uniforms, (Py_ssize_t)j.max_chars * 8, "uniforms") ||
-        !need(&out, (Py_ssize_t)j.max_chars * 4, "out") ||
-        (forced.len && !need(&forced, (Py_ssize_t)j.max_chars * 4, "forced")) ||
-        (trace.len && !need(&trace, (Py_ssize_t)j.max_chars * V * 4, "trace")))
+        !need(&uniforms, (Py_ssize_t)cfg.max_chars * 8, "uniforms") ||
+        !need(&out, (Py_ssize_t)cfg.max_chars * 4, "out") ||
+        (forced.len && !need(&forced, (Py_ssize_t)cfg.max_chars * 4, "forced")) ||
+        (trace.len && !need(&trace, (Py_ssize_t)cfg.max_chars * V * 4, "trace")))
         goto done;
-    j.weights = weights.buf;
-    j.offsets = offsets.buf;
+    if (mask.len) {
+        if (cfg.n_states < 2 || cfg.n_alpha < 0 || cfg.state < 0 ||
+            cfg.state >= cfg.n_states || keys.len % 8 || targets.len != keys.len / 2) {
+            PyErr_SetString(PyExc_ValueError, "_lstm.generate: inconsistent constraint");
+            goto done;
+        }
+        if (!need(&mask, (Py_ssize_t)cfg.n_states * ((V + 7) / 8), "mask") ||
+            !need(&letter, (Py_ssize_t)V * 4, "letter"))
+            goto done;
+        cfg.mask = mask.buf;
+        cfg.keys = keys.buf;
+        cfg.targets = targets.buf;
+        cfg.letter = letter.buf;
+        cfg.n_keys = keys.len / 8;
+    }
+    cfg.weights = weights.buf;
+    cfg.offsets = offsets.buf;
     for (int k = 0; k <= T * L; k++) {
         int t = k / L, l = k % L;
         int64_t rows = k == T * L ? H : (l == 0 ? H : 2 * H + 1);
-        int64_t units = unit_start(&j, t + 1) - unit_start(&j, t);
-        int64_t blocks = k == T * L ? j.nb_out : (4 * units + BW - 1) / BW;
-        if (j.offsets[k] < 0 || (j.offsets[k] + rows * blocks * BW) * 4 > weights.len) {
+        int64_t units = unit_start(&cfg, t + 1) - unit_start(&cfg, t);
+        int64_t blocks = k == T * L ? cfg.nb_out : (4 * units + BW - 1) / BW;
+        if (cfg.offsets[k] < 0 || (cfg.offsets[k] + rows * blocks * BW) * 4 > weights.len) {
             PyErr_SetString(PyExc_ValueError, "_lstm.generate: offsets outside weights");
             goto done;
         }
     }
-    j.table = table.buf;
-    j.b_out = b_out.buf;
-    j.ends = ends.buf;
-    j.uniforms = uniforms.buf;
-    j.out = out.buf;
-    j.forced = forced.len ? forced.buf : NULL;
-    j.trace = trace.len ? trace.buf : NULL;
-    if (j.forced)
-        for (int t = 0; t < j.max_chars; t++)
-            if (j.forced[t] < 0 || j.forced[t] >= V) {
+    cfg.table = table.buf;
+    cfg.b_out = b_out.buf;
+    cfg.ends = ends.buf;
+    cfg.uniforms = uniforms.buf;
+    cfg.out = out.buf;
+    cfg.forced = forced.len ? forced.buf : NULL;
+    cfg.trace = trace.len ? trace.buf : NULL;
+    if (cfg.forced)
+        for (int t = 0; t < cfg.max_chars; t++)
+            if (cfg.forced[t] < 0 || cfg.forced[t] >= V) {
                 PyErr_SetString(PyExc_ValueError, "_lstm.generate: forced token out of range");
                 goto done;
             }
 
-    /* run state: x0 | xh[1..L-1] | hout | c | logits */
+    /* run state: x0 | xh[1..L-1] | hout | c | logits; the same again for thread 0 alone */
     size_t n_floats = (size_t)H + (size_t)(L - 1) * (2 * H + 1) + H + (size_t)L * H +
-                      (size_t)j.nb_out * BW;
+                      (size_t)cfg.nb_out * BW;
+    shared = calloc(1, sizeof *shared);
     arena = calloc(n_floats, sizeof(float));
+    solo_arena = calloc(n_floats, sizeof(float));
     scratch = malloc(3 * (size_t)V * sizeof(double));
     order = malloc((size_t)V * sizeof(Ranked));
-    if (!arena || !scratch || !order) {
+    if (!shared || !arena || !solo_arena || !scratch || !order) {
         PyErr_NoMemory();
         goto done;
     }
-    float *p = arena, *h0 = h.buf;
-    j.x0 = p;
-    memcpy(j.x0, h0, (size_t)H * 4);
-    p += H;
-    for (int l = 1; l < L; l++) {
-        j.xh[l] = p;
-        memcpy(p + H, h0 + (size_t)l * H, (size_t)H * 4);
-        p[2 * H] = 1.0f;
-        p += 2 * H + 1;
+    Job *j = &shared->job, solo;
+    float *arenas[2] = {arena, solo_arena};
+    Job *jobs[2] = {j, &solo};
+    *j = cfg;
+    solo = cfg;
+    for (int k = 0; k < 2; k++) {
+        Job *x = jobs[k];
+        float *p = arenas[k], *h0 = h.buf;
+        x->x0 = p;
+        memcpy(x->x0, h0, (size_t)H * 4);
+        p += H;
+        for (int l = 1; l < L; l++) {
+            x->xh[l] = p;
+            memcpy(p + H, h0 + (size_t)l * H, (size_t)H * 4);
+            p[2 * H] = 1.0f;
+            p += 2 * H + 1;
+        }
+        x->hout = p;
+        p += H;
+        x->c = p;
+        memcpy(x->c, c.buf, (size_t)L * H * 4);
+        p += (size_t)L * H;
+        x->logits = p;
+        memcpy(x->logits, logits.buf, (size_t)V * 4);
     }
-    j.hout = p;
-    p += H;
-    j.c = p;
-    memcpy(j.c, c.buf, (size_t)L * H * 4);
-    p += (size_t)L * H;
-    j.logits = p;
-    memcpy(j.logits, logits.buf, (size_t)V * 4);
-    atomic_init(&j.barrier.count, 0);
-    atomic_init(&j.barrier.sense, 0);
-    atomic_init(&j.token, 0);
-    j.barrier.n = T;
+    atomic_init(&j->barrier.count, 0);
+    atomic_init(&j->barrier.sense, 0);
+    atomic_init(&j->barrier.abandoned, 0);
+    atomic_init(&j->token, 0);
+    atomic_init(&j->exited, 0);
+    j->barrier.n = T;
+    j->barrier.wait_ns = wait_s > 9e9 ? INT64_MAX : (int64_t)(wait_s * 1e9);
 
     int started = 0, failed = 0;
+    Job *after = j;
     Py_BEGIN_ALLOW_THREADS
     pthread_t threads[MAX_THREADS];
-    Worker workers[MAX_THREADS];
     float z[4 * MAX_UNITS + BW];
-    for (int t = 1; t < T && !j.alone; t++) {
-        workers[t].job = &j;
-        workers[t].t = t;
-        if (pthread_create(&threads[t], NULL, helper, &workers[t]) != 0) {
+    for (int t = 1; t < T && !j->alone; t++) {
+        shared->workers[t].job = j;
+        shared->workers[t].t = t;
+        if (pthread_create(&threads[t], NULL, helper, &shared->workers[t]) != 0) {
             failed = 1;
             break;
         }
         started++;
     }
     if (!failed) {
-        lead(&j, z, scratch, order);
+        after = lead(j, &solo, z, scratch, order);
     } else {
         /* release the started helpers: they wait at the first barrier for a token */
-        j.barrier.n = started + 1;
-        int sense = 0;
-        atomic_store_explicit(&j.token, -1, memory_order_release);
-        barrier_wait(&j.barrier, &sense);
+        j->barrier.n = started + 1;
+        Seat seat = {0, 0, 0};
+        atomic_store_explicit(&j->token, -1, memory_order_release);
+        barrier_wait(&j->barrier, &seat);
+    }
+    if (atomic_load(&j->barrier.abandoned)) {
+        /* a helper did not arrive: give it as long again to return, else leave it be */
+        int64_t until = now_ns() + j->barrier.wait_ns / 2;
+        struct timespec ms = {0, 1000000};
+        while (atomic_load(&j->exited) < started && now_ns() < until)
+            nanosleep(&ms, NULL);
+        leak = atomic_load(&j->exited) < started;
     }
     for (int t = 1; t <= started; t++)
-        pthread_join(threads[t], NULL);
+        if (leak)
+            pthread_detach(threads[t]);
+        else
+            pthread_join(threads[t], NULL);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_SetString(PyExc_OSError, "_lstm.generate: could not start a sampling thread");
@@ -566,12 +757,20 @@ static PyObject *generate(PyObject *self, PyObject *args)
     }
     /* the state and logits after the last character fed, for the caller (a replay primes) */
     for (int l = 0; l < L; l++)
-        memcpy((float *)h.buf + (size_t)l * H, h_own(&j, l), (size_t)H * 4);
-    memcpy(c.buf, j.c, (size_t)L * H * 4);
-    memcpy(logits.buf, j.logits, (size_t)V * 4);
-    result = Py_BuildValue("(idiii)", j.n_out, j.logprob, j.stop, j.used, j.alone_from);
+        memcpy((float *)h.buf + (size_t)l * H, h_own(after, l), (size_t)H * 4);
+    memcpy(c.buf, after->c, (size_t)L * H * 4);
+    memcpy(logits.buf, after->logits, (size_t)V * 4);
+    result = Py_BuildValue("(idiiii)", j->n_out, j->logprob, j->stop, j->used, j->alone_from,
+                           j->state);
 done:
-    free(arena);
+    if (leak) { /* a helper still holds these: never free them or release their buffers */
+        for (size_t k = 0; k < sizeof helpers_read / sizeof helpers_read[0]; k++)
+            helpers_read[k]->obj = NULL;
+    } else {
+        free(shared);
+        free(arena);
+    }
+    free(solo_arena);
     free(scratch);
     free(order);
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
@@ -580,8 +779,26 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(stall_doc,
+"_stall(barrier, hold)\n\n"
+"Test hook: in every later generate(), helper thread 1 does not arrive at its\n"
+"barrier-th barrier (from 0) until thread 0 gives up on it, or with hold until\n"
+"_stall(-1, False) releases it. -1: off.");
+
+static PyObject *stall(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int at, hold;
+    if (!PyArg_ParseTuple(args, "ip", &at, &hold))
+        return NULL;
+    atomic_store(&stall_hold, hold);
+    atomic_store(&stall_at, at);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"generate", generate, METH_VARARGS, generate_doc},
+    {"_stall", stall, METH_VARARGS, stall_doc},
     {NULL, NULL, 0, NULL},
 };
 

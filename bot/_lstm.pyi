@@ -16,6 +16,10 @@ def generate(
     out: Buffer,
     forced: Buffer,
     trace: Buffer,
+    mask: Buffer,
+    keys: Buffer,
+    targets: Buffer,
+    letter: Buffer,
     n_layer: int,
     n_hidden: int,
     vocab: int,
@@ -26,9 +30,14 @@ def generate(
     top_k: int,
     unk: int,
     eos: int,
+    n_states: int,
+    n_alpha: int,
+    state: int,
     temperature: float,
     top_p: float,
     slow: float,
+    wait: float,
     alone: bool,
     /,
-) -> tuple[int, float, int, int, int]: ...
+) -> tuple[int, float, int, int, int, int]: ...
+def _stall(barrier: int, hold: bool, /) -> None: ...

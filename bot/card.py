@@ -4,6 +4,9 @@
       model.keras   standard Keras 3 zip (config.json + model.weights.h5)
       card.json     vocabulary, special tokens, architecture, training, corpus, metrics
       ngrams.npy    sorted uint64 hashes of the corpus's word n-grams (novelty filter)
+      words.npz     the training text's words as a trie (bot.vocab.WordTrie): decoding
+                    that cannot invent a word
+      critic.npz    the critic that ranks candidates (bot/critic.py)
       loss.png      training and validation curves
 
 Shared by the trainer and the online path, so it must never import TensorFlow or Keras.
@@ -23,6 +26,7 @@ CARD_FORMAT = 1
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 NGRAMS_FILE = "ngrams.npy"
+WORDS_FILE = "words.npz"  # the corpus' words as a trie (bot.vocab): constrained decoding
 LOSS_PLOT_FILE = "loss.png"
 
 EOS = 0  # end of post: the model learns where a post ends
@@ -63,6 +67,7 @@ class PersonaCard:
     corpus: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, str] = field(default_factory=dict)
+    curation: dict[str, Any] = field(default_factory=dict)  # word list and critic (curate.py)
     versions: dict[str, str] = field(default_factory=dict)
     novelty_n: int = 8  # words per n-gram in ngrams.npy
     created_at_utc: str = ""

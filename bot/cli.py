@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -468,7 +468,13 @@ def preview(
                 "rounds": comp.rounds,
                 "candidates": len(comp.verdicts),
                 "posts": [
-                    {"text": c.text, "mean_logprob": round(c.mean_logprob, 4), "stop": c.stop}
+                    {
+                        "text": c.text,
+                        "prompt": c.prompt,
+                        "mean_logprob": round(c.mean_logprob, 4),
+                        "critic": None if c.critic is None else round(c.critic, 3),
+                        "stop": c.stop,
+                    }
                     for c in comp.chosen
                 ],
                 "rejections": comp.reason_counts(),
@@ -489,7 +495,8 @@ def preview(
         if not item["posts"]:
             click.echo("no candidate survived the filters; try --all to see why")
         for i, post in enumerate(item["posts"], 1):
-            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char, {post['stop']}]")
+            critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
+            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
             click.echo(post["text"])
         if show_all and item["rejected"]:
             click.echo("\nrejected:")
@@ -585,12 +592,20 @@ def post(
     help="Begin a fresh model on 16/32/64-char windows (faster early learning).",
 )
 @click.option("--resume", is_flag=True, help="Continue the last interrupted training.")
+@click.option(
+    "--critic-only",
+    is_flag=True,
+    help="Keep the model; rebuild its word list and critic (no TensorFlow needed).",
+)
+@click.option("--critic-samples", default=1500, show_default=True, type=click.IntRange(20),
+              help="The persona's own candidates the critic learns from.")  # fmt: skip
 @click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
 @click.option("--seed", default=1337, show_default=True)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: models/NAME.")
 def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path | None,
-          resume: bool, **settings: Any) -> None:  # fmt: skip
+          resume: bool, critic_only: bool, critic_samples: int,
+          **settings: Any) -> None:  # fmt: skip
     """Train a persona from a corpus (needs requirements-train.txt).
 
     \b
@@ -600,6 +615,10 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
     """
     import importlib.util
 
+    if critic_only:
+        _curate_only(App.current(), name, list(corpus), out or Path("models") / name,
+                     critic_samples)  # fmt: skip
+        return
     if importlib.util.find_spec("keras") is None:
         raise click.ClickException(
             "bot train needs Keras and TensorFlow (pip install -r requirements-train.txt)"
@@ -612,7 +631,23 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
         settings["short_start"] = ()
     cfg = TrainConfig(name=name, **{renames.get(k, k): v for k, v in settings.items()})
     run_training(cfg, list(corpus), out or Path("models") / name, resume=resume,
-                 from_dir=from_dir)  # fmt: skip
+                 from_dir=from_dir, critic_samples=critic_samples)  # fmt: skip
+
+
+def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes: int) -> None:
+    """`bot train --critic-only`: the word list and critic for the model in `directory`,
+    sampled with the persona's configured settings where config.yaml has the persona."""
+    from dataclasses import replace
+
+    from bot.evaluate import load_persona_corpus
+    from bot.train.curate import curate, default_settings
+
+    configured = app.config(check_models=False).personas.get(name)
+    settings = (replace(configured, model=directory) if configured
+                else default_settings(name, directory))  # fmt: skip
+    train_docs, val_docs = load_persona_corpus(settings, corpus)
+    curate(directory, train_docs + val_docs, train_docs, settings=settings, fakes=fakes,
+           say=click.echo)  # fmt: skip
 
 
 @cli.command(name="eval")
@@ -620,41 +655,79 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
 @click.option(
     "--corpus",
     multiple=True,
+    required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Held-out text to measure bits/char on.",
+    help="The files the persona was trained on (as given to bot train); repeatable.",
 )
-@click.option("-n", "--count", default=64, show_default=True, help="Candidates to sample.")
+@click.option("-n", "--count", default=300, show_default=True,
+              type=click.IntRange(10, 10_000), help="Posts to choose, one wake each.")  # fmt: skip
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2), help="Override the config.")
+@click.option("--critic/--no-critic", default=None, help="Rank by the critic (config default).")
+@click.option("--vocabulary", type=click.Choice(["known", "any"]),
+              help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip
+@click.option("--markov", is_flag=True, help="Also measure a word Markov chain baseline.")
 @click.option("--seed", type=int, default=1337, show_default=True)
 @json_option
 @pass_app
 def eval_persona(
-    app: App, personas: tuple[str, ...], corpus: tuple[Path, ...], count: int, seed: int,
-    as_json: bool,
+    app: App, personas: tuple[str, ...], corpus: tuple[Path, ...], count: int,
+    temperature: float | None, critic: bool | None, vocabulary: str | None, markov: bool,
+    seed: int, as_json: bool,
 ) -> None:  # fmt: skip
-    """Measure a persona: bits/char on held-out text, filter pass rate, novelty.
+    """Measure a persona's posts: distinguishability, invented words, diversity, bits/char.
+
+    Needs requirements-train.txt (scikit-learn, wordfreq, markovify) for the judges.
 
     \b
-    Example:
-      bot eval -p nietzsche --corpus held_out.txt
+    Examples:
+      bot eval -p nietzsche --corpus texts/ --markov
+      bot eval -p nietzsche --corpus texts/ -n 100 --no-critic --vocabulary any
     """
+    from dataclasses import replace
+
     from bot.evaluate import evaluate
 
     config = app.config()
-    results = [
-        evaluate(settings, corpus=list(corpus), count=count, seed=seed)
-        for settings in config.select(personas)
-    ]
+    results = []
+    for settings in config.select(personas):
+        if temperature is not None:
+            settings = replace(settings, temperature=temperature)
+        if critic is not None:
+            settings = replace(settings, critic=critic)
+        if vocabulary is not None:
+            settings = replace(settings, vocabulary=cast(Any, vocabulary))
+        results.append(evaluate(settings, corpus=list(corpus), count=count, seed=seed,
+                                markov=markov))  # fmt: skip
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in results], indent=2))
+        click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
         return
     for r in results:
-        click.echo(f"== {r.persona}")
+        click.echo(f"== {r.persona}: {r.posts} posts at temperature {r.temperature:g}, "
+                   f"critic {'on' if r.critic else 'off'}, vocabulary {r.vocabulary}, "
+                   f"mean {r.mean_chars:.0f} chars")  # fmt: skip
+        judges = ", ".join(f"{j} {a:.3f}" for j, a in r.auc.items())
+        check = ", ".join(f"{j} {a:.3f}" for j, a in r.real_vs_real.items()) or "corpus too small"
+        click.echo(f"distinguishable (ROC AUC, 0.5 = not at all): {judges} "
+                   f"(real vs real: {check})")  # fmt: skip
+        click.echo(f"invented words: {r.invented_rate:.3%} (author's held-out text: "
+                   f"{r.author_invented_rate:.3%})")  # fmt: skip
+        click.echo(f"bigram diversity: {r.diversity:.3f} (author: {r.author_diversity:.3f})")
+        click.echo(f"novel (no {r.novelty_words}-word run from the corpus): {r.novel_rate:.1%}")
+        click.echo(f"filter pass rate: {r.pass_rate:.1%} of {r.candidates} candidates; "
+                   f"rejections: {_counts(r.rejections)}")  # fmt: skip
         if r.nats_per_char is not None:
             click.echo(f"held-out loss: {r.nats_per_char:.4f} nats/char "
                        f"({r.bits_per_char:.4f} bits/char) over {r.chars:,} chars")  # fmt: skip
-        click.echo(f"filter pass rate: {r.pass_rate:.1%} of {r.candidates} candidates")
-        click.echo(f"novel (no {r.novelty_words}-word run from the corpus): {r.novel_rate:.1%}")
-        click.echo(f"rejections: {_counts(r.rejections)}")
+        click.echo(f"one wake: {r.wake_seconds:.2f} s")
+        if r.markov is not None:
+            m = r.markov
+            judges = ", ".join(f"{j} {a:.3f}" for j, a in m.auc.items())
+            click.echo(f"word Markov chain ({m.posts} novel posts, mean {m.mean_chars:.0f} "
+                       f"chars): {judges}; invented {m.invented_rate:.3%}; "
+                       f"diversity {m.diversity:.3f}")  # fmt: skip
+        click.echo("posts:")
+        for text in r.samples:
+            click.echo(f"  - {text}")
 
 
 # --- bot run ----------------------------------------------------------------------------

@@ -46,9 +46,11 @@ OUTBOX_DIR = "outbox"
 DEFAULT_TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
 PUBLISHERS = ("outbox", "mastodon")
 RANKINGS = ("best", "weighted")
+VOCABULARIES = ("known", "any")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
 Ranking = Literal["best", "weighted"]
+Vocabulary = Literal["known", "any"]
 PublisherName = Literal["outbox", "mastodon"]
 OnLink = Literal["reject", "strip"]
 # Upper bounds for numbers: generous for any real use, small enough that a typo (1e20,
@@ -173,6 +175,8 @@ class Persona:
     candidates: int = 16  # sampled per round, in one batch
     max_rounds: int = 3  # rounds of sampling before giving up on a slot
     ranking: Ranking = "weighted"
+    vocabulary: Vocabulary = "known"  # only words of the corpus (words.npz); "any": off
+    critic: bool = True  # rank by the persona's critic (critic.npz) where it has one
     schedule: Schedule = field(default_factory=Schedule)
     filters: Filters = field(default_factory=Filters)
     publisher: PublisherName = "outbox"
@@ -327,6 +331,8 @@ def _parse_persona(
         candidates=p.whole("candidates", 16, lo=1, hi=256),
         max_rounds=p.whole("max_rounds", 3, lo=1, hi=100),
         ranking=cast(Ranking, p.choice("ranking", "weighted", RANKINGS)),
+        vocabulary=cast(Vocabulary, p.choice("vocabulary", "known", VOCABULARIES)),
+        critic=p.flag("critic", True),
         schedule=_parse_schedule(
             p.node("schedule", tuple(f.name for f in dataclasses.fields(Schedule))), timezone
         ),

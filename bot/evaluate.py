@@ -1,52 +1,86 @@
 """`bot eval`: how good is a trained persona, in numbers an owner can compare.
 
-Held-out loss (nats and bits per character) is computed by the NumPy engine itself, so it
-measures exactly the model the daemon runs; the filter pass rate and novelty rate come
-from a batch of candidates sampled with the persona's own settings. NumPy only.
+    bot eval -p nietzsche --corpus texts/ -n 300 [--markov]
+
+N posts are chosen exactly as the daemon chooses them (one wake each: a prompt, a batch of
+candidates inside the corpus' words, filters against the posts before it, the critic's
+pick), and measured against the corpus the persona was trained on (`--corpus`, the same
+files as `bot train`; its validation split is recomputed from the card's settings):
+
+- distinguishability: two judges (bot/quality.py) try to tell the posts from runs of the
+  author's own whole sentences of the same lengths; ROC AUC, 0.5 = indistinguishable. Each
+  is first checked on two samples of real sentences (it must read about 0.5);
+- invented words: words neither in the training text nor in an English word list, next to
+  the author's own rate on the held-out text;
+- diversity: distinct word bigrams / all word bigrams, next to the real runs' own;
+- novelty: posts with a run of `novelty_words` words copied from the corpus (must be 0);
+- the filter pass rate, held-out loss in nats and bits per character (computed by the
+  NumPy engine itself), and the seconds one wake takes;
+- with --markov, the same figures for a word Markov chain over the same training text.
+
+Held-out loss and the wake need only NumPy; the judges need scikit-learn
+(requirements-train.txt), which the daemon never imports.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bot import config as cfg
-from bot.card import EOS
-from bot.corpus import read_jsonl
-from bot.corpus.text import expand_paths, read_text, split_paragraphs, strip_gutenberg
-from bot.filters import Candidate, apply
+from bot import quality
+from bot.card import EOS, read_card
+from bot.errors import BotError
 from bot.novelty import longest_shared_run
-from bot.persona import ModelHandle, Persona, join_post
+from bot.persona import ModelHandle, Persona
 from bot.sampler import Sampler
 
 EVAL_ROWS = 64  # parallel streams the held-out text is cut into
+SHOWN_POSTS = 20  # posts kept verbatim in the result
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A word Markov chain's novel posts, measured like the persona's."""
+
+    posts: int
+    mean_chars: float
+    auc: dict[str, float]  # {}: too few novel posts to judge
+    invented_rate: float
+    diversity: float
 
 
 @dataclass(frozen=True)
 class EvalResult:
     persona: str
-    candidates: int
-    pass_rate: float
-    novel_rate: float
+    posts: int  # chosen as the daemon chooses them
+    candidates: int  # sampled to choose them
+    pass_rate: float  # share of candidates that passed every filter
+    novel_rate: float  # share of posts with no `novelty_words`-word run from the corpus
     novelty_words: int
-    rejections: dict[str, int] = field(default_factory=dict)
+    mean_chars: float
+    wake_seconds: float  # mean time of one wake's compose (sampling, filters, critic)
+    auc: dict[str, float]  # judge -> ROC AUC posts vs real runs (0.5: indistinguishable)
+    real_vs_real: dict[str, float]  # judge -> AUC of two real samples (~0.5); {}: too little text
+    invented_rate: float  # share of the posts' words in neither the corpus nor English
+    author_invented_rate: float  # the same for the author's held-out text
+    diversity: float  # distinct word bigrams / all, over the posts
+    author_diversity: float  # the same over the real runs
+    critic: bool  # whether a critic ranked the candidates
+    vocabulary: str
+    temperature: float
     nats_per_char: float | None = None
     bits_per_char: float | None = None
     chars: int = 0
-
-
-def held_out_documents(paths: list[Path]) -> list[str]:
-    docs: list[str] = []
-    for path in expand_paths(paths) if paths else []:
-        if path.suffix.lower() in (".jsonl", ".ndjson"):
-            docs += [d.text for d in read_jsonl(path)]
-        else:
-            docs += split_paragraphs(strip_gutenberg(read_text(path)))
-    return docs
+    rejections: dict[str, int] = field(default_factory=dict)
+    markov: Baseline | None = None
+    samples: list[str] = field(default_factory=list)
 
 
 def cross_entropy(sampler: Sampler, docs: list[str], rows: int = EVAL_ROWS) -> tuple[float, int]:
@@ -73,39 +107,103 @@ def cross_entropy(sampler: Sampler, docs: list[str], rows: int = EVAL_ROWS) -> t
     return total / (rows * length), rows * length
 
 
-def evaluate(settings: cfg.Persona, *, corpus: list[Path], count: int, seed: int) -> EvalResult:
+def daemon_posts(runner: Persona, count: int) -> tuple[list[str], list[Any], float]:
+    """`count` posts, one wake each, every wake filtering against the posts before it as the
+    daemon's store history would; returns the posts, all verdicts and seconds per wake."""
+    posts: list[str] = []
+    verdicts: list[Any] = []
+    history = runner.settings.filters.history
+    t0 = time.perf_counter()
+    for _ in range(count):
+        comp = runner.compose(history=posts[::-1][:history])
+        verdicts += comp.verdicts
+        if comp.chosen:
+            posts.append(comp.chosen[0].text)
+    return posts, verdicts, (time.perf_counter() - t0) / max(count, 1)
+
+
+def load_persona_corpus(settings: cfg.Persona, corpus: list[Path]) -> tuple[list[str], list[str]]:
+    """The persona's training and validation documents, split as `bot train` split them."""
+    from bot.train.data import load_corpus  # NumPy only: no TensorFlow behind it
+
+    if not corpus:
+        raise BotError("bot eval needs the persona's corpus",
+                       "pass the files it was trained on with --corpus")  # fmt: skip
+    training = read_card(settings.model).training
+    docs = load_corpus(corpus, val_fraction=training.get("val_fraction", 0.05),
+                       normalise=training.get("normalise", True),
+                       seed=training.get("seed", 1337))  # fmt: skip
+    return docs.train, docs.val
+
+
+def evaluate(
+    settings: cfg.Persona,
+    *,
+    corpus: list[Path],
+    count: int,
+    seed: int,
+    markov: bool = False,
+) -> EvalResult:
+    train_docs, val_docs = load_persona_corpus(settings, corpus)
     handle = ModelHandle(settings.model)
     loaded = handle.get()
     runner = Persona(settings, rng=np.random.default_rng(seed), model=handle)
-    nats = None
-    chars = 0
-    docs = held_out_documents(corpus)
-    if docs:
-        nats, chars = cross_entropy(loaded.sampler, docs)
-    prompt = runner.pick_prompt()
-    samples = loaded.sampler.generate(
-        prompt, n=count, max_chars=runner.max_chars(), temperature=settings.temperature,
-        top_k=settings.top_k, top_p=settings.top_p, rng=runner.rng,
-    )  # fmt: skip
-    cands = [
-        Candidate(join_post(prompt, s.text, settings.include_prompt), s.mean_logprob, s.stop)
-        for s in samples
-    ]
-    verdicts = apply(cands, runner.rules([], loaded))
-    words = settings.filters.novelty_words
-    novel = sum(
-        loaded.novelty_index is None
-        or longest_shared_run(c.text, loaded.novelty_index, loaded.sampler.card.novelty_n) < words
-        for c in cands
-    )
+    posts, verdicts, wake = daemon_posts(runner, count)
+    if len(posts) < quality.FOLDS:
+        raise BotError(f"only {len(posts)} of {count} wakes found a post",
+                       "see `bot preview --all` for why candidates are rejected")  # fmt: skip
+    nats, chars = cross_entropy(loaded.sampler, val_docs) if val_docs else (None, 0)
+    _, judge_half = quality.halves(train_docs + val_docs)
+    lengths = [len(p) for p in posts]
+    used: set[tuple[int, int]] = set()  # the real samples share no sentence
+    real = quality.real_runs(judge_half, lengths, np.random.default_rng(seed), used=used)
+    real2 = quality.real_runs(judge_half, lengths, np.random.default_rng(seed + 1), used=used)
+    known = quality.english_words() | {w for d in train_docs for w in quality.words(d)}
+    index, n = loaded.novelty_index, loaded.sampler.card.novelty_n
+    words_needed = settings.filters.novelty_words
+
+    def is_novel(text: str) -> bool:
+        return index is None or longest_shared_run(text, index, n) < words_needed
+
+    baseline = None
+    if markov:
+        chain = quality.markov_posts(train_docs, lengths, seed=seed, is_novel=is_novel,
+                                     max_chars=runner.max_chars())  # fmt: skip
+        chain_real = quality.real_runs(judge_half, [len(p) for p in chain],
+                                       np.random.default_rng(seed + 2), used=set())  # fmt: skip
+        baseline = Baseline(
+            posts=len(chain),
+            mean_chars=float(np.mean([len(p) for p in chain])) if chain else 0.0,
+            auc={j: quality.judge_auc(chain, chain_real, j) for j in quality.JUDGES}
+            if min(len(chain), len(chain_real)) >= quality.FOLDS
+            else {},  # too few novel posts
+            invented_rate=quality.invented_rate(chain, known),
+            diversity=quality.bigram_diversity(chain),
+        )
     return EvalResult(
         persona=settings.name,
-        candidates=len(cands),
-        pass_rate=sum(v.ok for v in verdicts) / max(len(cands), 1),
-        novel_rate=novel / max(len(cands), 1),
-        novelty_words=words,
-        rejections=dict(Counter(v.reason for v in verdicts if v.reason)),
+        posts=len(posts),
+        candidates=len(verdicts),
+        pass_rate=sum(v.ok for v in verdicts) / max(len(verdicts), 1),
+        novel_rate=sum(map(is_novel, posts)) / len(posts),
+        novelty_words=words_needed,
+        mean_chars=float(np.mean(lengths)),
+        wake_seconds=wake,
+        auc={j: quality.judge_auc(posts, real, j) for j in quality.JUDGES},
+        real_vs_real={j: quality.judge_auc(real2, real[: len(real2)], j) for j in quality.JUDGES}
+        if len(real2) >= quality.FOLDS
+        else {},  # a corpus too small for two samples: no check
+        invented_rate=quality.invented_rate(posts, known),
+        author_invented_rate=quality.invented_rate(val_docs, known),
+        diversity=quality.bigram_diversity(posts),
+        author_diversity=quality.bigram_diversity(real),
+        critic=settings.critic and loaded.critic is not None,
+        vocabulary=settings.vocabulary if loaded.words is not None else "any",
+        temperature=settings.temperature,
         nats_per_char=nats,
         bits_per_char=nats / math.log(2) if nats is not None else None,
         chars=chars,
+        rejections=dict(Counter(v.reason for v in verdicts if v.reason)),
+        markov=baseline,
+        samples=posts[:SHOWN_POSTS],
     )

@@ -14,7 +14,7 @@ import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Literal
@@ -61,6 +61,14 @@ class Candidate:
     text: str
     mean_logprob: float  # nats/char; higher is more fluent
     stop: str = "eos"
+    prompt: str = ""  # what the sampler was primed with
+    critic: float | None = None  # the persona's critic: log-odds that the author wrote it
+
+    @property
+    def score(self) -> float:
+        """What ranking maximises: the critic's log-odds where there is a critic, else the
+        language model's mean log-probability."""
+        return self.mean_logprob if self.critic is None else self.critic
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ def strip_unwanted(text: str, rules: Rules) -> str:
 def judge(candidate: Candidate, rules: Rules) -> Verdict:
     """One candidate -> Verdict; cheap checks first, the first failing one names the reason."""
     text = strip_unwanted(candidate.text, rules)
-    candidate = Candidate(text, candidate.mean_logprob, candidate.stop)
+    candidate = replace(candidate, text=text)
 
     def reject(reason: str) -> Verdict:
         return Verdict(candidate, reason)
@@ -218,17 +226,18 @@ def rank(
     policy: Literal["best", "weighted"],
     rng: np.random.Generator,
     *,
-    band_nats: float = 0.25,
-    temperature_nats: float = 0.1,
+    band: float = 0.25,
+    temperature: float = 0.1,
 ) -> list[Candidate]:
-    """Order survivors for picking: "best" by mean log-probability; "weighted" draws from the
-    band within `band_nats` of the best, weighted by exp(score / temperature_nats), so posts
+    """Order survivors for picking by `Candidate.score` (the critic's log-odds, or the mean
+    log-probability in nats/char without a critic): "best" takes the top; "weighted" draws
+    from the band within `band` of the best, weighted by exp(score / temperature), so posts
     are good but not all alike. The first element is the pick."""
-    ordered = sorted(survivors, key=lambda c: c.mean_logprob, reverse=True)
+    ordered = sorted(survivors, key=lambda c: c.score, reverse=True)
     if policy == "best" or len(ordered) < 2:
         return ordered
-    top = ordered[0].mean_logprob
-    band = [c for c in ordered if c.mean_logprob >= top - band_nats]
-    weights = np.array([math.exp((c.mean_logprob - top) / temperature_nats) for c in band])
-    first = band[int(rng.choice(len(band), p=weights / weights.sum()))]
+    top = ordered[0].score
+    pool = [c for c in ordered if c.score >= top - band]
+    weights = np.array([math.exp((c.score - top) / temperature) for c in pool])
+    first = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
     return [first, *(c for c in ordered if c is not first)]

@@ -1,7 +1,8 @@
 """One persona: its model, prompts, filters, publisher and store, and the post pipeline.
 
-    compose()  sample a batch of candidates -> filter -> rank; repeat for a bounded number of
-               rounds until enough survive. No network, no store writes (`bot preview`).
+    compose()  per post: a prompt -> sample a batch of candidates inside the corpus' words ->
+               filter -> rank by the critic -> pick; repeat for a bounded number of rounds
+               until enough survive. No network, no store writes (`bot preview`).
     wake(slot) claim the slot -> compose -> publish -> record, exactly once per slot
                (`bot post`, and every scheduled wake of `bot run`).
 
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,7 +28,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot import config as cfg
-from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE
+from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE
+from bot.critic import CRITIC_FILE, Critic
 from bot.delivery import Delivery, LeaseKeeper, deliver
 from bot.errors import ModelError
 from bot.faults import crash_point
@@ -38,6 +40,7 @@ from bot.publishers.base import Post, Publisher, Receipt
 from bot.publishers.outbox import Outbox
 from bot.sampler import Sampler
 from bot.store import LEASE_SECONDS, Claim, Store
+from bot.vocab import WordTrie
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,13 @@ class Loaded:
     sampler: Sampler
     novelty_index: np.ndarray | None
     stamp: tuple[float, ...]
+    words: WordTrie | None = None  # the corpus' words; sampling stays inside them
+    critic: Critic | None = None  # ranks candidates by how much they read like the author
 
 
 class ModelHandle:
-    """The persona's sampler and novelty index, reloaded when the files on disk change."""
+    """The persona's sampler, novelty index, word list and critic, reloaded when the files
+    on disk change."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -61,7 +67,7 @@ class ModelHandle:
 
     def _stamp(self) -> tuple[float, ...]:
         stamps: list[float] = []
-        for name in (CARD_FILE, MODEL_FILE, NGRAMS_FILE):
+        for name in (CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE, CRITIC_FILE):
             try:
                 st = (self.directory / name).stat()
                 stamps += [st.st_mtime_ns, st.st_ino, st.st_size]
@@ -78,6 +84,9 @@ class ModelHandle:
                 sampler = Sampler.load(self.directory)
                 ngrams = self.directory / NGRAMS_FILE
                 index = load_index(ngrams) if ngrams.is_file() else None
+                words_path, critic_path = self.directory / WORDS_FILE, self.directory / CRITIC_FILE
+                words = WordTrie.load(words_path) if words_path.is_file() else None
+                critic = Critic.load(critic_path) if critic_path.is_file() else None
             except (ModelError, OSError, ValueError) as err:
                 if self._loaded is None:
                     if isinstance(err, ModelError):
@@ -91,13 +100,14 @@ class ModelHandle:
                 return self._loaded
             if self._loaded is not None:
                 event(log, "model_reloaded", model=str(self.directory))
-            self._loaded = Loaded(sampler, index, stamp)
+            self._loaded = Loaded(sampler, index, stamp, words, critic)
             return self._loaded
 
 
 @dataclass
 class Composition:
-    """What one compose() did: the prompt, every verdict, and the survivors in pick order."""
+    """What one compose() did: the first post's prompt, every verdict, and the picks in
+    order (each `Candidate` carries its own prompt)."""
 
     prompt: str
     unknown_chars: list[str]
@@ -277,47 +287,62 @@ class Persona:
         top_k: int | None = None,
         top_p: float | None = None,
     ) -> Composition:
-        """Sample, filter and rank until `want` posts survive or the rounds run out."""
+        """`want` posts, each primed by its own prompt: sample a batch (inside the corpus'
+        words unless `vocabulary: any`), filter, rank by the critic where the persona has one,
+        pick; a round that leaves no survivor is sampled again, within the round budget."""
         s = self.settings
         loaded = self.model.get()
         if history is None:
             history = self.store.recent_texts(self.name, s.filters.history) if self.store else []
         rules = self.rules(history, loaded)
         n = candidates or s.candidates
-        fixed_prompt = prompt
+        constraint = loaded.words if s.vocabulary == "known" else None
+        critic = loaded.critic if s.critic else None
         comp = Composition(prompt="", unknown_chars=[])
-        survivors: list[Candidate] = []
         limit = self.max_chars()
-        for _ in range(s.max_rounds + want - 1):
-            comp.rounds += 1
-            this_prompt = fixed_prompt if fixed_prompt is not None else self.pick_prompt()
-            primed = loaded.sampler.prime(this_prompt)
-            comp.prompt = this_prompt
-            comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
-            budget = limit - (len(this_prompt) if s.include_prompt else 0)
-            samples = loaded.sampler.generate(
-                this_prompt,
-                n=n,
-                max_chars=max(budget, 1),
-                temperature=s.temperature if temperature is None else temperature,
-                top_k=s.top_k if top_k is None else top_k,
-                top_p=s.top_p if top_p is None else top_p,
-                rng=self.rng,
-                primed=primed,
-            )
-            cands = [
-                Candidate(join_post(this_prompt, x.text, s.include_prompt), x.mean_logprob, x.stop)
-                for x in samples
-            ]
-            verdicts = apply(cands, rules)
-            comp.verdicts += verdicts
-            for v in verdicts:
-                if v.ok:  # earlier survivors count as history: two picks are never alike
-                    survivors.append(v.candidate)
-                    rules.remember(v.candidate.text)
-            if len(survivors) >= want:
+        rounds_left = s.max_rounds + want - 1
+        while len(comp.chosen) < want and rounds_left > 0:
+            this_prompt = prompt if prompt is not None else self.pick_prompt()
+            survivors: list[Candidate] = []
+            while not survivors and rounds_left > 0:
+                rounds_left -= 1
+                comp.rounds += 1
+                primed = loaded.sampler.prime(this_prompt)
+                comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
+                budget = limit - (len(this_prompt) if s.include_prompt else 0)
+                samples = loaded.sampler.generate(
+                    this_prompt,
+                    n=n,
+                    max_chars=max(budget, 1),
+                    temperature=s.temperature if temperature is None else temperature,
+                    top_k=s.top_k if top_k is None else top_k,
+                    top_p=s.top_p if top_p is None else top_p,
+                    rng=self.rng,
+                    primed=primed,
+                    constraint=constraint,
+                )
+                cands = [
+                    Candidate(
+                        join_post(this_prompt, x.text, s.include_prompt),
+                        x.mean_logprob,
+                        x.stop,
+                        prompt=this_prompt,
+                    )
+                    for x in samples
+                ]
+                verdicts = apply(cands, rules)
+                comp.verdicts += verdicts
+                survivors = [v.candidate for v in verdicts if v.ok]
+            if not survivors:
                 break
-        comp.chosen = rank(survivors, s.ranking, self.rng)[:want] if survivors else []
+            if critic is not None:
+                scores = critic.score([c.text for c in survivors])
+                survivors = [replace(c, critic=float(x)) for c, x in zip(survivors, scores,
+                                                                          strict=True)]  # fmt: skip
+            pick = rank(survivors, s.ranking, self.rng)[0]
+            comp.chosen.append(pick)
+            comp.prompt = comp.prompt or this_prompt
+            rules.remember(pick.text)  # later posts of this compose never repeat it
         return comp
 
     # -- posting -------------------------------------------------------------------------

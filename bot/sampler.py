@@ -15,6 +15,12 @@ loop, sampling included, with the hidden units split over two cores so that each
 share of the weights stays in its L2 (2.4x faster than one core streaming them from L3).
 Where it was not built, a single row steps in place in preallocated NumPy buffers (_Row),
 with the same draws and the same posts.
+
+Constrained decoding (generate's `constraint`, a bot.vocab.WordTrie): before each draw
+the characters the trie forbids in each row's state are masked out (before temperature,
+top-k and top-p), so a post cannot contain a word outside the persona's vocabulary; the
+score stays the model's own log-probability of what was drawn. All three paths (batch,
+NumPy row, C loop) apply it, with the same draws and posts as each other.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import numpy as np
 
 from bot.card import EOS, MODEL_FILE, NORMALISE, UNK, PersonaCard, read_card
 from bot.errors import ModelError
+from bot.vocab import WORD, WordTrie
 
 _lstm: ModuleType | None
 try:  # the batch-1 loop in C, on every core (setup.py); optional: NumPy does the same
@@ -53,6 +60,10 @@ SLOW_FACTOR = 3.0
 # Below this much weight per character, the barriers cost more than a second core saves
 # (measured, random weights: 2 x 64, 0.22 MB, 0.83x; 2 x 128, 0.81 MB, 1.29x; 3 x 256 2.4x).
 SPLIT_BYTES = 2**19
+# A C-loop thread gives up on a barrier after waiting this long for the others (a helper
+# that never arrives); thread 0 then finishes the post alone, with the same result.
+BARRIER_WAIT_S = 1.0
+TRAILING_WORD = re.compile(WORD.pattern + "$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class Primed:
     state: list[tuple[np.ndarray, np.ndarray]]
     logits: np.ndarray  # [1, vocab]: the next-character logits
     unknown: list[str] = field(default_factory=list)  # prompt characters not in the vocabulary
+    word: int = 0  # the word-trie state after the characters fed (a constrained C loop's)
 
 
 def _sigmoid_prescale(w: np.ndarray, h: int) -> np.ndarray:
@@ -318,11 +330,21 @@ class Sampler:
         top_p: float = 1.0,
         rng: np.random.Generator,
         primed: Primed | None = None,
+        constraint: WordTrie | None = None,
     ) -> list[Sample]:
-        """Sample n continuations of `prompt` in one batch. Temperature 0 is greedy."""
+        """Sample n continuations of `prompt` in one batch. Temperature 0 is greedy.
+
+        constraint: only words of this trie (built over this persona's characters); the
+        state to start in comes from the prompt (WordTrie.state_after). A post cut at
+        max_chars inside a word loses that unfinished word."""
         primed = primed or self.prime(prompt)
+        start = self._start(constraint, prompt)
         if n == 1:
-            return [self._generate_one(primed, max_chars, temperature, top_k, top_p, rng)]
+            return [
+                self._generate_one(
+                    primed, max_chars, temperature, top_k, top_p, rng, constraint, start
+                )
+            ]
         state = [(np.repeat(h, n, 0), np.repeat(c, n, 0)) for h, c in primed.state]
         logits = np.repeat(primed.logits, n, 0)
         active = np.arange(n)  # candidate index of each batch row
@@ -330,9 +352,13 @@ class Sampler:
         logprob = np.zeros(n)
         stops = ["length"] * n
         soft = int(SOFT_LIMIT * max_chars)
+        words = np.full(n, start, np.int32)  # each candidate's trie state
         for t in range(max_chars):
-            tokens, lp = self._choose(logits, temperature, top_k, top_p, rng)
+            allowed = None if constraint is None else constraint.allowed(words[active])
+            tokens, lp = self._choose(logits, temperature, top_k, top_p, rng, allowed)
             logprob[active] += lp
+            if constraint is not None:
+                words[active] = constraint.advance(words[active], tokens)
             done = np.zeros(len(active), bool)
             for row, (cand, token) in enumerate(zip(active, tokens, strict=True)):
                 if token == EOS:
@@ -350,7 +376,24 @@ class Sampler:
                 active, tokens = active[keep], tokens[keep]
                 state = [(h[keep], c[keep]) for h, c in state]
             logits, state = self.step(tokens, state)
-        return [self._finish("".join(chars[i]), logprob[i], stops[i], max_chars) for i in range(n)]
+        return [
+            self._finish(
+                "".join(chars[i]), logprob[i], stops[i], max_chars,
+                constraint is None or constraint.complete(int(words[i])),
+            )
+            for i in range(n)
+        ]  # fmt: skip
+
+    def _start(self, constraint: WordTrie | None, prompt: str) -> int:
+        """The trie state after the prompt (0 without a constraint); refuses a trie built
+        over another persona's characters."""
+        if constraint is None:
+            return 0
+        if constraint.itos != self.itos:
+            raise ValueError(
+                f"the word trie was built over other characters than {self.card.name!r}'s"
+            )
+        return constraint.state_after(prompt)
 
     def _generate_one(
         self,
@@ -360,30 +403,39 @@ class Sampler:
         top_k: int,
         top_p: float,
         rng: np.random.Generator,
+        constraint: WordTrie | None = None,
+        word: int = 0,
     ) -> Sample:
         """generate() for one candidate: the C loop where it was built (_generate_native),
         else the row steps in place (_Row) and there is no batch to keep. Both take the same
-        draws from `rng`, so the same seed gives the same post as n=1 always did."""
+        draws from `rng`, so the same seed gives the same post as n=1 always did.
+        word: the trie state to start in, under `constraint`."""
         if self.native:
-            return self._generate_native(primed, max_chars, temperature, top_k, top_p, rng)
+            return self._generate_native(
+                primed, max_chars, temperature, top_k, top_p, rng, constraint, word
+            )
         row = _Row(self, primed.state)
         logits = primed.logits[0]
         chars: list[str] = []
         logprob, stop = 0.0, "length"
         soft = int(SOFT_LIMIT * max_chars)
         for t in range(max_chars):
-            token, lp = self._choose_one(logits, temperature, top_k, top_p, rng)
+            allowed = None if constraint is None else constraint.allowed(word)
+            token, lp = self._choose_one(logits, temperature, top_k, top_p, rng, allowed)
             logprob += lp
             if token == EOS:
                 stop = "eos"
                 break
+            if constraint is not None:
+                word = constraint.next_state(word, token)
             ch = self.itos[token]
             chars.append(ch)
             if _ends_sentence(ch, t, soft):
                 stop = "sentence"
                 break
             logits = row.step(token)
-        return self._finish("".join(chars), logprob, stop, max_chars)
+        complete = constraint is None or constraint.complete(word)
+        return self._finish("".join(chars), logprob, stop, max_chars, complete)
 
     def _generate_native(
         self,
@@ -393,6 +445,8 @@ class Sampler:
         top_k: int,
         top_p: float,
         rng: np.random.Generator,
+        constraint: WordTrie | None = None,
+        word: int = 0,
     ) -> Sample:
         """_generate_one in bot/_lstm.c: the same loop, stops and sampling arithmetic, with
         the hidden units split over self.threads cores. The uniforms are drawn up front and
@@ -400,14 +454,17 @@ class Sampler:
         before = rng.bit_generator.state
         uniforms = rng.random(max_chars) if temperature > 0 else np.zeros(max_chars)
         out = np.empty(max_chars, np.int32)
-        (n_out, logprob, stop, used, _), _ = self._native(
-            primed, out, max_chars, temperature, top_k, top_p, uniforms
-        )
+        (n_out, logprob, stop, used, _), after = self._native(
+            primed, out, max_chars, temperature, top_k, top_p, uniforms,
+            constraint=constraint, word=word,
+        )  # fmt: skip
         if used < max_chars and temperature > 0:
             rng.bit_generator.state = before
             rng.random(used)
         text = "".join(self.itos[t] for t in out[:n_out].tolist())
-        return self._finish(text, logprob, ("length", "eos", "sentence")[stop], max_chars)
+        complete = constraint is None or constraint.complete(after.word)
+        stop_name = ("length", "eos", "sentence")[stop]
+        return self._finish(text, logprob, stop_name, max_chars, complete)
 
     def _replay(self, ids: list[int]) -> tuple[np.ndarray, Primed]:
         """Feed ids through the C loop from the zero state: the logits after each id,
@@ -433,29 +490,40 @@ class Sampler:
         trace: np.ndarray | None = None,
         slow: float = SLOW_FACTOR,
         alone: bool | None = None,
+        constraint: WordTrie | None = None,
+        word: int = 0,
+        wait: float | None = None,
     ) -> tuple[tuple[int, float, int, int, int], Primed]:
         """One call of bot/_lstm.c's loop (see its generate() for the arguments): its
         result, and the state and logits after the last character fed (`primed` is left as
         it was)."""
         assert _lstm is not None
         pack, nothing = self._packed, np.empty(0, np.int32)
+        trie = constraint
         h = np.concatenate([h for h, _ in primed.state], axis=0).astype(np.float32)
         c = np.concatenate([c for _, c in primed.state], axis=0).astype(np.float32)
         logits = primed.logits[0].astype(np.float32)
         if alone is None:  # other processes on the cores now: one thread is quicker
             alone = pack.threads > 1 and _cores_free() < pack.threads
-        result = _lstm.generate(
+        *result, word = _lstm.generate(
             pack.weights, pack.offsets, self.table, self.b_out, h, c, logits, pack.ends,
             uniforms, out,
             nothing if forced is None else forced, nothing if trace is None else trace,
+            nothing if trie is None else trie.mask, nothing if trie is None else trie.keys,
+            nothing if trie is None else trie.targets, nothing if trie is None else trie.letter,
             len(primed.state), self.n_hidden, self.card.vocab_size, pack.threads,
             pack.out_blocks, max_chars, int(SOFT_LIMIT * max_chars), top_k, UNK, EOS,
-            float(temperature), float(top_p), float(slow), alone,
+            0 if trie is None else trie.n_states, 0 if trie is None else len(trie.alphabet),
+            word, float(temperature), float(top_p), float(slow),
+            BARRIER_WAIT_S if wait is None else float(wait), alone,
         )  # fmt: skip
         after = Primed(
-            [(h[None, k].copy(), c[None, k].copy()) for k in range(len(h))], logits[None]
+            [(h[None, k].copy(), c[None, k].copy()) for k in range(len(h))],
+            logits[None],
+            word=word,
         )
-        return result, after
+        n_out, logprob, stop, used, alone_from = result
+        return (n_out, logprob, stop, used, alone_from), after
 
     @functools.cached_property
     def _packed(self) -> _Packed:
@@ -468,17 +536,23 @@ class Sampler:
         top_k: int,
         top_p: float,
         rng: np.random.Generator,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pick one token per row of [n, vocab]; return them and their log-probabilities
-        under the model (T=1). Inverse-CDF sampling on unnormalised weights."""
+        under the model (T=1). Inverse-CDF sampling on unnormalised weights. allowed
+        (bool [n, vocab]): draw only these (the scores stay unmasked)."""
         z = logits.astype(np.float64)
         z[:, UNK] = -np.inf  # never write the replacement character into a post
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)  # softmax at T=1, unnormalised
+        zs = z  # what is sampled from
+        if allowed is not None:
+            zs = np.where(allowed, z, -np.inf)
+            zs -= zs.max(axis=1, keepdims=True)
         if temperature <= 0:
-            tokens = z.argmax(axis=1)
+            tokens = zs.argmax(axis=1)
         else:
-            w = _truncate(e if temperature == 1.0 else np.exp(z / temperature), top_k, top_p)
+            w = _truncate(_weights(z, e, zs, temperature), top_k, top_p)
             cum = np.cumsum(w, axis=1)
             u = (1.0 - rng.random((len(z), 1))) * cum[:, -1:]  # in (0, total]
             tokens = (cum < u).sum(axis=1)
@@ -491,6 +565,7 @@ class Sampler:
         top_k: int,
         top_p: float,
         rng: np.random.Generator,
+        allowed: np.ndarray | None = None,
     ) -> tuple[int, float]:
         """_choose for one row of [vocab], with the same draws from `rng`. At batch 1 the
         2-D bookkeeping (keepdims, index arrays) costs as much as the sampling itself."""
@@ -498,22 +573,31 @@ class Sampler:
         z[UNK] = -np.inf
         z -= z.max()
         e = np.exp(z)
+        zs = z
+        if allowed is not None:
+            zs = np.where(allowed, z, -np.inf)
+            zs -= zs.max()
         if temperature <= 0:
-            token = int(z.argmax())
+            token = int(zs.argmax())
         else:
-            w = _truncate(e if temperature == 1.0 else np.exp(z / temperature), top_k, top_p)
+            w = _truncate(_weights(z, e, zs, temperature), top_k, top_p)
             cum = w.cumsum()
             token = int(cum.searchsorted((1.0 - rng.random()) * cum[-1]))  # first cum >= u
         return token, float(z[token]) - math.log(e.sum())
 
     @staticmethod
-    def _finish(text: str, logprob: float, stop: str, max_chars: int) -> Sample:
+    def _finish(
+        text: str, logprob: float, stop: str, max_chars: int, complete: bool = True
+    ) -> Sample:
+        """complete: False where a constrained post was cut inside a word."""
         n = max(len(text) + (stop == "eos"), 1)
         if stop == "length":
             # Cut back to the last finished sentence: a shorter whole post beats a torso.
             ends = [m.end() for m in SENTENCE_END.finditer(text)]
             if ends and ends[-1] >= max_chars // 4:
                 text, stop = text[: ends[-1]], "sentence"
+            elif not complete:  # no half word either: it would be an invented one
+                text = TRAILING_WORD.sub("", text)
         return Sample(text.rstrip(), float(logprob / n), stop)
 
 
@@ -608,6 +692,13 @@ def _cores_free() -> int:
 def _ends_sentence(ch: str, t: int, soft: int) -> bool:
     """Past the soft limit, a sentence's last character ends the post (t: its position)."""
     return t >= soft and t > 0 and ch in SENTENCE_ENDS
+
+
+def _weights(z: np.ndarray, e: np.ndarray, zs: np.ndarray, temperature: float) -> np.ndarray:
+    """Unnormalised sampling weights: exp(zs / T), with exp(z) = e reused where zs is z."""
+    if temperature != 1.0:
+        return np.exp(zs / temperature)
+    return e if zs is z else np.exp(zs)
 
 
 def _truncate(w: np.ndarray, top_k: int, top_p: float) -> np.ndarray:

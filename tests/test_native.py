@@ -15,6 +15,7 @@ import pytest
 import bot.sampler
 from bot.card import EOS
 from bot.sampler import Sample, Sampler
+from bot.vocab import WordTrie, words
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 
@@ -74,6 +75,33 @@ def test_c_loop_gives_the_numpy_loops_posts(threads: int) -> None:
             assert got_next == want_next  # the RNG is left where the NumPy loop leaves it
             stops.add(want.stop)
     assert stops == {"eos", "sentence", "length"}  # every way a post ends was compared
+
+
+@needs_c
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_c_loop_gives_the_numpy_loops_constrained_posts(threads: int) -> None:
+    """The same with decoding constrained to the tiny persona's words (bot.vocab)."""
+    corpus = TINY.parent / "tiny" / "aphorisms.txt"
+    trie = WordTrie.build(words(corpus.read_text(encoding="utf-8")), Sampler.load(TINY).itos)
+    numpy_row = Sampler.load(TINY)
+    numpy_row.native = False
+    c_loop = Sampler.load(TINY, threads=threads)
+    settings = [("The", 1.5, 0, 1.0), ("", 1.0, 0, 1.0), ("Truth is a wom", 1.3, 5, 1.0),
+                ("We", 1.1, 0, 0.8), ("Xylo", 2.0, 0, 1.0), ("Is", 0.0, 0, 1.0)]  # fmt: skip
+    for prompt, temperature, top_k, top_p in settings:
+        for seed in range(5):
+            posts = []
+            for engine in (numpy_row, c_loop):
+                rng = np.random.default_rng(seed)
+                (post,) = engine.generate(
+                    prompt, n=1, max_chars=100, temperature=temperature, top_k=top_k,
+                    top_p=top_p, rng=rng, constraint=trie,
+                )  # fmt: skip
+                posts.append((post, rng.random()))
+            (want, want_next), (got, got_next) = posts
+            assert (got.text, got.stop) == (want.text, want.stop), (prompt, seed)
+            assert got.mean_logprob == pytest.approx(want.mean_logprob, abs=1e-6)
+            assert got_next == want_next
 
 
 @needs_c
@@ -153,3 +181,57 @@ def test_a_model_one_core_holds_gets_one_thread() -> None:
     barriers (measured 2x slower). Asked for explicitly, threads are still split."""
     assert Sampler.load(TINY).threads == 1
     assert Sampler.load(TINY, threads=2).threads == 2
+
+
+@needs_c
+@pytest.mark.parametrize("barrier", [0, 1, 2, 3, 7, 41])  # 4 a character: token, 2 layers, out
+def test_a_helper_that_never_arrives_is_left_behind_and_the_post_is_the_same(
+    barrier: int,
+) -> None:
+    """Issue 16: the barrier wait is bounded. Helper 1 stops before one of its barriers
+    (the test hook bot._lstm._stall); thread 0 gives up on it after `wait` seconds, does
+    that character again alone from the state saved before it, and finishes the post: the
+    same post, score, draws and final state as one thread from the start."""
+    assert bot.sampler._lstm is not None
+    sampler = Sampler.load(TINY, threads=2)
+    primed = sampler.prime("The")
+    uniforms = np.random.default_rng(3).random(200)
+
+    def run(alone: bool = False, wait: float | None = None) -> tuple:
+        out = np.empty(200, np.int32)
+        (n, logprob, stop, used, alone_from), after = sampler._native(
+            primed, out, 200, 1.0, 0, 1.0, uniforms, slow=np.inf, alone=alone, wait=wait
+        )
+        state = np.concatenate([a.ravel() for hc in after.state for a in hc] + [after.logits[0]])
+        return (out[:n].tolist(), logprob, stop, used), alone_from, state
+
+    want, _, want_state = run(alone=True)
+    assert len(want[0]) > 12  # the stall falls inside the post
+    bot.sampler._lstm._stall(barrier, False)
+    try:
+        got, alone_from, got_state = run(wait=0.02)
+    finally:
+        bot.sampler._lstm._stall(-1, False)
+    assert alone_from == barrier // 4  # the character it happened in, done again alone
+    assert got == want
+    np.testing.assert_array_equal(got_state, want_state)
+
+
+@needs_c
+def test_a_helper_stuck_past_the_post_is_detached_and_the_next_post_is_normal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper that does not even return after the post is left running (detached, with
+    what it reads kept alive) instead of being waited for forever: the post comes back
+    while the helper is still held."""
+    assert bot.sampler._lstm is not None
+    monkeypatch.setattr(bot.sampler, "BARRIER_WAIT_S", 0.02)
+    sampler = Sampler.load(TINY, threads=2)
+    want = _post(sampler, 5, SETTINGS[2])
+    bot.sampler._lstm._stall(5, True)
+    try:
+        got = _post(sampler, 5, SETTINGS[2])
+    finally:
+        bot.sampler._lstm._stall(-1, False)  # the stuck helper sees the barrier abandoned
+    assert got == want
+    assert _post(sampler, 5, SETTINGS[2]) == want

@@ -46,10 +46,12 @@ def test_training_writes_a_complete_loadable_persona(tmp_path: Path) -> None:
     from bot.train.trainer import train
 
     out = tmp_path / "models" / "tiny"
-    train(tiny_config(epochs=4), [DATA / "aphorisms.txt"], out, verbose=False)
-    assert sorted(p.name for p in out.iterdir()) == [
-        "card.json", "loss.png", "model.keras", "ngrams.npy",
-    ]  # fmt: skip
+    train(tiny_config(epochs=4), [DATA / "aphorisms.txt"], out, verbose=False, critic_samples=30)
+    names = {p.name for p in out.iterdir()}
+    written = {"card.json", "loss.png", "model.keras", "ngrams.npy", "words.npz"}
+    # the critic only where enough of the young model's candidates passed the filters
+    assert names - {"critic.npz"} == written
+    assert ("critic.npz" in names) == ("critic" in read_card(out).curation)
     assert not list((tmp_path / "models").glob(".tiny.tmp-*"))  # nothing half-written left
     model = keras.saving.load_model(out / "model.keras")
     card = read_card(out)

@@ -19,6 +19,10 @@ The persona directory is swapped in atomically (models/NAME is a symlink to a ve
 folder, flipped with one rename), so a running daemon never sees half a persona and a
 crash never leaves none.
 
+After the model, the persona's word list (words.npz) and critic (critic.npz) are written
+(bot/train/curate.py): the critic learns the author's sentences against the new model's own
+filtered candidates.
+
 On 2 CPU cores a 3x256 model learns at ~10k chars/s; see BENCHMARKS.md for figures.
 """
 
@@ -54,6 +58,7 @@ from bot.card import (
 )
 from bot.errors import CorpusError, ModelError
 from bot.novelty import build_index, save_index
+from bot.train.curate import CRITIC_FAKES, curate
 from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
 from bot.train.model import build_model, distribution_scope
 
@@ -427,6 +432,7 @@ def train(
     resume: bool = False,
     from_dir: Path | None = None,
     verbose: bool = True,
+    critic_samples: int = CRITIC_FAKES,
 ) -> PersonaCard:
     """Train a persona and write models/<name>/ atomically; returns the card written."""
     say = print if verbose else (lambda *a, **k: None)
@@ -595,6 +601,8 @@ def train(
         save_index(build_index(corpus.train + corpus.val, cfg.novelty_n), tmp / NGRAMS_FILE)
         _plot(state["history"], tmp / LOSS_PLOT_FILE, f"{cfg.name}: best {best:.3f} nats/char")
         card = _with_samples(tmp, card, cfg.seed)
+        card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed,
+                      fakes=critic_samples, say=say)  # fmt: skip
     say(
         f"wrote {out_dir}: best validation loss {best:.4f} nats/char "
         f"({best / LN2:.3f} bits/char) at epoch {state['best_epoch']}"
