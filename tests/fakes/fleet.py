@@ -58,6 +58,14 @@ class Audit:
         return sum(1 for status in self.slots.values() if status not in ("posted", "unknown"))
 
     @property
+    def each_slot_once(self) -> bool:
+        """Every posted slot has exactly one status on the server and one row in the store,
+        and no slot was lost. (Rounds run on the wall clock: one that straddles the hour
+        rightly posts two slots, each once.)"""
+        posted = sum(1 for status in self.slots.values() if status == "posted")
+        return self.statuses == self.rows == posted >= 1 and self.lost == 0
+
+    @property
     def clean(self) -> bool:
         return not (self.duplicates or self.orphans or self.mismatched or self.problems)
 
