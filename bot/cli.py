@@ -241,6 +241,12 @@ def _describe_model(persona: Persona) -> str:
         text += f", {bits:.3f} bits/char on validation"
     if loaded.novelty_index is None:
         text += ", no novelty index: not_novel is off"
+    if persona.vocabulary == "known":
+        text += (f", {len(loaded.words):,} known words" if loaded.words is not None
+                 else ", no word list: any word may be written")  # fmt: skip
+    if persona.critic:
+        text += (", a critic ranks" if loaded.critic is not None
+                 else ", no critic (`bot train --critic-only` adds one)")  # fmt: skip
     return text + ")"
 
 

@@ -194,3 +194,10 @@ def test_too_few_surviving_candidates_means_no_critic(curated: Path, tmp_path: P
     comp = Persona(replace(settings, filters=Filters(min_chars=10)),
                    rng=np.random.default_rng(1)).compose()  # fmt: skip
     assert comp.chosen and comp.chosen[0].critic is None
+
+
+@pytest.mark.usefixtures("ada")
+def test_check_says_what_curates_the_persona() -> None:
+    code, out = run("check")
+    assert code == 0, out
+    assert "known words" in out and "a critic ranks" in out
