@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +24,10 @@ from typing import Any, TypeVar, cast
 import click
 
 from bot import __version__
-from bot.config import Config, Persona, load_config, resolve_base_url, resolve_token
+from bot.config import Config, PersonaSettings, load_config
 from bot.errors import BotError
 from bot.log import redact, setup_logging
+from bot.publishers import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,12 +88,28 @@ def persona_option(fn: F) -> F:
     )(fn)
 
 
+class _PublisherChoice(click.Choice):
+    """The registered publisher kinds, read when click looks (a kind registered after
+    import, e.g. by a test, is a valid choice)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return registry.names()
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # click's __init__ sets it; the registry is the source
+
+
 def publisher_option(fn: F) -> F:
-    """`--publisher outbox|mastodon`: override every selected persona's publisher."""
+    """`--publisher KIND` (outbox, mastodon, ...): override every selected persona's publisher."""
     return click.option(
         "--publisher",
         "publisher_name",
-        type=click.Choice(["outbox", "mastodon"]),
+        type=_PublisherChoice(),
         help="Override the configured publisher.",
     )(fn)
 
@@ -177,15 +194,15 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
         click.echo(f"  schedule: {persona.schedule.describe()}")
         times = next_run_times(persona.schedule, now, 3)
         click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
-        if online and persona.publisher == "mastodon":
+        if online and registry.of(persona).online_check is not None:
             _check_online(config, persona)
         ready += 1
     click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
 
 
-def _check_online(config: Config, persona: Persona) -> None:
-    from bot.account import online_check
-
+def _check_online(config: Config, persona: PersonaSettings) -> None:
+    online_check = registry.of(persona).online_check
+    assert online_check is not None
     info = online_check(config, persona)
     flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
     click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
@@ -205,12 +222,11 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
     Example:
       bot setup -p nietzsche --note "Generated text in the voice of F. Nietzsche. A bot."
     """
-    from bot.account import setup_account
-
     config = app.config()
     done = 0
     for persona in config.select(personas):
-        if persona.publisher != "mastodon":
+        setup_account = registry.of(persona).setup
+        if setup_account is None:
             click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
             continue
         info = setup_account(config, persona, note)
@@ -228,7 +244,7 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
         raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
 
 
-def _describe_model(persona: Persona) -> str:
+def _describe_model(persona: PersonaSettings) -> str:
     """Load the artifact the way the daemon will (card, weights, novelty index)."""
     from bot.persona import ModelHandle
 
@@ -244,13 +260,9 @@ def _describe_model(persona: Persona) -> str:
     return text + ")"
 
 
-def _describe_publisher(config: Config, persona: Persona) -> str:
-    if persona.publisher == "mastodon":
-        url = resolve_base_url(persona)
-        resolve_token(persona)  # present in the environment; never printed
-        where = f"mastodon {url} (token from ${persona.mastodon.access_token_env})"
-    else:
-        where = f"outbox {config.outbox / (persona.name + '.jsonl')}"
+def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
+    kind = registry.of(persona)
+    where = kind.describe(config, persona) if kind.describe is not None else kind.name
     return f"{where}, {persona.visibility}"
 
 
@@ -327,7 +339,7 @@ def status(
     )
 
 
-def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[str, Any]:
+def _status_report(config: Config, personas: list[PersonaSettings], limit: int) -> dict[str, Any]:
     """The `bot status --json` document; read-only, and no store is created."""
     from bot.store import Store
 
@@ -532,7 +544,7 @@ def post(
         for settings in config.select(personas):
             settings = with_overrides(settings, publisher=publisher_name)
             publisher = build_publisher(config, settings)
-            if settings.publisher == "mastodon" and not yes:
+            if registry.of(settings).remote and not yes:
                 click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
             runner = Runner(
                 settings, store=store, publisher=publisher, rng=rng,

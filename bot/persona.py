@@ -36,8 +36,8 @@ from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
 from bot.log import event
 from bot.novelty import load_index
+from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.publishers.outbox import Outbox
 from bot.sampler import Sampler
 from bot.store import LEASE_SECONDS, Claim, Store
 from bot.vocab import WordTrie
@@ -135,31 +135,19 @@ class WakeResult:
     hint: str | None = None
 
 
-def build_publisher(config: cfg.Config, persona: cfg.Persona) -> Publisher:
-    """The persona's publisher: the local outbox, or Mastodon (built only when used)."""
-    if persona.publisher == "mastodon":
-        from bot.publishers.mastodon import MastodonPublisher
-
-        return MastodonPublisher(
-            cfg.resolve_base_url(persona),
-            cfg.resolve_token(persona),
-            request_timeout_seconds=persona.mastodon.request_timeout_seconds,
-            token_env=persona.mastodon.access_token_env,
-            settle_seconds=persona.mastodon.settle_seconds,
-        )
-    return Outbox(config.outbox)
+def build_publisher(config: cfg.Config, persona: cfg.PersonaSettings) -> Publisher:
+    """The persona's publisher, built by its kind (bot/publishers/registry.py); a remote
+    one's client (and its token) is only ever constructed when a post is really sent."""
+    return registry.of(persona).build(config, persona)
 
 
-def length_function(persona: cfg.Persona) -> Callable[[str], int]:
-    """A post's length as the target counts it, the persona's content warning included:
-    Mastodon counts any URL as 23 and mentions by username (Mastodon.py's own rule) and
-    adds the content warning; the outbox counts plain characters the same way."""
+def length_function(persona: cfg.PersonaSettings) -> Callable[[str], int]:
+    """A post's length as the persona's publisher kind counts it, the persona's content
+    warning included (Mastodon counts any URL as 23 and mentions by username; the outbox
+    counts plain characters)."""
     spoiler = persona.spoiler_text
-    if persona.publisher == "mastodon":
-        from bot.publishers.mastodon import status_length
-
-        return lambda text: status_length(text, spoiler)
-    return lambda text: len(text) + len(spoiler)
+    count = registry.of(persona).length
+    return lambda text: count(text, spoiler)
 
 
 def fill_prompt(template: str, now: datetime) -> str:
@@ -219,7 +207,7 @@ class Persona:
 
     def __init__(
         self,
-        settings: cfg.Persona,
+        settings: cfg.PersonaSettings,
         *,
         store: Store | None = None,
         publisher: Publisher | None = None,

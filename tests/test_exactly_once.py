@@ -28,6 +28,7 @@ from bot.faults import POINTS
 from bot.persona import Persona, length_function
 from bot.publishers.base import normalise_text
 from bot.publishers.mastodon import MastodonPublisher
+from bot.publishers.mastodon_kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.store import Store
 from tests.fakes.fleet import Fleet, kill_round, race_round
@@ -52,17 +53,19 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-def settings(server: MastodonServer | None = None, **changes: Any) -> cfg.Persona:
-    base = cfg.Persona(
+def settings(server: MastodonServer | None = None, **changes: Any) -> cfg.PersonaSettings:
+    base = cfg.PersonaSettings(
         name="tiny",
         model=TINY,
         candidates=16,
         max_rounds=6,
         publisher="mastodon" if server else "outbox",
-        mastodon=cfg.MastodonSettings(base_url=server.base_url if server else None),
+        publisher_settings={
+            "mastodon": MastodonSettings(base_url=server.base_url if server else None)
+        },
         filters=cfg.Filters(min_chars=3, default_blocklist=False, novelty_words=50),
     )
-    return cfg.Persona(**{**base.__dict__, **changes})
+    return cfg.PersonaSettings(**{**base.__dict__, **changes})
 
 
 class Rig:

@@ -183,7 +183,7 @@ def test_prompt_placeholders_are_filled_in_the_personas_zone() -> None:
 
     from bot import config as cfg
 
-    settings = cfg.Persona(
+    settings = cfg.PersonaSettings(
         name="tiny",
         model=TINY,
         prompts=("On {weekday}, {date}, ",),

@@ -28,6 +28,9 @@ Mastodon.py error is translated here, at the boundary, into a `PublishError`:
 `MastodonIllegalArgumentError` is a bug in our call and is not translated.
 `publish_with_retries` is the bounded retry loop around `publish`. The token is never
 logged, repr'd or put in an error message.
+
+The `mastodon` publisher kind (settings block, token, inbox, account checks) is
+registered by bot/publishers/mastodon_kind.py.
 """
 
 from __future__ import annotations
