@@ -14,9 +14,8 @@ Every `BotError` raised anywhere under a command becomes one line on stderr and 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -24,56 +23,12 @@ from typing import Any, TypeVar, cast
 import click
 
 from bot import __version__
-from bot.config import Config, PersonaSettings, load_config
-from bot.errors import BotError
-from bot.log import redact, setup_logging
+from bot.app import App, BotGroup, pass_app
+from bot.config import Config, PersonaSettings
+from bot.corpus.commands import scrape
 from bot.publishers import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class BotGroup(click.Group):
-    """A Click group that turns every BotError into one line and exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BotError as err:
-            raise click.ClickException(redact(str(err))) from None
-
-
-@dataclass
-class App:
-    """What the global options decided; commands get it with `@pass_app`."""
-
-    config_path: Path | None = None
-    verbose: bool = False
-    quiet: bool = False
-    log_json: bool = False
-    _config: Config | None = None
-
-    @staticmethod
-    def current() -> App:
-        return click.get_current_context().ensure_object(App)
-
-    def config(self, *, check_models: bool = True) -> Config:
-        """Load and validate the config once; its logging settings apply unless flags won."""
-        if self._config is None:
-            self._config = load_config(self.config_path, check_models=check_models)
-            self.setup_logging(self._config)
-        return self._config
-
-    def setup_logging(self, config: Config | None = None) -> None:
-        level: int | str = config.logging.level if config else logging.INFO
-        if self.verbose:
-            level = logging.DEBUG
-        elif self.quiet:
-            level = logging.WARNING
-        json_lines = self.log_json or bool(config and config.logging.json)
-        setup_logging(level, json_lines=json_lines)
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 def persona_option(fn: F) -> F:
@@ -791,10 +746,4 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
         os._exit(0)
 
 
-def _register_extensions() -> None:
-    from bot.corpus.commands import scrape
-
-    cli.add_command(scrape)
-
-
-_register_extensions()
+cli.add_command(scrape)

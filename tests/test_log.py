@@ -12,7 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import BotGroup, cli
+from bot.app import BotGroup
+from bot.cli import cli
 from bot.config import load_config
 from bot.errors import ConfigError
 from bot.log import event, format_value, register_secret, setup_logging
