@@ -31,6 +31,7 @@ from bot import config as cfg
 from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE
 from bot.critic import CRITIC_FILE, Critic
 from bot.delivery import Delivery, LeaseKeeper, deliver
+from bot.engines import load_engine
 from bot.errors import ModelError
 from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
@@ -81,7 +82,7 @@ class ModelHandle:
             if self._loaded is not None and stamp == self._loaded.stamp:
                 return self._loaded
             try:
-                sampler = Sampler.load(self.directory)
+                sampler = load_engine(self.directory)  # by the card's model kind
                 ngrams = self.directory / NGRAMS_FILE
                 index = load_index(ngrams) if ngrams.is_file() else None
                 words_path, critic_path = self.directory / WORDS_FILE, self.directory / CRITIC_FILE
