@@ -296,10 +296,10 @@ def status(
 
 def _status_report(config: Config, personas: list[PersonaSettings], limit: int) -> dict[str, Any]:
     """The `bot status --json` document; read-only, and no store is created."""
-    from bot.store import Store
+    from bot.store import open_store
 
     report: dict[str, Any] = {"store": str(config.store), "personas": {}, "heartbeats": {}}
-    store = Store(config.store) if config.store.exists() else None
+    store = open_store(config.store) if config.store.exists() else None
     try:
         for persona in personas:
             info: dict[str, Any] = {
@@ -337,14 +337,14 @@ def _status_report(config: Config, personas: list[PersonaSettings], limit: int) 
 
 def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
     """One line when the daemon beat recently; a one-line error (exit 1) otherwise."""
-    from bot.store import Store
+    from bot.store import open_store
 
     hint = "is `bot run` running? see its log"
     if not config.store.exists():
         raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
     from bot.scheduler import STOPPED_BEAT
 
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         beat = store.last_beat("daemon")
         stopped = store.last_beat(STOPPED_BEAT)
     if beat is None:
@@ -415,7 +415,8 @@ def preview(
     """
     from bot.config import with_overrides
     from bot.persona import Persona as Runner
-    from bot.persona import length_function, read_history
+    from bot.persona import length_function
+    from bot.store import read_history
 
     config = app.config()
     rng = _seeded_rng(seed)
@@ -490,12 +491,12 @@ def post(
     from bot.config import with_overrides
     from bot.persona import Persona as Runner
     from bot.persona import build_publisher, length_function
-    from bot.store import Store
+    from bot.store import open_store
 
     config = app.config()
     rng = _seeded_rng(seed)
     failed = []
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         for settings in config.select(personas):
             settings = with_overrides(settings, publisher=publisher_name)
             publisher = build_publisher(config, settings)
@@ -719,13 +720,13 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
     from bot.config import with_overrides
     from bot.scheduler import Daemon
-    from bot.store import Store
+    from bot.store import open_store
 
     config = app.config()
     selected = [
         with_overrides(p, publisher=publisher_name) for p in config.select(personas) if p.enabled
     ]
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         daemon = Daemon(config, selected, store)
         if once:
             results = daemon.run_once()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -162,24 +161,6 @@ def fill_prompt(template: str, now: datetime) -> str:
         "time": now.strftime("%H:%M"),
     }
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def read_history(store_path: Path, persona: str, limit: int) -> list[str]:
-    """The persona's recent post texts, read-only (preview must never write the store)."""
-    if limit <= 0 or not store_path.is_file():
-        return []
-    try:
-        db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-        try:
-            rows = db.execute(
-                "SELECT text FROM posts WHERE persona = ? ORDER BY id DESC LIMIT ?",
-                (persona, limit),
-            ).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-    return [r[0] for r in rows]
 
 
 _ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup

@@ -26,7 +26,7 @@ from bot.publishers.mastodon_kind import MastodonInbox
 from bot.publishers.outbox import Outbox
 from bot.replies import Replier
 from bot.scheduler import Daemon
-from bot.store import Store
+from bot.store import SQLiteStore
 
 BOT = Path(__file__).resolve().parents[1] / "bot"
 
@@ -162,7 +162,7 @@ def test_new_kind_posts_through_the_runner(pigeon_config: Path, tmp_path: Path) 
     config = cfg.load_config()
     ada = config.persona("ada")
     publisher = build_publisher(config, ada)
-    with Store(tmp_path / "s.db") as store:
+    with SQLiteStore(tmp_path / "s.db") as store:
         runner = Persona(
             ada, store=store, publisher=publisher, length=length_function(ada),
             rng=np.random.default_rng(7),
@@ -216,7 +216,7 @@ def test_replies_use_the_kinds_inbox(pigeon_config: Path, tmp_path: Path) -> Non
     config = cfg.load_config()
     ada = config.persona("ada")
     publisher = build_publisher(config, ada)
-    with Store(tmp_path / "s.db") as store:
+    with SQLiteStore(tmp_path / "s.db") as store:
         runner = Persona(ada, store=store, publisher=publisher)
         replier = Replier(runner, publisher, store)
         assert isinstance(replier.inbox, PigeonInbox)
@@ -243,7 +243,7 @@ def test_scheduler_polls_replies_for_any_kind_with_an_inbox(
         """
     )
     config = cfg.load_config()
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         daemon = Daemon(config, list(config.personas.values()), store)
         jobs = {job.id for job in daemon.scheduler.get_jobs()}
     assert "replies:ada" in jobs and "replies:bob" not in jobs

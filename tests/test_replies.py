@@ -23,7 +23,7 @@ from bot.publishers.mastodon import MastodonPublisher
 from bot.publishers.mastodon_kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.replies import Replier, has_nobot, mention_prompt, reply_visibility
-from bot.store import Store
+from bot.store import SQLiteStore
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -63,7 +63,7 @@ class Rig:
         self.server = server
         self.settings = settings(server, **replies)
         self.clock = Clock()
-        self.store = Store(tmp_path / "state" / "revenant.db", now=self.clock)
+        self.store = SQLiteStore(tmp_path / "state" / "revenant.db", now=self.clock)
 
     def publisher(self, cls: type[MastodonPublisher] = MastodonPublisher) -> MastodonPublisher:
         return cls(self.server.base_url, self.server.bot.token or "", settle_seconds=0)
@@ -416,7 +416,7 @@ def test_refusal_for_length_is_learnt_and_the_reply_composed_to_fit(rig: Rig) ->
 
 
 def test_replies_need_the_mastodon_publisher(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
+    with SQLiteStore(tmp_path / "s.db") as store:
         settings_ = cfg.PersonaSettings(name="tiny", model=TINY)
         outbox = Outbox(tmp_path / "outbox")
         with pytest.raises(ConfigError, match="publisher: mastodon"):

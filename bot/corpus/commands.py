@@ -330,13 +330,13 @@ def _open_store() -> Any:
     """The state database that holds scrape cursors: config.yaml's `store:` when there is
     a config file, else REVENANT_HOME's default (scraping needs no persona)."""
     from bot.config import DEFAULT_CONFIG, DEFAULT_HOME, HOME_ENV, STORE_FILE
-    from bot.store import Store
+    from bot.store import open_store
 
     app = App.current()
     config_path = app.config_path or DEFAULT_CONFIG
     if config_path.exists():
-        return Store(app.config(check_models=False).store)
-    return Store(Path(os.environ.get(HOME_ENV) or DEFAULT_HOME) / STORE_FILE)
+        return open_store(app.config(check_models=False).store)
+    return open_store(Path(os.environ.get(HOME_ENV) or DEFAULT_HOME) / STORE_FILE)
 
 
 class _Bar:
