@@ -54,13 +54,13 @@ from apscheduler.triggers.base import BaseTrigger
 
 from bot import config as cfg
 from bot.clock import Clock, SystemClock
+from bot.delivery import publish_with_retries
 from bot.errors import ConfigError, ModelError, PublishError
 from bot.log import event, format_fields
 from bot.memory import release_free_memory
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.publishers.mastodon import publish_with_retries
 from bot.store import Store, isoformat_utc
 
 log = logging.getLogger(__name__)

@@ -264,3 +264,4 @@ def test_no_network_switch_outside_the_publishers() -> None:
         source = (BOT / f"{module}.py").read_text(encoding="utf-8")
         assert not re.search(r"""["']mastodon["']""", source), module
         assert "MastodonPublisher" not in source, module
+        assert "bot.publishers.mastodon" not in source, module
