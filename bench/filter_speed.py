@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.card import NGRAMS_FILE
-from bot.config import Persona, load_config
+from bot.config import PersonaSettings, load_config
 from bot.filters import (
     FINISHED,
     LEET,
@@ -74,7 +74,7 @@ seed = 1337
 
 
 def sample_posts(
-    sampler: Sampler, s: Persona, n: int, rng: np.random.Generator
+    sampler: Sampler, s: PersonaSettings, n: int, rng: np.random.Generator
 ) -> tuple[list[Candidate], float]:
     """n candidates as compose() builds them; returns them and the sampling seconds."""
     out: list[Candidate] = []

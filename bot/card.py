@@ -2,7 +2,8 @@
 
     models/<name>/
       model.keras   standard Keras 3 zip (config.json + model.weights.h5)
-      card.json     vocabulary, special tokens, architecture, training, corpus, metrics
+      card.json     model kind, vocabulary, special tokens, architecture, training, corpus,
+                    metrics
       ngrams.npy    sorted uint64 hashes of the corpus's word n-grams (novelty filter)
       words.npz     the training text's words as a trie (bot.vocab.WordTrie): decoding
                     that cannot invent a word
@@ -23,6 +24,7 @@ from typing import Any
 from bot.errors import ModelError
 
 CARD_FORMAT = 1
+CHAR_LSTM = "char_lstm"  # the model kind of every card before #18, which named none
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 NGRAMS_FILE = "ngrams.npy"
@@ -72,6 +74,7 @@ class PersonaCard:
     novelty_n: int = 8  # words per n-gram in ngrams.npy
     created_at_utc: str = ""
     format: int = CARD_FORMAT
+    kind: str = CHAR_LSTM  # which engine runs it (bot/engines.py); absent in old cards
 
     @property
     def vocab_size(self) -> int:
@@ -92,6 +95,22 @@ class PersonaCard:
 
     def write(self, directory: Path) -> None:
         (directory / CARD_FILE).write_text(self.to_json(), encoding="utf-8")
+
+
+def read_kind(directory: Path) -> str:
+    """The model kind card.json names, char_lstm when it names none (cards before #18).
+    A missing or unreadable card also reads as char_lstm: its loader reports it."""
+    try:
+        data = json.loads((directory / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return CHAR_LSTM
+    kind = data.get("kind", CHAR_LSTM) if isinstance(data, dict) else CHAR_LSTM
+    if not isinstance(kind, str) or not kind:
+        raise ModelError(
+            f"{directory / CARD_FILE}: kind must be a model kind name (got {kind!r})",
+            "retrain the persona",
+        )
+    return kind
 
 
 def read_card(directory: Path) -> PersonaCard:

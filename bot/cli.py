@@ -14,9 +14,8 @@ Every `BotError` raised anywhere under a command becomes one line on stderr and 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -24,55 +23,12 @@ from typing import Any, TypeVar, cast
 import click
 
 from bot import __version__
-from bot.config import Config, Persona, load_config, resolve_base_url, resolve_token
-from bot.errors import BotError
-from bot.log import redact, setup_logging
+from bot.app import App, BotGroup, pass_app
+from bot.config import Config, PersonaSettings
+from bot.corpus.commands import scrape
+from bot.publishers import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class BotGroup(click.Group):
-    """A Click group that turns every BotError into one line and exit code 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BotError as err:
-            raise click.ClickException(redact(str(err))) from None
-
-
-@dataclass
-class App:
-    """What the global options decided; commands get it with `@pass_app`."""
-
-    config_path: Path | None = None
-    verbose: bool = False
-    quiet: bool = False
-    log_json: bool = False
-    _config: Config | None = None
-
-    @staticmethod
-    def current() -> App:
-        return click.get_current_context().ensure_object(App)
-
-    def config(self, *, check_models: bool = True) -> Config:
-        """Load and validate the config once; its logging settings apply unless flags won."""
-        if self._config is None:
-            self._config = load_config(self.config_path, check_models=check_models)
-            self.setup_logging(self._config)
-        return self._config
-
-    def setup_logging(self, config: Config | None = None) -> None:
-        level: int | str = config.logging.level if config else logging.INFO
-        if self.verbose:
-            level = logging.DEBUG
-        elif self.quiet:
-            level = logging.WARNING
-        json_lines = self.log_json or bool(config and config.logging.json)
-        setup_logging(level, json_lines=json_lines)
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 def persona_option(fn: F) -> F:
@@ -87,12 +43,28 @@ def persona_option(fn: F) -> F:
     )(fn)
 
 
+class _PublisherChoice(click.Choice):
+    """The registered publisher kinds, read when click looks (a kind registered after
+    import, e.g. by a test, is a valid choice)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return registry.names()
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # click's __init__ sets it; the registry is the source
+
+
 def publisher_option(fn: F) -> F:
-    """`--publisher outbox|mastodon`: override every selected persona's publisher."""
+    """`--publisher KIND` (outbox, mastodon, ...): override every selected persona's publisher."""
     return click.option(
         "--publisher",
         "publisher_name",
-        type=click.Choice(["outbox", "mastodon"]),
+        type=_PublisherChoice(),
         help="Override the configured publisher.",
     )(fn)
 
@@ -177,15 +149,15 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
         click.echo(f"  schedule: {persona.schedule.describe()}")
         times = next_run_times(persona.schedule, now, 3)
         click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
-        if online and persona.publisher == "mastodon":
+        if online and registry.of(persona).online_check is not None:
             _check_online(config, persona)
         ready += 1
     click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
 
 
-def _check_online(config: Config, persona: Persona) -> None:
-    from bot.account import online_check
-
+def _check_online(config: Config, persona: PersonaSettings) -> None:
+    online_check = registry.of(persona).online_check
+    assert online_check is not None
     info = online_check(config, persona)
     flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
     click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
@@ -205,12 +177,11 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
     Example:
       bot setup -p nietzsche --note "Generated text in the voice of F. Nietzsche. A bot."
     """
-    from bot.account import setup_account
-
     config = app.config()
     done = 0
     for persona in config.select(personas):
-        if persona.publisher != "mastodon":
+        setup_account = registry.of(persona).setup
+        if setup_account is None:
             click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
             continue
         info = setup_account(config, persona, note)
@@ -228,7 +199,7 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
         raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
 
 
-def _describe_model(persona: Persona) -> str:
+def _describe_model(persona: PersonaSettings) -> str:
     """Load the artifact the way the daemon will (card, weights, novelty index)."""
     from bot.persona import ModelHandle
 
@@ -250,13 +221,9 @@ def _describe_model(persona: Persona) -> str:
     return text + ")"
 
 
-def _describe_publisher(config: Config, persona: Persona) -> str:
-    if persona.publisher == "mastodon":
-        url = resolve_base_url(persona)
-        resolve_token(persona)  # present in the environment; never printed
-        where = f"mastodon {url} (token from ${persona.mastodon.access_token_env})"
-    else:
-        where = f"outbox {config.outbox / (persona.name + '.jsonl')}"
+def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
+    kind = registry.of(persona)
+    where = kind.describe(config, persona) if kind.describe is not None else kind.name
     return f"{where}, {persona.visibility}"
 
 
@@ -333,12 +300,12 @@ def status(
     )
 
 
-def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[str, Any]:
+def _status_report(config: Config, personas: list[PersonaSettings], limit: int) -> dict[str, Any]:
     """The `bot status --json` document; read-only, and no store is created."""
-    from bot.store import Store
+    from bot.store import open_store
 
     report: dict[str, Any] = {"store": str(config.store), "personas": {}, "heartbeats": {}}
-    store = Store(config.store) if config.store.exists() else None
+    store = open_store(config.store) if config.store.exists() else None
     try:
         for persona in personas:
             info: dict[str, Any] = {
@@ -376,14 +343,14 @@ def _status_report(config: Config, personas: list[Persona], limit: int) -> dict[
 
 def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
     """One line when the daemon beat recently; a one-line error (exit 1) otherwise."""
-    from bot.store import Store
+    from bot.store import open_store
 
     hint = "is `bot run` running? see its log"
     if not config.store.exists():
         raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
     from bot.scheduler import STOPPED_BEAT
 
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         beat = store.last_beat("daemon")
         stopped = store.last_beat(STOPPED_BEAT)
     if beat is None:
@@ -454,7 +421,8 @@ def preview(
     """
     from bot.config import with_overrides
     from bot.persona import Persona as Runner
-    from bot.persona import length_function, read_history
+    from bot.persona import length_function
+    from bot.store import read_history
 
     config = app.config()
     rng = _seeded_rng(seed)
@@ -529,16 +497,16 @@ def post(
     from bot.config import with_overrides
     from bot.persona import Persona as Runner
     from bot.persona import build_publisher, length_function
-    from bot.store import Store
+    from bot.store import open_store
 
     config = app.config()
     rng = _seeded_rng(seed)
     failed = []
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         for settings in config.select(personas):
             settings = with_overrides(settings, publisher=publisher_name)
             publisher = build_publisher(config, settings)
-            if settings.publisher == "mastodon" and not yes:
+            if registry.of(settings).remote and not yes:
                 click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
             runner = Runner(
                 settings, store=store, publisher=publisher, rng=rng,
@@ -758,13 +726,13 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
     from bot.config import with_overrides
     from bot.scheduler import Daemon
-    from bot.store import Store
+    from bot.store import open_store
 
     config = app.config()
     selected = [
         with_overrides(p, publisher=publisher_name) for p in config.select(personas) if p.enabled
     ]
-    with Store(config.store) as store:
+    with open_store(config.store) as store:
         daemon = Daemon(config, selected, store)
         if once:
             results = daemon.run_once()
@@ -785,10 +753,4 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
         os._exit(0)
 
 
-def _register_extensions() -> None:
-    from bot.corpus.commands import scrape
-
-    cli.add_command(scrape)
-
-
-_register_extensions()
+cli.add_command(scrape)

@@ -3,7 +3,7 @@
     config = load_config()                        # $REVENANT_CONFIG or ./config.yaml
     ada = config.persona("ada")
     ada = with_overrides(ada, temperature=0.7)    # a CLI flag beats the file
-    token = resolve_token(ada)                    # Secret, read from $MASTODON_ACCESS_TOKEN
+    kind = registry.of(ada)                       # its publisher kind (bot/publishers/registry.py)
 
 Precedence: CLI flag > environment > config.yaml > the defaults below. Only this module
 reads `os.environ` (through `load_config(env=...)`), and only `load_config` reads the
@@ -30,6 +30,7 @@ import yaml
 
 from bot.errors import ConfigError
 from bot.log import register_secret
+from bot.publishers import registry
 from bot.publishers.base import VISIBILITIES, Visibility
 
 if TYPE_CHECKING:
@@ -43,15 +44,14 @@ DEFAULT_CONFIG = Path("config.yaml")
 DEFAULT_HOME = Path("var")  # state dir: SQLite store and outbox live here
 STORE_FILE = "revenant.db"
 OUTBOX_DIR = "outbox"
-DEFAULT_TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
-PUBLISHERS = ("outbox", "mastodon")
+ENV_NAME_EXAMPLE = "MASTODON_ACCESS_TOKEN"  # in the hint for a bad *_env value
+DEFAULT_PUBLISHER = "outbox"
 RANKINGS = ("best", "weighted")
 VOCABULARIES = ("known", "any")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
 Ranking = Literal["best", "weighted"]
 Vocabulary = Literal["known", "any"]
-PublisherName = Literal["outbox", "mastodon"]
 OnLink = Literal["reject", "strip"]
 # Upper bounds for numbers: generous for any real use, small enough that a typo (1e20,
 # .inf, an extra zero or three) is refused in one line instead of hanging or eating memory.
@@ -144,15 +144,6 @@ class Filters:
 
 
 @dataclass(frozen=True)
-class MastodonSettings:
-    base_url: str | None = None  # e.g. https://botsin.space (not a secret)
-    base_url_env: str | None = None  # or the environment variable holding it
-    access_token_env: str = DEFAULT_TOKEN_ENV
-    request_timeout_seconds: float = 10.0
-    settle_seconds: float = 60.0  # a send may still be applied this long after it started
-
-
-@dataclass(frozen=True)
 class Replies:
     enabled: bool = False
     interval_minutes: float = 5.0  # how often notifications are polled
@@ -163,7 +154,9 @@ class Replies:
 
 
 @dataclass(frozen=True)
-class Persona:
+class PersonaSettings:
+    """One persona's settings as config.yaml gives them (the runner is bot.persona.Persona)."""
+
     name: str
     model: Path  # models/<name>/ with model.keras + card.json
     enabled: bool = True
@@ -179,8 +172,10 @@ class Persona:
     critic: bool = True  # rank by the persona's critic (critic.npz) where it has one
     schedule: Schedule = field(default_factory=Schedule)
     filters: Filters = field(default_factory=Filters)
-    publisher: PublisherName = "outbox"
-    mastodon: MastodonSettings = field(default_factory=MastodonSettings)
+    publisher: str = DEFAULT_PUBLISHER  # a registered kind (bot/publishers/registry.py)
+    # each kind's settings block by kind name (e.g. mastodon); a kind reads its own with
+    # `registry.get(name).settings_of(persona)`, which gives the defaults when absent
+    publisher_settings: Mapping[str, Any] = field(default_factory=dict)
     visibility: Visibility = "unlisted"
     spoiler_text: str = ""
     language: str | None = None  # ISO 639-1, e.g. "de"
@@ -202,14 +197,14 @@ class Config:
     outbox: Path
     timezone: str = "UTC"
     logging: LoggingSettings = field(default_factory=LoggingSettings)
-    personas: Mapping[str, Persona] = field(default_factory=dict)
+    personas: Mapping[str, PersonaSettings] = field(default_factory=dict)
     lease_seconds: float = 60.0  # a slot claim's lease, renewed every quarter of it
 
     @property
     def label(self) -> str:
         return str(self.path)
 
-    def persona(self, name: str) -> Persona:
+    def persona(self, name: str) -> PersonaSettings:
         """The persona called `name`, or a ConfigError that suggests the nearest name."""
         if name in self.personas:
             return self.personas[name]
@@ -217,7 +212,7 @@ class Config:
             f"{self.label}: no persona named {name!r}", _suggest(name, self.personas, "persona")
         )
 
-    def select(self, names: Sequence[str] = ()) -> list[Persona]:
+    def select(self, names: Sequence[str] = ()) -> list[PersonaSettings]:
         """The named personas in the given order, or every persona when none is named."""
         return [self.persona(n) for n in names] if names else list(self.personas.values())
 
@@ -262,7 +257,7 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
     label = str(path)
     base = path.parent
     _refuse_literal_tokens(label, raw, "")
-    top = _Node(
+    top = Node(
         label, "", raw, ("personas", "store", "outbox", "timezone", "logging", "lease_seconds")
     )
     timezone = top.zone("timezone", "UTC")
@@ -278,7 +273,7 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
         raise ConfigError(f"{label}: personas is empty", "add at least one persona; see README.md")
     if not isinstance(personas_raw, dict):
         top.fail("personas", f"must be a mapping of name -> settings (got {_show(personas_raw)})")
-    personas: dict[str, Persona] = {}
+    personas: dict[str, PersonaSettings] = {}
     for name, settings in personas_raw.items():
         if not isinstance(name, str) or not PERSONA_NAME.match(name):
             raise ConfigError(
@@ -298,13 +293,23 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
     )
 
 
-PERSONA_KEYS = tuple(f.name for f in dataclasses.fields(Persona) if f.name != "name")
+PERSONA_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(PersonaSettings)
+    if f.name not in ("name", "publisher_settings")
+)
+
+
+def persona_keys() -> tuple[str, ...]:
+    """The keys a persona's block may hold: its own fields and each publisher kind's block."""
+    blocks = tuple(k.name for k in registry.kinds().values() if k.parse is not None)
+    return PERSONA_FIELDS + blocks
 
 
 def _parse_persona(
     label: str, name: str, raw: Any, base: Path, timezone: str, check_models: bool
-) -> Persona:
-    p = _Node(label, f"personas.{name}", raw, PERSONA_KEYS)
+) -> PersonaSettings:
+    p = Node(label, f"personas.{name}", raw, persona_keys())
     model_text = p.text("model", None)
     model = _resolve(base, model_text) or base / "models" / name
     enabled = p.flag("enabled", True)
@@ -314,12 +319,15 @@ def _parse_persona(
             f"{label}: {where}: model folder {model} does not exist",
             f"run `bot train -p {name}` or fix the path",
         )
-    publisher = p.choice("publisher", "outbox", PUBLISHERS)
-    mastodon = _parse_mastodon(
-        p.node("mastodon", tuple(f.name for f in dataclasses.fields(MastodonSettings))),
-        publisher == "mastodon",
-    )
-    return Persona(
+    publisher = p.choice("publisher", DEFAULT_PUBLISHER, registry.names())
+    publisher_settings = {
+        kind.name: kind.parse(
+            p.node(kind.name, _field_names(kind.settings)), publisher == kind.name
+        )
+        for kind in registry.kinds().values()
+        if kind.parse is not None
+    }
+    return PersonaSettings(
         name=name,
         model=model,
         enabled=enabled,
@@ -339,8 +347,8 @@ def _parse_persona(
         filters=_parse_filters(
             p.node("filters", tuple(f.name for f in dataclasses.fields(Filters)))
         ),
-        publisher=cast(PublisherName, publisher),
-        mastodon=mastodon,
+        publisher=publisher,
+        publisher_settings=publisher_settings,
         visibility=cast(Visibility, p.choice("visibility", "unlisted", VISIBILITIES)),
         spoiler_text=p.text("spoiler_text", None) or "",
         language=p.text("language", None),
@@ -351,7 +359,7 @@ def _parse_persona(
     )
 
 
-def _parse_schedule(s: _Node, timezone: str) -> Schedule:
+def _parse_schedule(s: Node, timezone: str) -> Schedule:
     cron = s.text("cron", None)
     has_interval = s.data.get("interval_minutes") is not None
     if cron is not None and has_interval:
@@ -386,7 +394,7 @@ def _parse_schedule(s: _Node, timezone: str) -> Schedule:
     )
 
 
-def _parse_filters(f: _Node) -> Filters:
+def _parse_filters(f: Node) -> Filters:
     min_chars = f.whole("min_chars", 20, lo=1, hi=MAX_POST_CHARS)
     max_chars = f.whole("max_chars", 500, lo=1, hi=MAX_POST_CHARS)
     if max_chars < min_chars:
@@ -404,32 +412,7 @@ def _parse_filters(f: _Node) -> Filters:
     )
 
 
-def _parse_mastodon(m: _Node, used: bool) -> MastodonSettings:
-    base_url = m.text("base_url", None)
-    if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
-        m.fail(
-            "base_url",
-            f"must be an http(s) URL (got {base_url!r})",
-            "write it like https://botsin.space",
-        )
-    base_url_env = m.env_name("base_url_env", None)
-    if base_url is not None and base_url_env is not None:
-        m.fail("base_url", "and base_url_env are both set", "keep one of them")
-    if used and base_url is None and base_url_env is None:
-        raise ConfigError(
-            f"{m.label}: {m.path}.base_url is missing for the mastodon publisher",
-            "set mastodon.base_url to your instance, e.g. https://botsin.space",
-        )
-    return MastodonSettings(
-        base_url=base_url.rstrip("/") if base_url else None,
-        base_url_env=base_url_env,
-        access_token_env=m.env_name("access_token_env", DEFAULT_TOKEN_ENV) or DEFAULT_TOKEN_ENV,
-        request_timeout_seconds=m.number("request_timeout_seconds", 10.0, lo=1.0, hi=300.0),
-        settle_seconds=m.number("settle_seconds", 60.0, lo=0.0, hi=3600.0),
-    )
-
-
-def _parse_replies(r: _Node) -> Replies:
+def _parse_replies(r: Node) -> Replies:
     return Replies(
         enabled=r.flag("enabled", False),
         interval_minutes=r.number("interval_minutes", 5.0, lo=1.0, hi=1440.0),
@@ -445,13 +428,13 @@ def _parse_replies(r: _Node) -> Replies:
 OVERRIDABLE = ("temperature", "top_k", "top_p", "candidates", "publisher", "prompts", "enabled")
 
 
-def with_overrides(persona: Persona, **changes: Any) -> Persona:
+def with_overrides(persona: PersonaSettings, **changes: Any) -> PersonaSettings:
     """A copy with command-line values applied (None = not given), validated like the file."""
     given = {k: v for k, v in changes.items() if v is not None}
     for key in given:
         if key not in OVERRIDABLE:
             raise TypeError(f"{key} cannot be overridden")  # a bug, not a user error
-    node = _Node("command line", "", given, OVERRIDABLE, flags=True)
+    node = Node("command line", "", given, OVERRIDABLE, flags=True)
     checked: dict[str, Any] = {}
     if "temperature" in given:
         checked["temperature"] = node.number("temperature", 0.8, lo=0.0, hi=2.0)
@@ -462,14 +445,10 @@ def with_overrides(persona: Persona, **changes: Any) -> Persona:
     if "candidates" in given:
         checked["candidates"] = node.whole("candidates", 16, lo=1, hi=256)
     if "publisher" in given:
-        checked["publisher"] = node.choice("publisher", "outbox", PUBLISHERS)
-        if checked["publisher"] == "mastodon" and not (
-            persona.mastodon.base_url or persona.mastodon.base_url_env
-        ):
-            raise ConfigError(
-                f"persona {persona.name} has no mastodon.base_url",
-                "set personas.NAME.mastodon.base_url in config.yaml",
-            )
+        checked["publisher"] = node.choice("publisher", DEFAULT_PUBLISHER, registry.names())
+        kind = registry.get(checked["publisher"])
+        if kind.ready is not None:
+            kind.ready(dataclasses.replace(persona, publisher=kind.name))
     if "prompts" in given:
         checked["prompts"] = node.texts("prompts")
     if "enabled" in given:
@@ -477,48 +456,29 @@ def with_overrides(persona: Persona, **changes: Any) -> Persona:
     return dataclasses.replace(persona, **checked)
 
 
-def resolve_token(persona: Persona, env: Mapping[str, str] | None = None) -> Secret:
-    """The persona's Mastodon access token from the environment, registered for redaction."""
-    env = os.environ if env is None else env
-    name = persona.mastodon.access_token_env
-    value = env.get(name, "").strip()
+def secret_from_env(
+    name: str, problem: str, hint: str, env: Mapping[str, str] | None = None
+) -> Secret:
+    """The secret in environment variable `name`, registered for redaction; a ConfigError
+    (`problem`, `hint`) when it is unset or blank. Publisher kinds read tokens through this."""
+    value = env_value(name, env)
     if not value:
-        raise ConfigError(
-            f"environment variable {name} is not set; persona {persona.name} posts to Mastodon",
-            f"export {name}=<the bot account's access token>",
-        )
+        raise ConfigError(problem, hint)
     register_secret(value)
     return Secret(value)
 
 
-def resolve_base_url(persona: Persona, env: Mapping[str, str] | None = None) -> str:
-    """The instance URL: `base_url` from the file, or the variable `base_url_env` names."""
+def env_value(name: str, env: Mapping[str, str] | None = None) -> str:
+    """Environment variable `name`, stripped ("" when unset): settings that a kind lets
+    the environment give (e.g. an instance URL)."""
     env = os.environ if env is None else env
-    settings = persona.mastodon
-    if settings.base_url:
-        return settings.base_url
-    name = settings.base_url_env
-    value = env.get(name, "").strip() if name else ""
-    if not name or not value:
-        raise ConfigError(
-            f"persona {persona.name}: no Mastodon instance URL"
-            + (f" (environment variable {name} is not set)" if name else ""),
-            f"export {name}=https://your.instance"
-            if name
-            else "set mastodon.base_url in config.yaml",
-        )
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise ConfigError(
-            f"environment variable {name} must be an http(s) URL",
-            "write it like https://botsin.space",
-        )
-    return value.rstrip("/")
+    return env.get(name, "").strip()
 
 
 # --- validation helpers ---------------------------------------------------------------
 
 
-class _Node:
+class Node:
     """One mapping in the YAML, with its key path, and typed getters that fail in one line."""
 
     def __init__(
@@ -548,8 +508,8 @@ class _Node:
     def fail(self, key: str, problem: str, hint: str = "") -> None:
         raise ConfigError(f"{self.label}: {self.at(key)} {problem}", hint)
 
-    def node(self, key: str, keys: Iterable[str]) -> _Node:
-        return _Node(self.label, self.at(key), self.data.get(key), keys)
+    def node(self, key: str, keys: Iterable[str]) -> Node:
+        return Node(self.label, self.at(key), self.data.get(key), keys)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
@@ -659,7 +619,7 @@ class _Node:
             self.fail(
                 key,
                 f"must name an environment variable (got {value!r})",
-                f"e.g. {DEFAULT_TOKEN_ENV}",
+                f"e.g. {ENV_NAME_EXAMPLE}",
             )
         return value
 
@@ -720,6 +680,13 @@ def _looks_like_token(value: str) -> bool:
         and any(c.isupper() for c in value)
         and any(c.isdigit() for c in value)
     )
+
+
+def _field_names(settings: type | None) -> tuple[str, ...]:
+    """A settings dataclass's field names: the keys its block may hold."""
+    if settings is None or not dataclasses.is_dataclass(settings):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(settings))
 
 
 def _resolve(base: Path, text: str | None) -> Path | None:

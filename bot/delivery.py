@@ -17,11 +17,15 @@ Used by posts (`Persona.wake`) and replies (`Replier`) alike. The rules:
   again, until UNKNOWN_AFTER / the publisher's key lifetime after the first send: then
   the slot ends `unknown`, recorded and shown by `bot status`, and is never re-sent.
   Skipping is preferred to duplicating.
+
+`publish_with_retries` is the bounded retry loop around one `publisher.publish` (any
+kind), which the daemon sends through.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -212,3 +216,58 @@ def _reconcile(
         return Delivery("posted", receipt, found=True)
     store.clear_sent(claim, None)
     return None
+
+
+def publish_with_retries(
+    publisher: Publisher,
+    post: Post,
+    *,
+    attempts: int = 3,
+    base_delay_seconds: float = 2.0,
+    max_delay_seconds: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+    on_attempt: Callable[[int, PublishError | None], None] | None = None,
+) -> Receipt:
+    """Publish, retrying transient errors with the same Post (so the same idempotency key).
+
+    An error with `maybe_sent` (a timeout, a 5xx) is raised at once, never retried here:
+    the post may exist, and only a look at the account's statuses may decide a re-send.
+
+    Backoff is exponential with jitter (`base * 2**n`, scaled by 0.5-1.0). A rate limit
+    waits for its reset only if that is within `max_delay_seconds`; otherwise, or with no
+    reset time, the error is raised at once so the caller keeps the slot for the next
+    wake. Permanent errors are raised at once. `on_attempt(n, error_or_None)` is called
+    after every attempt, so the caller can record each one.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for attempt in range(1, attempts + 1):
+        try:
+            receipt = publisher.publish(post)
+        except PublishError as err:
+            if on_attempt is not None:
+                on_attempt(attempt, err)
+            if not err.transient or err.maybe_sent or attempt == attempts:
+                raise
+            if err.status_code == 429:
+                if err.retry_after is None or err.retry_after > max_delay_seconds:
+                    raise
+                delay = err.retry_after + rand() * min(1.0, base_delay_seconds)
+            else:
+                backoff = min(max_delay_seconds, base_delay_seconds * 2 ** (attempt - 1))
+                delay = backoff * (0.5 + rand() / 2)
+            delay = min(delay, max_delay_seconds)
+            log.warning(
+                "event=publish_retry persona=%s attempt=%d delay_s=%.1f error=%s",
+                post.persona,
+                attempt,
+                delay,
+                err.message,
+            )
+            sleep(delay)
+        else:
+            if on_attempt is not None:
+                on_attempt(attempt, None)
+            return receipt
+    raise AssertionError("unreachable")  # the loop returns or raises

@@ -122,7 +122,9 @@ def daemon_posts(runner: Persona, count: int) -> tuple[list[str], list[Any], flo
     return posts, verdicts, (time.perf_counter() - t0) / max(count, 1)
 
 
-def load_persona_corpus(settings: cfg.Persona, corpus: list[Path]) -> tuple[list[str], list[str]]:
+def load_persona_corpus(
+    settings: cfg.PersonaSettings, corpus: list[Path]
+) -> tuple[list[str], list[str]]:
     """The persona's training and validation documents, split as `bot train` split them."""
     from bot.train.data import load_corpus  # NumPy only: no TensorFlow behind it
 
@@ -137,7 +139,7 @@ def load_persona_corpus(settings: cfg.Persona, corpus: list[Path]) -> tuple[list
 
 
 def evaluate(
-    settings: cfg.Persona,
+    settings: cfg.PersonaSettings,
     *,
     corpus: list[Path],
     count: int,

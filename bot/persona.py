@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -31,13 +30,14 @@ from bot import config as cfg
 from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE
 from bot.critic import CRITIC_FILE, Critic
 from bot.delivery import Delivery, LeaseKeeper, deliver
+from bot.engines import load_engine
 from bot.errors import ModelError
 from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
 from bot.log import event
 from bot.novelty import load_index
+from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.publishers.outbox import Outbox
 from bot.sampler import Sampler
 from bot.store import LEASE_SECONDS, Claim, Store
 from bot.vocab import WordTrie
@@ -81,7 +81,7 @@ class ModelHandle:
             if self._loaded is not None and stamp == self._loaded.stamp:
                 return self._loaded
             try:
-                sampler = Sampler.load(self.directory)
+                sampler = load_engine(self.directory)  # by the card's model kind
                 ngrams = self.directory / NGRAMS_FILE
                 index = load_index(ngrams) if ngrams.is_file() else None
                 words_path, critic_path = self.directory / WORDS_FILE, self.directory / CRITIC_FILE
@@ -135,31 +135,19 @@ class WakeResult:
     hint: str | None = None
 
 
-def build_publisher(config: cfg.Config, persona: cfg.Persona) -> Publisher:
-    """The persona's publisher: the local outbox, or Mastodon (built only when used)."""
-    if persona.publisher == "mastodon":
-        from bot.publishers.mastodon import MastodonPublisher
-
-        return MastodonPublisher(
-            cfg.resolve_base_url(persona),
-            cfg.resolve_token(persona),
-            request_timeout_seconds=persona.mastodon.request_timeout_seconds,
-            token_env=persona.mastodon.access_token_env,
-            settle_seconds=persona.mastodon.settle_seconds,
-        )
-    return Outbox(config.outbox)
+def build_publisher(config: cfg.Config, persona: cfg.PersonaSettings) -> Publisher:
+    """The persona's publisher, built by its kind (bot/publishers/registry.py); a remote
+    one's client (and its token) is only ever constructed when a post is really sent."""
+    return registry.of(persona).build(config, persona)
 
 
-def length_function(persona: cfg.Persona) -> Callable[[str], int]:
-    """A post's length as the target counts it, the persona's content warning included:
-    Mastodon counts any URL as 23 and mentions by username (Mastodon.py's own rule) and
-    adds the content warning; the outbox counts plain characters the same way."""
+def length_function(persona: cfg.PersonaSettings) -> Callable[[str], int]:
+    """A post's length as the persona's publisher kind counts it, the persona's content
+    warning included (Mastodon counts any URL as 23 and mentions by username; the outbox
+    counts plain characters)."""
     spoiler = persona.spoiler_text
-    if persona.publisher == "mastodon":
-        from bot.publishers.mastodon import status_length
-
-        return lambda text: status_length(text, spoiler)
-    return lambda text: len(text) + len(spoiler)
+    count = registry.of(persona).length
+    return lambda text: count(text, spoiler)
 
 
 def fill_prompt(template: str, now: datetime) -> str:
@@ -173,24 +161,6 @@ def fill_prompt(template: str, now: datetime) -> str:
         "time": now.strftime("%H:%M"),
     }
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def read_history(store_path: Path, persona: str, limit: int) -> list[str]:
-    """The persona's recent post texts, read-only (preview must never write the store)."""
-    if limit <= 0 or not store_path.is_file():
-        return []
-    try:
-        db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-        try:
-            rows = db.execute(
-                "SELECT text FROM posts WHERE persona = ? ORDER BY id DESC LIMIT ?",
-                (persona, limit),
-            ).fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return []
-    return [r[0] for r in rows]
 
 
 _ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
@@ -219,7 +189,7 @@ class Persona:
 
     def __init__(
         self,
-        settings: cfg.Persona,
+        settings: cfg.PersonaSettings,
         *,
         store: Store | None = None,
         publisher: Publisher | None = None,

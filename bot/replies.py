@@ -20,8 +20,8 @@ failure stops the batch with the cursor before the failed mention, so the next p
 retries it with the same text and key, after looking among the account's statuses when
 the failed send may have reached the server: nothing is lost and nothing is posted twice.
 A permanent failure to read one mention's thread does not hold the cursor.
-An error is logged and stored, never posted. Reads the Mastodon client of a
-`MastodonPublisher`; never imports TensorFlow.
+An error is logged and stored, never posted. Reads mentions through the publisher kind's
+inbox (`registry.Inbox`; Mastodon's is `MastodonInbox`); never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn, cast
-from urllib.parse import urlsplit
-
-from mastodon import MastodonError, MastodonIllegalArgumentError
 
 from bot.corpus.clean import html_to_text
 from bot.delivery import LeaseKeeper, deliver
@@ -43,8 +40,9 @@ from bot.errors import ConfigError, ModelError, PublishError
 from bot.faults import crash_point
 from bot.log import event
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona
+from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt, Visibility
-from bot.publishers.mastodon import MastodonPublisher
+from bot.publishers.registry import Inbox
 from bot.store import Claim, Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -146,15 +144,20 @@ class Replier:
         page_limit: int = PAGE_LIMIT,
         max_pages: int = MAX_PAGES,
         wait: Callable[[float], bool] | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
-        if not isinstance(publisher, MastodonPublisher):
+        inbox = inbox if inbox is not None else registry.inbox_for(publisher)
+        if inbox is None:
+            with_inbox = [k.name for k in registry.kinds().values() if k.inbox is not None]
             raise ConfigError(
-                f"persona {runner.name}: replies need the mastodon publisher "
+                f"persona {runner.name}: replies need a publisher with mentions "
                 f"(got {publisher.name})",
-                f"set personas.{runner.name}.publisher: mastodon, or replies.enabled: false",
+                f"set personas.{runner.name}.publisher: {' or '.join(with_inbox)}, "
+                "or replies.enabled: false",
             )
         self.runner = runner
         self.publisher = publisher
+        self.inbox = inbox
         self.store = store
         self.now = now
         self.settings = runner.settings.replies
@@ -164,7 +167,7 @@ class Replier:
         self.wait = wait  # waits for a send to settle; True = cut short (shutdown)
         self.cursor_name = f"replies:{runner.name}"
         self._me: str | None = None  # our account id, read once
-        host = urlsplit(publisher.base_url).netloc.lower()
+        host = inbox.host
         self._allow = {_norm(a) for a in self.settings.bot_allowlist}
         self._allow |= {a.removesuffix(f"@{host}") for a in self._allow if host}
         self._personas: dict[int, Persona] = {}  # reply persona by length budget
@@ -256,12 +259,8 @@ class Replier:
         if status.get("in_reply_to_id") is None:
             return None
         try:
-            context = self.publisher.client.status_context(status["id"])
-            depth = len(context.get("ancestors") or ())
-        except MastodonIllegalArgumentError:
-            raise
-        except MastodonError as err:
-            failure = self.publisher.translate(err, "read the thread")
+            depth = self.inbox.thread_depth(str(status["id"]))
+        except PublishError as failure:
             if failure.status_code in (404, 410):
                 return "no_status"
             if failure.transient:
@@ -442,12 +441,11 @@ class Replier:
             raise err
         raise _Stop(ReplyResult(nid, "failed", acct, error=err.message))
 
-    # -- Mastodon reads ------------------------------------------------------------------
+    # -- inbox reads --------------------------------------------------------------------
 
-    def _read_failed(self, err: MastodonError, action: str) -> NoReturn:
+    def _read_failed(self, failure: PublishError) -> NoReturn:
         """A failed read before any mention: stored and logged; a transient one ends the
         poll quietly, a permanent one (401/403) is raised for the daemon to act on."""
-        failure = self.publisher.translate(err, action)
         self.store.record_failure(self.name, self.cursor_name, "replies_read", str(failure),
                                   transient=failure.transient)  # fmt: skip
         event(log, "replies_read_failed", logging.ERROR, persona=self.name,
@@ -459,26 +457,18 @@ class Replier:
     def _account_id(self) -> str:
         if self._me is None:
             try:
-                me = self.publisher.client.account_verify_credentials()
-            except MastodonIllegalArgumentError:
-                raise
-            except MastodonError as err:
-                self._read_failed(err, "verify the token")
-            self._me = str(me["id"])
+                self._me = self.inbox.account_id()
+            except PublishError as failure:
+                self._read_failed(failure)
         return self._me
 
     def _fetch(self, cursor: str | None) -> list[Mapping[str, Any]]:
         """The next notifications after `cursor`, oldest first (the newest page when
         None); mentions only, unless the server ignores the type filter."""
         try:
-            page = self.publisher.client.notifications(
-                types=["mention"], min_id=cursor, limit=self.page_limit
-            )
-        except MastodonIllegalArgumentError:
-            raise
-        except MastodonError as err:
-            self._read_failed(err, "read notifications")
-        items: list[Mapping[str, Any]] = list(page or [])
+            items = self.inbox.mentions(cursor, self.page_limit)
+        except PublishError as failure:
+            self._read_failed(failure)
         if cursor is not None:
             items = [n for n in items if _id_key(str(n["id"])) > _id_key(cursor)]
         return sorted(items, key=lambda n: _id_key(str(n["id"])))

@@ -9,7 +9,7 @@ Jobs, in one `BlockingScheduler`:
                    coalesced, with the persona's misfire grace, one instance at a time
     first:NAME     one run `first_run_seconds` after start, for the slot now falls in
     retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
-    replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher is Mastodon
+    replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
 
 Exactly once does not rest on the scheduler. A wake derives its slot key from the
@@ -54,12 +54,13 @@ from apscheduler.triggers.base import BaseTrigger
 
 from bot import config as cfg
 from bot.clock import Clock, SystemClock
+from bot.delivery import publish_with_retries
 from bot.errors import ConfigError, ModelError, PublishError
 from bot.log import event, format_fields
 from bot.memory import release_free_memory
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
+from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.publishers.mastodon import publish_with_retries
 from bot.store import Store, isoformat_utc
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def next_run_times(schedule: cfg.Schedule, now: datetime, count: int = 3) -> lis
 class _PersonaState:
     """What the daemon knows about one persona between wakes."""
 
-    settings: cfg.Persona
+    settings: cfg.PersonaSettings
     runner: Persona
     publisher: Publisher
     lock: threading.Lock
@@ -255,7 +256,7 @@ class Daemon:
     def __init__(
         self,
         config: cfg.Config,
-        personas: Sequence[cfg.Persona],
+        personas: Sequence[cfg.PersonaSettings],
         store: Store,
         *,
         clock: Clock | None = None,
@@ -345,7 +346,7 @@ class Daemon:
                                   name=f"first run {name}", max_instances=1,
                                   misfire_grace_time=max(60, s.misfire_grace_seconds))  # fmt: skip
             replies = state.settings.replies
-            if replies.enabled and state.settings.publisher == "mastodon":
+            if replies.enabled and registry.of(state.settings).inbox is not None:
                 scheduler.add_job(self._replies_job, "interval",
                                   seconds=replies.interval_minutes * 60, args=[name],
                                   id=f"replies:{name}", name=f"replies {name}", coalesce=True,
@@ -524,7 +525,7 @@ class Daemon:
         name = state.settings.name
         state.disabled = f"{err.status_code}: {err.message}"
         event(log, "persona_disabled", logging.CRITICAL, persona=name, status=err.status_code,
-              token_env=state.settings.mastodon.access_token_env, error=err.message,
+              token_env=getattr(state.publisher, "token_env", None), error=err.message,
               fix=err.hint, until="restart")  # fmt: skip
         for prefix in ("post", "first", "retry", "replies"):
             self._remove_job(f"{prefix}:{name}")

@@ -1,6 +1,8 @@
-"""SQLite state: slot claims, posts, rejected candidates, cursors, failures, heartbeats.
+"""The state store: slot claims, posts, rejected candidates, cursors, failures, heartbeats.
 
-    store = Store(config.store)                  # created and migrated on first use (WAL)
+`Store` is the protocol every backend implements; `SQLiteStore` is the one there is.
+
+    store = open_store(config.store)             # created and migrated on first use (WAL)
     claim = store.claim_slot("ada", "2025-01-01T10:00Z")   # a Claim for one caller, or None
     if claim:
         store.write_ahead(claim, text, prompt)   # the text, durable before anything is sent
@@ -20,7 +22,8 @@ At most one post row exists per (persona, slot, publisher): a unique index, and
 
 Schema changes are named migrations (`m001_initial`, ...) applied in order on open and
 recorded in `_migrations`; never edit one that has shipped, add the next. Callers never
-write SQL: this module is the only place that would change for PostgreSQL, and the SQL of
+write SQL (`bot preview` reads history through `read_history`, a read-only open): this
+module is the only place that would change for PostgreSQL, and the SQL of
 the protocol keeps to what both understand (UTC ISO-8601 text timestamps in one fixed
 format, so text order is time order; INSERT ... ON CONFLICT; UPDATE checked by row count).
 """
@@ -34,11 +37,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from bot.errors import StoreError
 from bot.publishers.base import Receipt
@@ -298,14 +301,162 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             delay = min(delay * 2, 0.1)
 
 
-class Store:
-    """One SQLite file in WAL mode; safe to share between the scheduler's threads."""
+@runtime_checkable
+class Store(Protocol):
+    """What the bot needs from its state, whatever holds it; `SQLiteStore` documents each
+    method's contract. Get one with `open_store`."""
 
-    def __init__(self, path: Path | str, *, now: Callable[[], datetime] = utc_now) -> None:
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def migrate(self) -> list[str]: ...
+
+    def migrations(self) -> list[str]: ...
+
+    def claim_slot(
+        self,
+        persona: str,
+        slot_key: str,
+        *,
+        holder: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> Claim | None: ...
+
+    def renew(self, claim: Claim, lease_seconds: float = LEASE_SECONDS) -> bool: ...
+
+    def write_ahead(self, claim: Claim, text: str, prompt: str | None) -> bool: ...
+
+    def mark_sending(self, claim: Claim) -> bool: ...
+
+    def clear_sent(self, claim: Claim, previous: str | None) -> bool: ...
+
+    def mark_failed(self, claim: Claim) -> bool: ...
+
+    def finish_slot(self, claim: Claim, status: Literal["skipped", "unknown"]) -> bool: ...
+
+    def mark_slot(self, persona: str, slot_key: str, status: SlotStatus) -> None: ...
+
+    def slot(self, persona: str, slot_key: str) -> SlotRow | None: ...
+
+    def open_slots(self, persona: str, *, exclude_prefix: str = "reply:") -> list[SlotRow]: ...
+
+    def slots_with_status(
+        self, persona: str, status: SlotStatus, limit: int = 10
+    ) -> list[SlotRow]: ...
+
+    def slot_counts(self, persona: str) -> dict[str, int]: ...
+
+    def record_post(
+        self,
+        persona: str,
+        slot_key: str,
+        text: str,
+        receipt: Receipt,
+        *,
+        kind: PostKind = "post",
+        rejections: Iterable[tuple[str, str]] = (),
+    ) -> int: ...
+
+    def record_rejections(
+        self, persona: str, slot_key: str, rejections: Iterable[tuple[str, str]]
+    ) -> None: ...
+
+    def recent_posts(self, persona: str | None = None, limit: int = 10) -> list[PostRow]: ...
+
+    def recent_texts(self, persona: str, limit: int = 200) -> list[str]: ...
+
+    def rejection_counts(self, persona: str) -> dict[str, int]: ...
+
+    def record_failure(
+        self, persona: str, slot_key: str, kind: str, error: str, *, transient: bool
+    ) -> None: ...
+
+    def failure_counts(self, persona: str | None = None) -> dict[str, int]: ...
+
+    def recent_failures(self, persona: str | None = None, limit: int = 5) -> list[FailureRow]: ...
+
+    def get_cursor(self, name: str, default: str | None = None) -> str | None: ...
+
+    def set_cursor(self, name: str, value: str) -> None: ...
+
+    def beat(self, name: str) -> None: ...
+
+    def last_beat(self, name: str) -> datetime | None: ...
+
+    def heartbeats(self) -> dict[str, datetime]: ...
+
+    def record_mention(
+        self,
+        persona: str,
+        notification_id: str,
+        acct: str,
+        outcome: Literal["replied", "skipped"],
+        *,
+        status_id: str | None = None,
+        in_reply_to_id: str | None = None,
+        reason: str | None = None,
+        reply_remote_id: str | None = None,
+        at: datetime | None = None,
+    ) -> bool: ...
+
+    def mention_outcome(self, persona: str, notification_id: str) -> str | None: ...
+
+    def mention_answered_by(
+        self, persona: str, reply_remote_id: str
+    ) -> tuple[str | None, str | None] | None: ...
+
+    def replies_since(self, persona: str, acct: str, since: datetime) -> int: ...
+
+    def mention_skip_counts(self, persona: str) -> dict[str, int]: ...
+
+
+def open_store(location: Path | str, *, now: Callable[[], datetime] = utc_now) -> Store:
+    """The store at `location` (config.yaml's `store:`), created and migrated if new."""
+    return SQLiteStore(location, now=now)
+
+
+def read_history(location: Path | str, persona: str, limit: int) -> list[str]:
+    """The persona's last `limit` post texts from a read-only open: nothing is created,
+    migrated or written (`bot preview`); [] when there is no store yet or it is unreadable."""
+    if limit <= 0 or not Path(location).is_file():
+        return []
+    try:
+        with SQLiteStore(location, read_only=True) as store:
+            return store.recent_texts(persona, limit)
+    except (StoreError, sqlite3.Error):
+        return []
+
+
+class SQLiteStore:
+    """`Store` in one SQLite file in WAL mode; safe to share between the scheduler's
+    threads. `read_only=True` opens an existing file for reading only (no migration)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        read_only: bool = False,
+    ) -> None:
         self.path = Path(path)
         self._now = now
         self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction()
+        if read_only:
+            try:
+                self.db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                )
+            except sqlite3.Error as err:
+                raise StoreError(
+                    f"{self.path}: cannot read the state database ({err})", ""
+                ) from err
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).

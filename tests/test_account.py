@@ -10,8 +10,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bot import config as cfg
-from bot.account import missing_scopes, online_check, setup_account
 from bot.errors import BotError, ConfigError, PublishError
+from bot.publishers.mastodon_kind import (
+    MastodonSettings,
+    missing_scopes,
+    online_check,
+    setup_account,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -20,11 +25,13 @@ pytest_plugins = ["tests.fakes.mastodon_server"]
 
 
 def make_config(base_url: str | None, token_env: str = "MASTODON_ACCESS_TOKEN") -> cfg.Config:
-    persona = cfg.Persona(
+    persona = cfg.PersonaSettings(
         name="ada",
         model=Path("models/ada"),
         publisher="mastodon" if base_url else "outbox",
-        mastodon=cfg.MastodonSettings(base_url=base_url, access_token_env=token_env),
+        publisher_settings={
+            "mastodon": MastodonSettings(base_url=base_url, access_token_env=token_env)
+        },
     )
     return cfg.Config(
         path=Path("config.yaml"),

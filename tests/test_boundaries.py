@@ -40,3 +40,16 @@ def test_python_dash_m_bot_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "check" in result.stdout and "status" in result.stdout
+
+
+def test_no_import_cycle() -> None:
+    """No two bot modules import each other, at module level or inside functions (#18);
+    bench/import_graph.py draws the graph (README, Architecture)."""
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import import_graph
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    edges, _sizes = import_graph.graph(REPO_ROOT)
+    assert "bot.cli" in edges and "bot.corpus.commands" in edges["bot.cli"]
+    assert import_graph.cycles(edges) == []

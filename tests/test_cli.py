@@ -13,7 +13,7 @@ from bot import __version__
 from bot.card import MODEL_FILE
 from bot.cli import cli
 from bot.publishers.base import Receipt
-from bot.store import Store
+from bot.store import SQLiteStore
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = sorted(cli.commands)
@@ -127,7 +127,7 @@ def test_status_before_anything_ran(ada_config: Path, tmp_path: Path) -> None:
 
 
 def test_status_lists_posts_rejections_failures(ada_config: Path, tmp_path: Path) -> None:
-    with Store(tmp_path / "home" / "revenant.db") as store:
+    with SQLiteStore(tmp_path / "home" / "revenant.db") as store:
         store.claim_slot("ada", "k1")
         store.record_post(
             "ada",

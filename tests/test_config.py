@@ -14,11 +14,10 @@ from bot.config import (
     LITERAL_TOKEN_HINT,
     Secret,
     load_config,
-    resolve_base_url,
-    resolve_token,
     with_overrides,
 )
 from bot.errors import ConfigError
+from bot.publishers.mastodon_kind import mastodon_settings, resolve_base_url, resolve_token
 
 # A fake token shaped like Mastodon's (43 url-safe base64 characters).
 FAKE_TOKEN = "Zq3xT8vLw2Rk9mNp4Hs7Yd1Cb6Gf0Je5Ua8Xo2Vi3Kl"
@@ -280,7 +279,7 @@ def test_defaults(ada_config: Path, tmp_path: Path) -> None:
     assert ada.filters.min_chars == 20 and ada.filters.max_chars == 500
     assert ada.filters.mentions == "reject" and ada.filters.novelty_words == 8
     assert not ada.replies.enabled and ada.replies.max_thread_depth == 4
-    assert ada.mastodon.access_token_env == "MASTODON_ACCESS_TOKEN"
+    assert mastodon_settings(ada).access_token_env == "MASTODON_ACCESS_TOKEN"
 
 
 def test_full_persona(
@@ -318,7 +317,7 @@ def test_full_persona(
     assert ada.schedule.cron == "0 9 * * 1-5" and ada.schedule.interval_minutes is None
     assert ada.schedule.timezone == "Europe/Berlin"  # inherited from the top level
     assert ada.schedule.first_run_seconds is None
-    assert ada.mastodon.base_url == "https://example.social"
+    assert mastodon_settings(ada).base_url == "https://example.social"
     assert ada.replies.bot_allowlist == ("@friend@example.social",)
 
 

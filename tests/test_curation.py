@@ -157,7 +157,7 @@ def test_the_daemon_path_ranks_by_the_critic_without_offline_packages(curated: P
 import sys
 from dataclasses import replace
 import numpy as np
-from bot.config import Persona as Settings
+from bot.config import PersonaSettings as Settings
 from bot.persona import Persona
 settings = Settings(name="ada", model=__import__("pathlib").Path({str(curated)!r}),
                     candidates=16, ranking="best")
@@ -178,7 +178,7 @@ def test_too_few_surviving_candidates_means_no_critic(curated: Path, tmp_path: P
     import shutil
 
     from bot.config import Filters
-    from bot.config import Persona as Settings
+    from bot.config import PersonaSettings as Settings
     from bot.corpus.text import read_text, split_paragraphs
     from bot.train.curate import curate
 

@@ -25,7 +25,7 @@ from bot.cli import cli, status
 from bot.config import Config, load_config
 from bot.publishers.base import Post, Receipt
 from bot.scheduler import HEARTBEAT_SECONDS, Daemon
-from bot.store import Store
+from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class GatedPublisher:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "state.db") as s:
+    with SQLiteStore(tmp_path / "state.db") as s:
         yield s
 
 
@@ -223,13 +223,13 @@ def test_status_check_is_a_liveness_probe(make_config: Callable[..., Config]) ->
     missing = CliRunner().invoke(cli, ["status", "--check"])
     assert missing.exit_code == 1 and "no daemon heartbeat" in missing.stderr
     old = datetime.now(UTC) - timedelta(seconds=600)
-    with Store(config.store, now=lambda: old) as store:
+    with SQLiteStore(config.store, now=lambda: old) as store:
         store.beat("daemon")
     stale = CliRunner().invoke(cli, ["status", "--check"])
     assert stale.exit_code == 1 and stale.stderr.count("\n") == 1
     assert "daemon heartbeat is stale" in stale.stderr and "600 s ago" in stale.stderr
     assert CliRunner().invoke(cli, ["status", "--check", "--max-age-seconds", "900"]).exit_code == 0
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         store.beat("daemon")
     fresh = CliRunner().invoke(cli, ["status", "--check"])
     assert fresh.exit_code == 0 and re.match(r"ok: daemon heartbeat \d s ago", fresh.stdout)
@@ -239,7 +239,7 @@ def test_status_check_says_stopped_after_a_clean_stop(
     make_config: Callable[..., Config],
 ) -> None:
     config = make_config({"ada": DAILY})
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         daemon = Daemon(config, list(config.personas.values()), store)
         runner = threading.Thread(target=daemon.run)
         runner.start()

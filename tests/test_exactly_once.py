@@ -28,8 +28,9 @@ from bot.faults import POINTS
 from bot.persona import Persona, length_function
 from bot.publishers.base import normalise_text
 from bot.publishers.mastodon import MastodonPublisher
+from bot.publishers.mastodon_kind import MastodonSettings
 from bot.publishers.outbox import Outbox
-from bot.store import Store
+from bot.store import SQLiteStore
 from tests.fakes.fleet import Fleet, kill_round, race_round
 
 if TYPE_CHECKING:
@@ -52,24 +53,26 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-def settings(server: MastodonServer | None = None, **changes: Any) -> cfg.Persona:
-    base = cfg.Persona(
+def settings(server: MastodonServer | None = None, **changes: Any) -> cfg.PersonaSettings:
+    base = cfg.PersonaSettings(
         name="tiny",
         model=TINY,
         candidates=16,
         max_rounds=6,
         publisher="mastodon" if server else "outbox",
-        mastodon=cfg.MastodonSettings(base_url=server.base_url if server else None),
+        publisher_settings={
+            "mastodon": MastodonSettings(base_url=server.base_url if server else None)
+        },
         filters=cfg.Filters(min_chars=3, default_blocklist=False, novelty_words=50),
     )
-    return cfg.Persona(**{**base.__dict__, **changes})
+    return cfg.PersonaSettings(**{**base.__dict__, **changes})
 
 
 class Rig:
     def __init__(self, server: MastodonServer, tmp_path: Path) -> None:
         self.server = server
         self.clock = Clock()
-        self.store = Store(tmp_path / "revenant.db", now=self.clock)
+        self.store = SQLiteStore(tmp_path / "revenant.db", now=self.clock)
 
     def publisher(self, *, timeout: float = 5.0, settle: float = 0.0) -> MastodonPublisher:
         return MastodonPublisher(
@@ -212,7 +215,7 @@ class SlowOutbox(Outbox):
 
 def test_the_lease_is_renewed_while_the_holder_works(tmp_path: Path) -> None:
     """A 1 s lease held through a 2.5 s send: renewed every 0.25 s, never taken over."""
-    with Store(tmp_path / "revenant.db") as store:
+    with SQLiteStore(tmp_path / "revenant.db") as store:
         outbox = SlowOutbox(tmp_path / "outbox")
 
         def persona() -> Persona:
@@ -242,7 +245,7 @@ def test_length_counts_the_content_warning(tmp_path: Path) -> None:
 
 
 def test_bot_status_shows_unknown_slots(ada_config: Path, tmp_path: Path) -> None:
-    with Store(tmp_path / "home" / "revenant.db") as store:
+    with SQLiteStore(tmp_path / "home" / "revenant.db") as store:
         claim = store.claim_slot("ada", SLOT)
         assert claim is not None and store.write_ahead(claim, "Man is a rope.", None)
         store.finish_slot(claim, "unknown")

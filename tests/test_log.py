@@ -12,10 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import BotGroup, cli
-from bot.config import load_config, resolve_token
+from bot.app import BotGroup
+from bot.cli import cli
+from bot.config import load_config
 from bot.errors import ConfigError
 from bot.log import event, format_value, register_secret, setup_logging
+from bot.publishers.mastodon_kind import resolve_token
 
 TOKEN = "Tk9xLm2Qw8Er4Ty6Ui0Op3As5Df7Gh1Jk2Lz4Xc6Vb8"
 log = logging.getLogger("bot.test")

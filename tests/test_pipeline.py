@@ -17,7 +17,7 @@ from bot.cli import cli
 from bot.config import load_config
 from bot.persona import Persona, join_post
 from bot.publishers.outbox import Outbox
-from bot.store import Store
+from bot.store import SQLiteStore
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 
@@ -110,7 +110,7 @@ def test_post_goes_to_the_outbox_and_the_store(tiny_config: Path, tmp_path: Path
     lines = (config.outbox / "tiny.jsonl").read_text().splitlines()
     assert len(lines) == 1
     text = json.loads(lines[0])["text"]
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         (row,) = store.recent_posts("tiny")
     assert row.text == text and row.publisher == "outbox"
     assert row.slot_key.startswith("manual:")
@@ -120,7 +120,7 @@ def test_wake_posts_a_slot_once(tiny_config: Path) -> None:
     config = load_config(tiny_config)
     settings = config.persona("tiny")
     outbox = Outbox(config.outbox)
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         runner = Persona(settings, store=store, publisher=outbox, rng=np.random.default_rng(1))
         first = runner.wake("2026-01-01T10:00Z")
         second = runner.wake("2026-01-01T10:00Z")
@@ -140,7 +140,7 @@ def test_all_rejected_posts_nothing_and_records_why(
     )
     config = load_config(path)
     outbox = Outbox(config.outbox)
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         runner = Persona(
             config.persona("tiny"), store=store, publisher=outbox, rng=np.random.default_rng(2)
         )
@@ -183,7 +183,7 @@ def test_prompt_placeholders_are_filled_in_the_personas_zone() -> None:
 
     from bot import config as cfg
 
-    settings = cfg.Persona(
+    settings = cfg.PersonaSettings(
         name="tiny",
         model=TINY,
         prompts=("On {weekday}, {date}, ",),

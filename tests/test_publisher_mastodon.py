@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bot.delivery import publish_with_retries
 from bot.errors import PublishError
 from bot.publishers.base import Post, Receipt
 from bot.publishers.mastodon import (
     DEFAULT_MAX_CHARS,
     MastodonPublisher,
-    publish_with_retries,
     retry_after_seconds,
     status_length,
 )

@@ -20,9 +20,10 @@ from bot.errors import ConfigError, PublishError
 from bot.persona import Persona
 from bot.publishers.base import Post, Receipt
 from bot.publishers.mastodon import MastodonPublisher
+from bot.publishers.mastodon_kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.replies import Replier, has_nobot, mention_prompt, reply_visibility
-from bot.store import Store
+from bot.store import SQLiteStore
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -42,14 +43,14 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-def settings(server: MastodonServer, **replies: Any) -> cfg.Persona:
-    return cfg.Persona(
+def settings(server: MastodonServer, **replies: Any) -> cfg.PersonaSettings:
+    return cfg.PersonaSettings(
         name="tiny",
         model=TINY,
         candidates=16,
         max_rounds=6,
         publisher="mastodon",
-        mastodon=cfg.MastodonSettings(base_url=server.base_url),
+        publisher_settings={"mastodon": MastodonSettings(base_url=server.base_url)},
         filters=cfg.Filters(min_chars=3, default_blocklist=False, novelty_words=50),
         replies=cfg.Replies(enabled=True, **replies),
     )
@@ -62,7 +63,7 @@ class Rig:
         self.server = server
         self.settings = settings(server, **replies)
         self.clock = Clock()
-        self.store = Store(tmp_path / "state" / "revenant.db", now=self.clock)
+        self.store = SQLiteStore(tmp_path / "state" / "revenant.db", now=self.clock)
 
     def publisher(self, cls: type[MastodonPublisher] = MastodonPublisher) -> MastodonPublisher:
         return cls(self.server.base_url, self.server.bot.token or "", settle_seconds=0)
@@ -415,8 +416,8 @@ def test_refusal_for_length_is_learnt_and_the_reply_composed_to_fit(rig: Rig) ->
 
 
 def test_replies_need_the_mastodon_publisher(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db") as store:
-        settings_ = cfg.Persona(name="tiny", model=TINY)
+    with SQLiteStore(tmp_path / "s.db") as store:
+        settings_ = cfg.PersonaSettings(name="tiny", model=TINY)
         outbox = Outbox(tmp_path / "outbox")
         with pytest.raises(ConfigError, match="publisher: mastodon"):
             Replier(Persona(settings_, store=store, publisher=outbox), outbox, store)

@@ -31,7 +31,7 @@ from bot.scheduler import (
     next_run_times,
     slot_key,
 )
-from bot.store import Store
+from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
@@ -111,7 +111,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    with Store(tmp_path / "state.db", now=clock.now) as s:
+    with SQLiteStore(tmp_path / "state.db", now=clock.now) as s:
         yield s
 
 

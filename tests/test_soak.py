@@ -28,7 +28,7 @@ import pytest
 
 from bot.config import Config, load_config
 from bot.scheduler import Daemon
-from bot.store import Store
+from bot.store import SQLiteStore
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -106,7 +106,7 @@ def test_soak_two_personas_every_second_with_faults(
     )
     injected = 0
     samples: list[tuple[float, int, int]] = []  # (seconds, rss, threads)
-    with Store(config.store) as store:
+    with SQLiteStore(config.store) as store:
         daemon = Daemon(config, personas, store, seed=7, publish_attempts=3,
                         retry_base_delay_seconds=0.05, retry_max_delay_seconds=0.5,
                         heartbeat_seconds=1.0)  # fmt: skip

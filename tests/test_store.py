@@ -13,7 +13,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.publishers.base import Receipt
-from bot.store import MIGRATIONS, Store
+from bot.store import MIGRATIONS, SQLiteStore, Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: FakeClock):
-    with Store(tmp_path / "state" / "revenant.db", now=clock) as s:
+    with SQLiteStore(tmp_path / "state" / "revenant.db", now=clock) as s:
         yield s
 
 
@@ -190,7 +190,7 @@ def test_m003_leaves_old_open_slots_unknown_and_keeps_first_post(tmp_path: Path)
             (text,),
         )
     db.close()
-    with Store(path) as store:
+    with SQLiteStore(path) as store:
         assert store.slot_counts("ada") == {"posted": 1, "unknown": 2}
         assert [p.text for p in store.recent_posts("ada")] == ["published"]
         moved = store.db.execute("SELECT text FROM posts_duplicates").fetchall()
@@ -199,8 +199,8 @@ def test_m003_leaves_old_open_slots_unknown_and_keeps_first_post(tmp_path: Path)
 
 CLAIM_SCRIPT = """
 import sys
-from bot.store import Store
-store = Store(sys.argv[1])
+from bot.store import SQLiteStore, Store
+store = SQLiteStore(sys.argv[1])
 sys.stdout.write("won" if store.claim_slot("ada", "2025-01-01T10:00Z") is not None else "lost")
 """
 
@@ -224,7 +224,7 @@ def test_claim_exactly_once_across_processes(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         results.append(out)
     assert sorted(results) == ["lost", "lost", "lost", "won"]
-    with Store(db) as store:
+    with SQLiteStore(db) as store:
         assert store.migrations() == [fn.__name__ for fn in MIGRATIONS]
 
 
@@ -313,7 +313,7 @@ def test_nested_transaction_rolls_back_together(store: Store) -> None:
 def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(StoreError) as info:
-        Store(tmp_path / "taken" / "revenant.db")
+        SQLiteStore(tmp_path / "taken" / "revenant.db")
     assert "cannot open the state database" in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -322,4 +322,42 @@ def test_not_a_database(tmp_path: Path) -> None:
     bogus = tmp_path / "revenant.db"
     bogus.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the state database"):
-        Store(bogus)
+        SQLiteStore(bogus)
+
+
+# --- the Store protocol (#18) -------------------------------------------------------------
+
+
+def test_sqlite_store_implements_the_protocol(tmp_path: Path) -> None:
+    from bot.store import open_store
+
+    with open_store(tmp_path / "s.db") as store:
+        assert isinstance(store, Store) and isinstance(store, SQLiteStore)
+    public = {n for n in vars(SQLiteStore) if not n.startswith("_")}
+    protocol = {n for n in vars(Store) if not n.startswith("_")}
+    assert public <= protocol | {"path", "db"}, public - protocol
+
+
+def test_no_sql_outside_the_store() -> None:
+    bot = Path(__file__).resolve().parents[1] / "bot"
+    for path in bot.rglob("*.py"):
+        if path.name == "store.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "sqlite3" not in text and "SELECT " not in text, path
+
+
+def test_read_history_opens_read_only(tmp_path: Path) -> None:
+    from bot.store import read_history
+
+    path = tmp_path / "s.db"
+    assert read_history(path, "ada", 5) == [] and not path.exists()
+    with SQLiteStore(path) as store:
+        for i in range(3):
+            store.record_post("ada", f"s{i}", f"text {i}", Receipt("outbox", f"ada-{i}"))
+    before = path.read_bytes()
+    assert read_history(path, "ada", 2) == ["text 2", "text 1"]
+    assert read_history(path, "ada", 0) == []
+    assert path.read_bytes() == before
+    with SQLiteStore(path, read_only=True) as store, pytest.raises(sqlite3.OperationalError):
+        store.set_cursor("x", "1")  # a read-only open cannot write

@@ -3,7 +3,7 @@
 Every subcommand runs the same pipeline after its importer: date filter, language
 filter, exact and near-duplicate removal, `--limit`, then one JSONL line per post, and a
 report (posts, characters, vocabulary, date range) on stderr. Registered in `bot/cli.py`
-with `cli.add_command(scrape)`; BotErrors raised here become one line there.
+with `cli.add_command(scrape)`; BotErrors raised here become one line there (bot/app.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import IO, Any, Self, TypeVar
 
 import click
 
+from bot.app import App
 from bot.corpus import Document, read_jsonl, write_jsonl
 from bot.corpus.clean import CleanOptions, HashtagMode, filter_language
 from bot.corpus.stats import CorpusStats, compute_stats
@@ -328,15 +329,14 @@ def _utc(moment: datetime | None) -> datetime | None:
 def _open_store() -> Any:
     """The state database that holds scrape cursors: config.yaml's `store:` when there is
     a config file, else REVENANT_HOME's default (scraping needs no persona)."""
-    from bot.cli import App
     from bot.config import DEFAULT_CONFIG, DEFAULT_HOME, HOME_ENV, STORE_FILE
-    from bot.store import Store
+    from bot.store import open_store
 
     app = App.current()
     config_path = app.config_path or DEFAULT_CONFIG
     if config_path.exists():
-        return Store(app.config(check_models=False).store)
-    return Store(Path(os.environ.get(HOME_ENV) or DEFAULT_HOME) / STORE_FILE)
+        return open_store(app.config(check_models=False).store)
+    return open_store(Path(os.environ.get(HOME_ENV) or DEFAULT_HOME) / STORE_FILE)
 
 
 class _Bar:

@@ -26,18 +26,20 @@ Mastodon.py error is translated here, at the boundary, into a `PublishError`:
     timeouts, 5xx, bad answers     also `maybe_sent`: the status may exist all the same
 
 `MastodonIllegalArgumentError` is a bug in our call and is not translated.
-`publish_with_retries` is the bounded retry loop around `publish`. The token is never
-logged, repr'd or put in an error message.
+`bot.delivery.publish_with_retries` is the bounded retry loop around `publish`. The
+token is never logged, repr'd or put in an error message.
+
+The `mastodon` publisher kind (settings block, token, inbox, account checks) is
+registered by bot/publishers/mastodon_kind.py.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -58,7 +60,7 @@ from mastodon import (
 
 from bot import __version__
 from bot.errors import PublishError
-from bot.publishers.base import Post, Publisher, Receipt, normalise_text
+from bot.publishers.base import Post, Receipt, normalise_text
 
 log = logging.getLogger(__name__)
 
@@ -544,58 +546,3 @@ def _network_reason(err: MastodonNetworkError) -> str:
 
 
 # --- bounded retries ---------------------------------------------------------------------
-
-
-def publish_with_retries(
-    publisher: Publisher,
-    post: Post,
-    *,
-    attempts: int = 3,
-    base_delay_seconds: float = 2.0,
-    max_delay_seconds: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-    rand: Callable[[], float] = random.random,
-    on_attempt: Callable[[int, PublishError | None], None] | None = None,
-) -> Receipt:
-    """Publish, retrying transient errors with the same Post (so the same idempotency key).
-
-    An error with `maybe_sent` (a timeout, a 5xx) is raised at once, never retried here:
-    the post may exist, and only a look at the account's statuses may decide a re-send.
-
-    Backoff is exponential with jitter (`base * 2**n`, scaled by 0.5-1.0). A rate limit
-    waits for its reset only if that is within `max_delay_seconds`; otherwise, or with no
-    reset time, the error is raised at once so the caller keeps the slot for the next
-    wake. Permanent errors are raised at once. `on_attempt(n, error_or_None)` is called
-    after every attempt, so the caller can record each one.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
-        try:
-            receipt = publisher.publish(post)
-        except PublishError as err:
-            if on_attempt is not None:
-                on_attempt(attempt, err)
-            if not err.transient or err.maybe_sent or attempt == attempts:
-                raise
-            if err.status_code == 429:
-                if err.retry_after is None or err.retry_after > max_delay_seconds:
-                    raise
-                delay = err.retry_after + rand() * min(1.0, base_delay_seconds)
-            else:
-                backoff = min(max_delay_seconds, base_delay_seconds * 2 ** (attempt - 1))
-                delay = backoff * (0.5 + rand() / 2)
-            delay = min(delay, max_delay_seconds)
-            log.warning(
-                "event=publish_retry persona=%s attempt=%d delay_s=%.1f error=%s",
-                post.persona,
-                attempt,
-                delay,
-                err.message,
-            )
-            sleep(delay)
-        else:
-            if on_attempt is not None:
-                on_attempt(attempt, None)
-            return receipt
-    raise AssertionError("unreachable")  # the loop returns or raises

@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from bot import config as cfg
 from bot.errors import PublishError
+from bot.publishers import registry
 from bot.publishers.base import Post, Receipt
 
 try:
@@ -29,6 +31,7 @@ except ImportError:  # Windows: no cross-process lock; one daemon per outbox is 
     fcntl = None  # type: ignore[assignment]
 
 MAX_CHARS = 500  # what Mastodon allows by default; the outbox mirrors it
+KEY_LIFETIME: timedelta | None = None  # the outbox never forgets a key
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -36,7 +39,7 @@ class Outbox:
     """Publisher that appends to <directory>/<persona>.jsonl."""
 
     name = "outbox"
-    key_lifetime: timedelta | None = None  # the outbox never forgets a key
+    key_lifetime: timedelta | None = KEY_LIFETIME
     settle_seconds = 0.0  # a write is complete (fsync'd) when publish returns
 
     def __init__(self, directory: Path | str, *, now: Callable[[], datetime] | None = None):
@@ -48,7 +51,7 @@ class Outbox:
 
     def length(self, text: str, spoiler_text: str = "") -> int:
         """Plain characters, the content warning included (as Mastodon counts it)."""
-        return len(text) + len(spoiler_text)
+        return plain_length(text, spoiler_text)
 
     def find(self, post: Post, since: datetime) -> Receipt | None:
         """The entry written with `post`'s idempotency key (the outbox keeps every key)."""
@@ -144,3 +147,23 @@ def _parse_entries(content: str) -> list[dict[str, Any]]:
         if isinstance(entry, dict):
             entries.append(entry)
     return entries
+
+
+def plain_length(text: str, spoiler_text: str = "") -> int:
+    """Plain characters, the content warning included (as Mastodon counts it)."""
+    return len(text) + len(spoiler_text)
+
+
+def _describe(config: cfg.Config, persona: cfg.PersonaSettings) -> str:
+    return f"outbox {config.outbox / (persona.name + '.jsonl')}"
+
+
+KIND = registry.register(
+    registry.PublisherKind(
+        name="outbox",
+        build=lambda config, persona: Outbox(config.outbox),
+        length=plain_length,
+        key_lifetime=KEY_LIFETIME,
+        describe=_describe,
+    )
+)

@@ -35,10 +35,10 @@ MAX_TRIES_PER_FAKE = 10  # candidates sampled per surviving one before giving up
 MIN_FAKES = 20  # fewer survivors than this: no critic (the model's score ranks)
 
 
-def default_settings(name: str, directory: Path) -> cfg.Persona:
+def default_settings(name: str, directory: Path) -> cfg.PersonaSettings:
     """How a persona that is not in config.yaml yet samples: from the start of a post, at
     the shipped persona's settings (posts of 100 to 280 characters)."""
-    return cfg.Persona(name=name, model=directory, temperature=CRITIC_TEMPERATURE,
+    return cfg.PersonaSettings(name=name, model=directory, temperature=CRITIC_TEMPERATURE,
                        candidates=64, filters=cfg.Filters(min_chars=100, max_chars=280))  # fmt: skip
 
 
@@ -50,7 +50,7 @@ def write_words(directory: Path, docs: list[str], card: PersonaCard) -> int:
     return len(vocabulary)
 
 
-def persona_samples(settings: cfg.Persona, want: int, seed: int) -> tuple[list[str], float]:
+def persona_samples(settings: cfg.PersonaSettings, want: int, seed: int) -> tuple[list[str], float]:
     """Up to `want` candidates that pass the persona's filters, sampled as the daemon samples
     them (no critic: it is what is being trained); returns them and the seconds it took.
     Gives up after as many candidates as a 10% pass rate would need (a model too young to
@@ -69,7 +69,7 @@ def persona_samples(settings: cfg.Persona, want: int, seed: int) -> tuple[list[s
 
 
 def write_critic(
-    settings: cfg.Persona,
+    settings: cfg.PersonaSettings,
     paragraphs: list[str],
     *,
     seed: int,
@@ -100,7 +100,7 @@ def curate(
     paragraphs: list[str],
     train_docs: list[str],
     *,
-    settings: cfg.Persona | None = None,
+    settings: cfg.PersonaSettings | None = None,
     seed: int = 1337,
     fakes: int = CRITIC_FAKES,
     say: Callable[..., Any] = print,

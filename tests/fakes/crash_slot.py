@@ -20,8 +20,9 @@ import os
 import sys
 from pathlib import Path
 
+from bot.delivery import publish_with_retries
 from bot.publishers.base import Post
-from bot.publishers.mastodon import MastodonPublisher, publish_with_retries
+from bot.publishers.mastodon import MastodonPublisher
 
 CRASH_EXIT_CODE = 17
 

@@ -1,0 +1,63 @@
+"""What every `bot` command shares: the global options (`App`, handed to commands by
+`@pass_app`) and the group that turns a BotError into one line and exit code 1.
+
+Its own module so that `bot/cli.py` and the command modules it registers (`bot scrape`
+in bot/corpus/commands.py) both import it, and not each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.config import Config, load_config
+from bot.errors import BotError
+from bot.log import redact, setup_logging
+
+
+class BotGroup(click.Group):
+    """A Click group that turns every BotError into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BotError as err:
+            raise click.ClickException(redact(str(err))) from None
+
+
+@dataclass
+class App:
+    """What the global options decided; commands get it with `@pass_app`."""
+
+    config_path: Path | None = None
+    verbose: bool = False
+    quiet: bool = False
+    log_json: bool = False
+    _config: Config | None = None
+
+    @staticmethod
+    def current() -> App:
+        return click.get_current_context().ensure_object(App)
+
+    def config(self, *, check_models: bool = True) -> Config:
+        """Load and validate the config once; its logging settings apply unless flags won."""
+        if self._config is None:
+            self._config = load_config(self.config_path, check_models=check_models)
+            self.setup_logging(self._config)
+        return self._config
+
+    def setup_logging(self, config: Config | None = None) -> None:
+        level: int | str = config.logging.level if config else logging.INFO
+        if self.verbose:
+            level = logging.DEBUG
+        elif self.quiet:
+            level = logging.WARNING
+        json_lines = self.log_json or bool(config and config.logging.json)
+        setup_logging(level, json_lines=json_lines)
+
+
+pass_app = click.make_pass_decorator(App)
