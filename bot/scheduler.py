@@ -292,6 +292,7 @@ class Daemon:
         self._once = False
         self._lock = threading.Lock()
         self._stopper: threading.Thread | None = None
+        self._stopper_started = threading.Event()  # set once _stopper is assigned and running
         self._inflight: dict[str, str] = {}  # persona -> slot key being worked on
         self._active = 0  # jobs running now
         self._idle = threading.Condition()
@@ -663,6 +664,8 @@ class Daemon:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
         clean = True
+        if self._stopping.is_set():  # the stopper may not be assigned yet (request_stop races)
+            self._stopper_started.wait(self.shutdown_grace_seconds)
         if self._stopper is not None:
             self._stopper.join(max(0.0, self._stop_deadline - time.monotonic()))
             with self._idle:  # in-flight wakes complete, up to the deadline
@@ -702,6 +705,7 @@ class Daemon:
         stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
         stopper.start()  # started before run() can see it (it joins it)
         self._stopper = stopper
+        self._stopper_started.set()  # run() may already be past the scheduler: it waits for this
 
     _stop_deadline = 0.0
 
