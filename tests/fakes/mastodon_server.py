@@ -268,8 +268,10 @@ class MastodonServer:
 
     def control(self, method: str, path: str, json: Any = None) -> Any:
         """Call a mock-only endpoint under /api/v1/_mock (reset, faults, dev_user, login)."""
+        # 30 s: under a soak the server thread shares the GIL with a daemon waking every
+        # second, and a control call once waited more than 10 s for its turn in CI.
         response = self._http.request(
-            method, self.base_url + _CONTROL + path, json=json, timeout=10
+            method, self.base_url + _CONTROL + path, json=json, timeout=30
         )
         response.raise_for_status()
         return response.json()
