@@ -40,6 +40,7 @@ from bot.errors import BotError
 from bot.novelty import longest_shared_run
 from bot.persona import ModelHandle, Persona
 from bot.sampler import Sampler
+from bot.vocab import words
 
 EVAL_ROWS = 64  # parallel streams the held-out text is cut into
 SHOWN_POSTS = 20  # posts kept verbatim in the result
@@ -160,7 +161,7 @@ def evaluate(
     used: set[tuple[int, int]] = set()  # the real samples share no sentence
     real = quality.real_runs(judge_half, lengths, np.random.default_rng(seed), used=used)
     real2 = quality.real_runs(judge_half, lengths, np.random.default_rng(seed + 1), used=used)
-    known = quality.english_words() | {w for d in train_docs for w in quality.words(d)}
+    known = quality.english_words() | {w for d in train_docs for w in words(d)}
     index, n = loaded.novelty_index, loaded.sampler.card.novelty_n
     words_needed = settings.filters.novelty_words
 

@@ -163,7 +163,7 @@ def fill_prompt(template: str, now: datetime) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-_ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
+ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
 
 
 def join_post(prompt: str, continuation: str, include_prompt: bool) -> str:
@@ -171,8 +171,8 @@ def join_post(prompt: str, continuation: str, include_prompt: bool) -> str:
     as a beginning (a word cut by the prompt's end is dropped, the first letter capitalised).
     Plain-text emphasis markers (`_word_`, as in Gutenberg texts) are dropped."""
     if include_prompt:
-        return _ITALICS.sub("", prompt + continuation).strip()
-    text = _ITALICS.sub("", continuation)
+        return ITALICS.sub("", prompt + continuation).strip()
+    text = ITALICS.sub("", continuation)
     if prompt and prompt[-1].isalnum() and text[:1].isalnum():
         text = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
     text = text.lstrip(" \t\n,;:-")

@@ -29,13 +29,13 @@ import numpy as np
 
 from bot.card import NORMALISE
 from bot.errors import BotError
+from bot.persona import ITALICS  # as posts drop _emphasis_, so must the author's text
 from bot.vocab import words  # a word, as the vocabulary constraint counts words
 
 Judge = Literal["ngram", "style"]
 JUDGES: tuple[Judge, ...] = ("ngram", "style")
 FOLDS = 5
 JUDGE_SEED = 0
-_ITALICS = re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)")  # Gutenberg's _emphasis_ markup
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 # The words whose rates tell authors apart in classic stylometry (Mosteller and Wallace's
 # kind): frequent, topic-free.
@@ -113,7 +113,7 @@ def _sklearn() -> Any:
 
 def clean(text: str) -> str:
     """The author's text as a post would show it: typography normalised, no _emphasis_."""
-    return " ".join(_ITALICS.sub("", text.translate(NORMALISE)).split())
+    return " ".join(ITALICS.sub("", text.translate(NORMALISE)).split())
 
 
 def halves(paragraphs: Sequence[str]) -> tuple[list[str], list[str]]:
