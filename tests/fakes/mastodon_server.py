@@ -224,7 +224,16 @@ class MastodonServer:
         self.app = create_app(self.config)
         self._late = _LateResponses(self.app)
         self._server = uvicorn.Server(
-            uvicorn.Config(self._late, host="127.0.0.1", port=0, log_level="warning")
+            uvicorn.Config(
+                self._late,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                # uvicorn closes an idle connection after 5 s by default; a client that
+                # sends on it at that instant gets "connection aborted" for a POST, which
+                # it may not retry. Tests pause longer than 5 s between calls (a soak).
+                timeout_keep_alive=120,
+            )
         )
         self._thread: threading.Thread | None = None
         self._http = requests.Session()
@@ -270,8 +279,14 @@ class MastodonServer:
         """Call a mock-only endpoint under /api/v1/_mock (reset, faults, dev_user, login)."""
         # 30 s: under a soak the server thread shares the GIL with a daemon waking every
         # second, and a control call once waited more than 10 s for its turn in CI.
+        # A fresh connection each time (Connection: close): a control call never lands
+        # on a kept-alive connection the server is closing.
         response = self._http.request(
-            method, self.base_url + _CONTROL + path, json=json, timeout=30
+            method,
+            self.base_url + _CONTROL + path,
+            json=json,
+            timeout=30,
+            headers={"Connection": "close"},
         )
         response.raise_for_status()
         return response.json()
