@@ -75,7 +75,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import fnmatch
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -236,6 +238,7 @@ class MastodonServer:
             )
         )
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._http = requests.Session()
         self.base_url = ""
         self._accounts: dict[str, MockAccount] = {}
@@ -243,7 +246,7 @@ class MastodonServer:
     # -- lifecycle --
 
     def start(self, timeout: float = 10.0) -> MastodonServer:
-        self._thread = threading.Thread(target=self._server.run, name="mastodon-mock", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="mastodon-mock", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -254,6 +257,29 @@ class MastodonServer:
         self.base_url = f"http://127.0.0.1:{port}"
         self._load_seeded_accounts()
         return self
+
+    def _serve(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve()
+
+        asyncio.run(serve())
+
+    def dump_state(self, why: str) -> None:
+        """Print what the server is doing (threads, asyncio tasks, DB pool) to stderr:
+        called when a control call times out, so a hang explains itself in the log."""
+        print(f"\n=== mastodon-mock: {why}", file=sys.stderr)
+        engine = getattr(self.app.state, "engine", None)
+        if engine is not None:
+            print(f"pool: {engine.pool.status()}", file=sys.stderr)
+        print(f"requests in flight: {len(self._server.server_state.tasks)}", file=sys.stderr)
+        loop = self._loop
+        if loop is not None:
+            for task in asyncio.all_tasks(loop):
+                print(f"--- task {task.get_name()}", file=sys.stderr)
+                task.print_stack(limit=12, file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -281,13 +307,17 @@ class MastodonServer:
         # second, and a control call once waited more than 10 s for its turn in CI.
         # A fresh connection each time (Connection: close): a control call never lands
         # on a kept-alive connection the server is closing.
-        response = self._http.request(
-            method,
-            self.base_url + _CONTROL + path,
-            json=json,
-            timeout=30,
-            headers={"Connection": "close"},
-        )
+        try:
+            response = self._http.request(
+                method,
+                self.base_url + _CONTROL + path,
+                json=json,
+                timeout=30,
+                headers={"Connection": "close"},
+            )
+        except requests.Timeout:
+            self.dump_state(f"{method} {path} timed out")
+            raise
         response.raise_for_status()
         return response.json()
 
