@@ -555,7 +555,8 @@ class SQLiteStore:
 
         A new slot is an INSERT ... ON CONFLICT DO NOTHING; an open slot (`claimed` with
         an expired lease, or `failed`) is taken over by one UPDATE whose WHERE clause
-        only one caller can satisfy. Both are checked by their row count."""
+        only one caller can satisfy. Both are checked by their row count. A `failed` slot
+        was released by its holder and is open at once (not only a millisecond later)."""
         holder = holder or new_holder()
         now = self._ts()
         until = self._lease_end(lease_seconds)
@@ -573,8 +574,8 @@ class SQLiteStore:
                     "UPDATE slots SET holder = ?, lease_until_utc = ?, status = 'claimed',"
                     " attempts = attempts + 1, updated_at_utc = ?"
                     " WHERE persona = ? AND slot_key = ?"
-                    " AND status IN ('claimed', 'failed')"
-                    " AND (lease_until_utc IS NULL OR lease_until_utc < ?)",
+                    " AND (status = 'failed' OR (status = 'claimed'"
+                    " AND (lease_until_utc IS NULL OR lease_until_utc < ?)))",
                     (holder, until, now, persona, slot_key, now),
                 )
                 if cursor.rowcount != 1:
@@ -650,7 +651,7 @@ class SQLiteStore:
         oldest first; slot keys starting with `exclude_prefix` are left out."""
         rows = self._query(
             f"SELECT {_SLOT_COLUMNS} FROM slots WHERE persona = ?"
-            " AND status IN ('claimed', 'failed') AND lease_until_utc < ?"
+            " AND (status = 'failed' OR (status = 'claimed' AND lease_until_utc < ?))"
             " AND slot_key NOT LIKE ? ORDER BY id",
             (persona, self._ts(), exclude_prefix + "%"),
         )
