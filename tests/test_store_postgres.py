@@ -5,6 +5,7 @@ the environment (never in a message), read-only history, a connection that break
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -178,6 +179,23 @@ def test_a_sqlite_daemon_never_imports_psycopg(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=120, check=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+def test_without_postgresql_the_tests_fail_saying_how_to_install_it(tmp_path: Path) -> None:
+    """Never a silent skip: CI installs the package, so its absence is a failure."""
+    repo = Path(__file__).resolve().parents[1]
+    test = tmp_path / "test_needs_pg.py"
+    test.write_text(
+        'pytest_plugins = ["tests.fakes.postgres"]\n\ndef test_needs_pg(postgres_db):\n    pass\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo), "REVENANT_PG_BINDIR": str(tmp_path / "no")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", str(test)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    assert "1 error" in result.stdout and "skipped" not in result.stdout
+    assert "run `apt-get install postgresql`" in result.stdout
 
 
 # --- store: as a URL, the password from the environment ---------------------------------

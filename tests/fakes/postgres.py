@@ -1,7 +1,7 @@
 """A real PostgreSQL server for tests, started once per test session in a temporary folder.
 
-Debian's `postgresql` package provides the binaries (/usr/lib/postgresql/<ver>/bin; CI
-installs it, see .ci/run). The cluster listens on 127.0.0.1 on a free port, keeps its
+Debian's `postgresql` package provides the binaries (/usr/lib/postgresql/<ver>/bin, or
+$REVENANT_PG_BINDIR; CI installs the package, see .ci/run). The cluster listens on 127.0.0.1 on a free port, keeps its
 unix socket in the temporary folder, requires passwords over TCP (scram-sha-256), and is
 stopped and deleted at the end of the session. It trades durability for speed (fsync,
 full_page_writes and synchronous_commit off): it is a test server. initdb refuses to run
@@ -70,6 +70,7 @@ INSTALL_HINT = (
     "PostgreSQL is not installed: run `apt-get install postgresql` "
     "(Debian's package; .ci/run installs it). The store tests need a real server."
 )
+BINDIR_ENV = "REVENANT_PG_BINDIR"  # where initdb/pg_ctl are, if not Debian's folder
 RUN_AS = "postgres"  # the unprivileged user the cluster runs as when tests run as root
 ROLE = "revenant"
 TEMPLATE = "revenant_template"
@@ -81,8 +82,13 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path:
-    """The folder with initdb/pg_ctl: Debian's newest /usr/lib/postgresql/<ver>/bin, or
-    the PATH's."""
+    """The folder with initdb/pg_ctl: $REVENANT_PG_BINDIR when set, else Debian's newest
+    /usr/lib/postgresql/<ver>/bin, else the PATH's."""
+    override = os.environ.get(BINDIR_ENV)
+    if override:
+        if not (Path(override) / "initdb").exists():
+            raise PostgresUnavailable(f"{BINDIR_ENV}={override} has no initdb. {INSTALL_HINT}")
+        return Path(override)
     versions = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/initdb"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
@@ -272,10 +278,17 @@ def running_postgres_server() -> Iterator[PostgresServer]:
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the whole session (see the module docstring)."""
     try:
-        with running_postgres_server() as server:
-            yield server
+        server = running_postgres_server()
+        started = server.__enter__()
     except PostgresUnavailable as err:
-        pytest.fail(str(err), pytrace=False)
+        problem = str(err)
+    else:
+        try:
+            yield started
+        finally:
+            server.__exit__(None, None, None)
+        return
+    pytest.fail(problem, pytrace=False)  # outside the except: one message, no chain
 
 
 @pytest.fixture
