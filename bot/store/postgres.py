@@ -198,7 +198,7 @@ class PostgresStore(SQLStore):
             self.db.close()
 
     def _conn(self) -> psycopg.Connection[Any]:
-        if self.db.broken or (self.db.closed and self._depth == 0):
+        if self.db.broken and self._depth == 0:
             self.db = connect(self.location, read_only=self._read_only)
         return self.db
 
