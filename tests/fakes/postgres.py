@@ -3,7 +3,8 @@
 Debian's `postgresql` package provides the binaries (/usr/lib/postgresql/<ver>/bin, or
 $REVENANT_PG_BINDIR; CI installs the package, see .ci/run). The cluster listens on 127.0.0.1 on a free port, keeps its
 unix socket in the temporary folder, requires passwords over TCP (scram-sha-256), and is
-stopped and deleted at the end of the session. It trades durability for speed (fsync,
+stopped and deleted at the end of the session (or, if the session was killed, by the
+next session, which stops clusters whose owner process is gone). It trades durability for speed (fsync,
 full_page_writes and synchronous_commit off): it is a test server. initdb refuses to run
 as root, so when the tests run as root the cluster runs as the `postgres` user (runuser)
 and owns its data folder. Without the binaries every test that asks for it FAILS with
@@ -56,6 +57,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -74,6 +76,8 @@ BINDIR_ENV = "REVENANT_PG_BINDIR"  # where initdb/pg_ctl are, if not Debian's fo
 RUN_AS = "postgres"  # the unprivileged user the cluster runs as when tests run as root
 ROLE = "revenant"
 TEMPLATE = "revenant_template"
+PREFIX = "revenant-pg-"  # the session's folder under the temporary folder
+OWNER_FILE = "owner.pid"  # the test process that started the cluster
 _counter = itertools.count(1)
 
 
@@ -246,12 +250,41 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Every folder from / down to `path` lets other users through (o+x)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+def _reap_orphans(parent: Path, bindir: Path) -> None:
+    """Stop and delete clusters left by test sessions that were killed (their owner
+    process is gone), so a SIGKILLed run does not leave a server behind for good."""
+    for root in parent.glob(PREFIX + "*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # not ours to judge (unreadable, or another user's process)
+        for data in root.glob("*/data"):
+            if (data / "postmaster.pid").exists():
+                server = PostgresServer(root=data.parent, bindir=bindir, port=0)
+                server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def running_postgres_server() -> Iterator[PostgresServer]:
     """Start a throwaway cluster; stop it and delete its folder on exit."""
     bindir = find_bindir()
-    root = Path(tempfile.mkdtemp(prefix="revenant-pg-"))
+    parent = Path(tempfile.gettempdir())
+    if os.geteuid() == 0 and not _reachable_by_others(parent):
+        parent = Path("/tmp")  # a private TMPDIR: the cluster's user could not get in
+    _reap_orphans(parent, bindir)
+    root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
     root.chmod(0o755)  # the cluster's user must reach its folder inside
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     server = None
     try:
         for attempt in range(3):  # a port picked free may be taken before postgres binds it
