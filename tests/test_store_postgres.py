@@ -318,6 +318,35 @@ def test_bot_status_on_a_postgres_store(pg_config: Path, postgres_db: PostgresDa
     assert postgres_db.password not in data + result.output
 
 
+TINY = Path(__file__).parent / "data" / "tiny_persona"
+
+
+def test_bot_post_and_preview_through_a_postgres_store(
+    tmp_path: Path, postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path on PostgreSQL: `bot post` claims, writes ahead, publishes to the
+    outbox and records; `bot preview` reads that history read-only (the duplicate filter)."""
+    monkeypatch.setenv("PGPASSWORD", postgres_db.password)
+    (tmp_path / "config.yaml").write_text(
+        f"store: {postgres_db.url}\npersonas:\n  tiny:\n    model: {TINY}\n"
+        "    prompts: ['The ']\n    include_prompt: true\n    candidates: 32\n"
+        "    filters: {min_chars: 10, default_blocklist: false, novelty_words: 8}\n"
+    )
+    runner = CliRunner()
+    result = runner.invoke(cli, ["post", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert "posted to outbox" in result.output
+    with PostgresStore(postgres_db.location) as store:
+        [row] = store.recent_posts("tiny")
+        assert row.slot_key.startswith("manual:") and row.publisher == "outbox"
+        slot = store.slot("tiny", row.slot_key)
+        assert slot is not None and (slot.status, slot.text, slot.sends) == ("posted", row.text, 1)
+    assert read_history(postgres_db.url, "tiny", 5) == [row.text]
+    preview = runner.invoke(cli, ["preview", "-n", "2", "--seed", "5", "--all"])
+    assert preview.exit_code == 0, preview.output
+    assert "duplicate=1" in preview.output  # the same seed meets the posted text again
+
+
 def test_bot_status_with_a_wrong_password_is_one_line(
     pg_config: Path, postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
