@@ -28,6 +28,8 @@ open): this package is the only place that knows a database brand.
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -110,16 +112,17 @@ def read_history(location: StoreLocation | str, persona: str, limit: int) -> lis
             return []
         with store:
             return store.recent_texts(persona, limit)
-    except Exception as err:  # unreadable, not a store, no table yet: no history
-        if isinstance(err, StoreError) or _is_database_error(err):
+    except StoreError:
+        return []
+    except Exception as err:  # not a store, no table yet: no history
+        if _database_error(err):
             return []
         raise
 
 
-def _is_database_error(err: Exception) -> bool:
-    import sqlite3
-
+def _database_error(err: Exception) -> bool:
+    """An error of either driver (psycopg can only have raised one if it is loaded)."""
     if isinstance(err, sqlite3.Error):
         return True
-    module = type(err).__module__
-    return module.startswith("psycopg")
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(err, psycopg.Error)

@@ -15,7 +15,8 @@ Portable on purpose: `?` placeholders (the PostgreSQL backend turns them into `%
 UTC ISO-8601 text timestamps in one fixed format (text order is time order; PostgreSQL
 compares them bytewise, see migrations.py), INSERT ... ON CONFLICT, RETURNING, UPDATE
 checked by its row count. Rows read inside `transaction()` are indexed by position,
-rows from `_query` by column name.
+rows from `_query` by column name. A broken constraint raises the driver's own
+IntegrityError (`sqlite3.IntegrityError`, `psycopg.IntegrityError`), as it always has.
 """
 
 from __future__ import annotations
