@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import load_config
 from bot.errors import ConfigError, StoreError
+from bot.log import redact
 from bot.publishers.base import Receipt
 from bot.store import PostgresLocation, PostgresStore, open_store, read_history
 
@@ -247,6 +248,15 @@ def test_config_store_url(
     assert isinstance(config.store, PostgresLocation)
     assert (config.store.url, config.store.password) == (url, password)
     assert password is None or password not in repr(config)
+    assert password is None or redact(f"login {password} failed") == "login *** failed"
+
+
+def test_config_store_path_may_name_variables(
+    tmp_path: Path, make_persona: Callable[..., Path]
+) -> None:
+    path = write_store_config(tmp_path, make_persona, "${STATE_DIR}/bot.db")
+    config = load_config(path, env={"STATE_DIR": "/srv/state"})
+    assert config.store == Path("/srv/state/bot.db")
 
 
 @pytest.mark.parametrize(

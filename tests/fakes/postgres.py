@@ -79,6 +79,7 @@ TEMPLATE = "revenant_template"
 PREFIX = "revenant-pg-"  # the session's folder under the temporary folder
 OWNER_FILE = "owner.pid"  # the test process that started the cluster
 _counter = itertools.count(1)
+_started: list[float] = []  # the session cluster's startup time, for the summary
 
 
 class PostgresUnavailable(RuntimeError):
@@ -316,6 +317,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     except PostgresUnavailable as err:
         problem = str(err)
     else:
+        _started.append(started.startup_seconds)
         try:
             yield started
         finally:
@@ -330,6 +332,13 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
     db = postgres_server.create_database()
     yield db
     postgres_server.drop_database(db.name)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _started:
+        terminalreporter.write_line(
+            f"postgresql: test cluster started in {_started[0]:.1f} s (initdb + start)"
+        )
 
 
 def pytest_report_header() -> str:
