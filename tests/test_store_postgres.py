@@ -199,6 +199,21 @@ def test_without_postgresql_the_tests_fail_saying_how_to_install_it(tmp_path: Pa
     assert "run `apt-get install postgresql`" in result.stdout
 
 
+def test_url_options_choose_the_schema_for_writes_and_reads(postgres_db: PostgresDatabase) -> None:
+    """`?options=-c search_path=...` keeps one deployment's tables in its own schema,
+    for the read-only open (`bot preview`) too."""
+    with postgres_db.connect() as conn:
+        conn.execute("CREATE SCHEMA fleet_a")
+    url = postgres_db.url + "?options=-c%20search_path%3Dfleet_a"
+    location = PostgresLocation(url, postgres_db.password)
+    with PostgresStore(location) as store:
+        store.record_post("ada", "s1", "in fleet a", Receipt("outbox", "1"))
+    with postgres_db.connect() as conn:
+        found = conn.execute("SELECT to_regclass('fleet_a.posts'), to_regclass('public.posts')")
+        assert found.fetchone() == ("fleet_a.posts", None)
+    assert read_history(location, "ada", 5) == ["in fleet a"]
+
+
 # --- store: as a URL, the password from the environment ---------------------------------
 
 

@@ -52,6 +52,10 @@ class PostgresLocation:
     url: str  # the URL with the password taken out: safe to show
     password: str | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.password:
+            register_secret(self.password)  # masked in every log line and CLI error
+
     @classmethod
     def parse(cls, text: str) -> PostgresLocation:
         """Split a postgresql:// URL (password in the user part or as `?password=`)."""
@@ -123,19 +127,18 @@ def connect(location: PostgresLocation, *, read_only: bool = False) -> psycopg.C
     in one line without the password."""
     import psycopg
 
-    options: dict[str, Any] = {}
-    if read_only:
-        options["options"] = "-c default_transaction_read_only=on"
-    if location.password:
-        options["password"] = location.password
+    options: dict[str, Any] = {"password": location.password} if location.password else {}
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             location.url,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name="revenant",
             **options,
         )
+        if read_only:  # a session setting, so `?options=...` in the URL still applies
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        return conn
     except psycopg.Error as err:
         raise StoreError(
             f"{location}: cannot connect to the state database ({_one_line(err, location)})",
