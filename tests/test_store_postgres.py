@@ -214,6 +214,16 @@ def test_url_options_choose_the_schema_for_writes_and_reads(postgres_db: Postgre
     assert read_history(location, "ada", 5) == ["in fleet a"]
 
 
+def test_without_psycopg_a_postgres_store_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` fails
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://rv:pw-not-shown@127.0.0.1:1/rv")
+    assert "needs psycopg, which is not installed" in str(info.value)
+    assert "requirements.txt" in str(info.value) and "pw-not-shown" not in str(info.value)
+
+
 # --- store: as a URL, the password from the environment ---------------------------------
 
 

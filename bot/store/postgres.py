@@ -125,7 +125,13 @@ class _PgDB:
 def connect(location: PostgresLocation, *, read_only: bool = False) -> psycopg.Connection[Any]:
     """An autocommit connection (transactions are explicit); StoreError when it fails,
     in one line without the password."""
-    import psycopg
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            f"{location}: the PostgreSQL store needs psycopg, which is not installed",
+            "pip install -r requirements.txt (it has psycopg[binary])",
+        ) from None
 
     options: dict[str, Any] = {"password": location.password} if location.password else {}
     try:
