@@ -32,6 +32,7 @@ from bot.errors import ConfigError
 from bot.log import register_secret
 from bot.publishers import registry
 from bot.publishers.base import VISIBILITIES, Visibility
+from bot.store.location import StoreLocation, parse_store_setting
 
 if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
@@ -193,7 +194,7 @@ class LoggingSettings:
 class Config:
     path: Path  # the file this came from
     home: Path  # REVENANT_HOME
-    store: Path
+    store: StoreLocation  # a Path (SQLite) or a PostgresLocation (bot/store/location.py)
     outbox: Path
     timezone: str = "UTC"
     logging: LoggingSettings = field(default_factory=LoggingSettings)
@@ -249,11 +250,18 @@ def load_config(
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error(label, err), "fix the YAML syntax there") from None
     home = Path(env.get(HOME_ENV) or DEFAULT_HOME)
-    return parse_config(raw, path=path, home=home, check_models=check_models)
+    return parse_config(raw, path=path, home=home, check_models=check_models, env=env)
 
 
-def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True) -> Config:
-    """Validate already-parsed YAML (`raw`) into a Config."""
+def parse_config(
+    raw: Any,
+    *,
+    path: Path,
+    home: Path,
+    check_models: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate already-parsed YAML (`raw`) into a Config; `env` fills `${VAR}` in `store:`."""
     label = str(path)
     base = path.parent
     _refuse_literal_tokens(label, raw, "")
@@ -264,7 +272,7 @@ def parse_config(raw: Any, *, path: Path, home: Path, check_models: bool = True)
     log_node = top.node("logging", ("level", "json"))
     level = log_node.choice("level", "INFO", LOG_LEVELS, upper=True)
     logging_settings = LoggingSettings(level=level, json=log_node.flag("json", False))
-    store = _resolve(base, top.text("store", None)) or home / STORE_FILE
+    store = _parse_store(top, base, home, os.environ if env is None else env)
     outbox = _resolve(base, top.text("outbox", None)) or home / OUTBOX_DIR
     lease_seconds = top.number("lease_seconds", 60.0, lo=1.0, hi=3600.0)
 
@@ -687,6 +695,21 @@ def _field_names(settings: type | None) -> tuple[str, ...]:
     if settings is None or not dataclasses.is_dataclass(settings):
         return ()
     return tuple(f.name for f in dataclasses.fields(settings))
+
+
+def _parse_store(top: Node, base: Path, home: Path, env: Mapping[str, str]) -> StoreLocation:
+    """`store:` is a path (SQLite) or a postgresql:// URL whose password comes from the
+    environment (PGPASSWORD, or a `${VAR}` in the URL); see bot/store/location.py."""
+    text = top.text("store", None)
+    if text is None:
+        return home / STORE_FILE
+    where = f"{top.label}: {top.at('store')}"
+    if "PGPASSWORD" in env:
+        register_secret(env["PGPASSWORD"])
+    location = parse_store_setting(text, env, where)
+    if isinstance(location, str):
+        return _resolve(base, location) or home / STORE_FILE
+    return location
 
 
 def _resolve(base: Path, text: str | None) -> Path | None:

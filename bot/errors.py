@@ -30,7 +30,7 @@ class CorpusError(BotError, ValueError):
 
 
 class StoreError(BotError):
-    """The SQLite state cannot be opened or migrated."""
+    """The state database (SQLite file or PostgreSQL) cannot be opened or migrated."""
 
 
 class PublishError(BotError):

@@ -2,7 +2,8 @@
 the loopback Mastodon server, including one that ignores `Idempotency-Key` and one that
 stalls past the client's timeout and applies the request late.
 
-Fast tests drive `Persona.wake` in this process with an injectable clock. The slow ones
+Fast tests drive `Persona.wake` in this process with an injectable clock, on both store
+backends (SQLite and a real PostgreSQL, tests/fakes/stores.py). The slow ones
 (`pytest -m ""`) start real `bot run` / `bot run --once` processes: racing on one store,
 and killed with SIGKILL at every step boundary (REVENANT_CRASH_AT, bot/faults.py) and
 restarted. bench/exactly_once.py runs the same rounds 20 times each (BENCHMARKS.md).
@@ -35,8 +36,9 @@ from tests.fakes.fleet import Fleet, kill_round, race_round
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
+    from tests.fakes.stores import Backend
 
-pytest_plugins = ["tests.fakes.mastodon_server"]
+pytest_plugins = ["tests.fakes.mastodon_server", "tests.fakes.postgres", "tests.fakes.stores"]
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 SLOT = "2026-12-01T10:00Z"
@@ -69,10 +71,10 @@ def settings(server: MastodonServer | None = None, **changes: Any) -> cfg.Person
 
 
 class Rig:
-    def __init__(self, server: MastodonServer, tmp_path: Path) -> None:
+    def __init__(self, server: MastodonServer, backend: Backend) -> None:
         self.server = server
         self.clock = Clock()
-        self.store = SQLiteStore(tmp_path / "revenant.db", now=self.clock)
+        self.store = backend.open(now=self.clock)
 
     def publisher(self, *, timeout: float = 5.0, settle: float = 0.0) -> MastodonPublisher:
         return MastodonPublisher(
@@ -98,8 +100,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(mastodon_server: MastodonServer, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(mastodon_server, tmp_path)
+def rig(mastodon_server: MastodonServer, store_backend: Backend) -> Iterator[Rig]:
+    r = Rig(mastodon_server, store_backend)
     yield r
     r.store.close()
 
@@ -213,20 +215,23 @@ class SlowOutbox(Outbox):
         return super().publish(post)
 
 
-def test_the_lease_is_renewed_while_the_holder_works(tmp_path: Path) -> None:
-    """A 1 s lease held through a 2.5 s send: renewed every 0.25 s, never taken over."""
-    with SQLiteStore(tmp_path / "revenant.db") as store:
+def test_the_lease_is_renewed_while_the_holder_works(
+    tmp_path: Path, store_backend: Backend
+) -> None:
+    """A 1 s lease held through a 2.5 s send: renewed every 0.25 s, never taken over by
+    a second waker on its own connection (another process or replica)."""
+    with store_backend.open() as store, store_backend.open() as other:
         outbox = SlowOutbox(tmp_path / "outbox")
 
-        def persona() -> Persona:
-            return Persona(settings(), store=store, publisher=outbox, lease_seconds=1,
+        def persona(on: Any) -> Persona:
+            return Persona(settings(), store=on, publisher=outbox, lease_seconds=1,
                            rng=np.random.default_rng(5))  # fmt: skip
 
         results: list[str] = []
-        holder = threading.Thread(target=lambda: results.append(persona().wake(SLOT).outcome))
+        holder = threading.Thread(target=lambda: results.append(persona(store).wake(SLOT).outcome))
         holder.start()
         time.sleep(1.8)  # well past the first lease, while the send is still going
-        second = persona().wake(SLOT)
+        second = persona(other).wake(SLOT)
         holder.join(10)
         assert (results, second.outcome) == (["posted"], "already_claimed")
         assert len(outbox.read("tiny")) == 1

@@ -1,19 +1,27 @@
-"""SQLite state: migrations, WAL, slot claims with leases (exactly one winner, also across
-processes), write-ahead text, one post row per slot."""
+"""The state store on both backends (SQLite and a real PostgreSQL, tests/fakes/stores.py):
+migrations, slot claims with leases (exactly one winner, also across processes),
+write-ahead text, one post row per slot. SQLite-only: WAL, file errors."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from bot.errors import StoreError
 from bot.publishers.base import Receipt
-from bot.store import MIGRATIONS, SQLiteStore, Store
+from bot.store import MIGRATIONS, SQLiteStore, SQLStore, Store
+
+if TYPE_CHECKING:
+    from tests.fakes.stores import Backend
+
+pytest_plugins = ["tests.fakes.postgres", "tests.fakes.stores"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,26 +74,32 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock):
+def store(store_backend: Backend, clock: FakeClock):
+    with store_backend.open(now=clock) as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, clock: FakeClock):
     with SQLiteStore(tmp_path / "state" / "revenant.db", now=clock) as s:
         yield s
 
 
-def test_migrate_blank(store: Store) -> None:
-    assert store.path.exists()  # the folder was created too
+def test_migrate_blank(store: SQLStore, store_backend: Backend) -> None:
+    if isinstance(store, SQLiteStore):
+        assert store.path.exists()  # the folder was created too
     assert store.migrations() == [fn.__name__ for fn in MIGRATIONS]
     assert store.migrations()[0] == "m001_initial"
-    tables = {
-        name: [row[1] for row in store.db.execute(f"PRAGMA table_info({name})")]
-        for name in EXPECTED_COLUMNS
-    }
+    tables = {name: store_backend.columns(store, name) for name in EXPECTED_COLUMNS}
     assert tables == EXPECTED_COLUMNS
     assert store.migrate() == []  # reopening applies nothing twice
+    with store_backend.open() as again:
+        assert again.migrate() == [] and again.migrations() == store.migrations()
 
 
-def test_wal_and_busy_timeout(store: Store) -> None:
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+def test_wal_and_busy_timeout(sqlite_store: SQLiteStore) -> None:
+    assert sqlite_store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sqlite_store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
 
 
 def test_claim_once(store: Store) -> None:
@@ -155,65 +169,73 @@ def test_failed_slots_reopen_finished_ones_never(store: Store, clock: FakeClock)
     assert [r.slot_key for r in store.slots_with_status("ada", "unknown")] == ["k-unknown"]
 
 
-def test_one_post_row_per_slot_and_publisher(store: Store) -> None:
+def test_one_post_row_per_slot_and_publisher(store: SQLStore, store_backend: Backend) -> None:
     receipt = Receipt(publisher="outbox", remote_id="ada-1")
     first = store.record_post("ada", "k", "the text the server has", receipt)
     again = store.record_post("ada", "k", "a text nobody saw", Receipt("outbox", "ada-2"))
     assert again == first
     assert [p.text for p in store.recent_posts("ada")] == ["the text the server has"]
-    with pytest.raises(sqlite3.IntegrityError):
-        store.db.execute(
+    with pytest.raises(store_backend.integrity_error):
+        store_backend.execute(
+            store,
             "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id,"
-            " created_at_utc) VALUES ('ada', 'k', 'post', 'x', 'outbox', '9', 'now')"
+            " created_at_utc) VALUES ('ada', 'k', 'post', 'x', 'outbox', '9', 'now')",
         )
 
 
-def test_m003_leaves_old_open_slots_unknown_and_keeps_first_post(tmp_path: Path) -> None:
+def test_m003_leaves_old_open_slots_unknown_and_keeps_first_post(
+    store_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A store written by the previous version: open slots have no written-ahead text, so
-    they can only be `unknown`; duplicate post rows (the bug) keep their first row."""
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    from bot import store as store_module
+    they can only be `unknown`; duplicate post rows (the bug) keep their first row. The
+    slots are copied with their ids, and new rows still get fresh ones."""
+    import bot.store.base
 
-    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at_utc TEXT NOT NULL)")
-    for fn in store_module.MIGRATIONS[:2]:
-        fn(db)
-        db.execute("INSERT INTO _migrations VALUES (?, 'then')", (fn.__name__,))
-    for key, status in (("a", "claimed"), ("b", "failed"), ("c", "posted")):
-        db.execute(
-            "INSERT INTO slots (persona, slot_key, claimed_at_utc, status, updated_at_utc)"
-            " VALUES ('ada', ?, 't', ?, 't')",
-            (key, status),
-        )
-    for text in ("published", "never seen"):
-        db.execute(
-            "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id,"
-            " created_at_utc) VALUES ('ada', 'c', 'post', ?, 'outbox', '1', 't')",
-            (text,),
-        )
-    db.close()
-    with SQLiteStore(path) as store:
+    monkeypatch.setattr(bot.store.base, "MIGRATIONS", MIGRATIONS[:2])
+    with store_backend.open() as old:
+        assert old.migrations() == ["m001_initial", "m002_mentions"]
+        for key, status in (("a", "claimed"), ("b", "failed"), ("c", "posted")):
+            store_backend.execute(
+                old,
+                "INSERT INTO slots (persona, slot_key, claimed_at_utc, status, updated_at_utc)"
+                " VALUES ('ada', ?, 't', ?, 't')",
+                (key, status),
+            )
+        for text in ("published", "never seen"):
+            store_backend.execute(
+                old,
+                "INSERT INTO posts (persona, slot_key, kind, text, publisher, remote_id,"
+                " created_at_utc) VALUES ('ada', 'c', 'post', ?, 'outbox', '1', 't')",
+                (text,),
+            )
+    monkeypatch.undo()
+    with store_backend.open() as store:
+        assert store.migrations()[-1] == "m003_leases"
         assert store.slot_counts("ada") == {"posted": 1, "unknown": 2}
         assert [p.text for p in store.recent_posts("ada")] == ["published"]
-        moved = store.db.execute("SELECT text FROM posts_duplicates").fetchall()
-        assert moved == [("never seen",)]
+        moved = store_backend.execute(store, "SELECT text FROM posts_duplicates")
+        assert [tuple(row) for row in moved] == [("never seen",)]
+        assert store.claim_slot("ada", "d") is not None  # a fresh id after the copied ones
+        assert store.record_post("ada", "d", "new", Receipt("outbox", "2")) > 1
+        assert store.slot_counts("ada") == {"posted": 2, "unknown": 2}
 
 
 CLAIM_SCRIPT = """
 import sys
-from bot.store import SQLiteStore, Store
-store = SQLiteStore(sys.argv[1])
+from bot.store import open_store
+store = open_store(sys.argv[1])
 sys.stdout.write("won" if store.claim_slot("ada", "2025-01-01T10:00Z") is not None else "lost")
 """
 
 
-def test_claim_exactly_once_across_processes(tmp_path: Path) -> None:
-    """Several processes race on a fresh file (migration included): one wins the slot."""
-    db = tmp_path / "race" / "revenant.db"
+def test_claim_exactly_once_across_processes(store_backend: Backend) -> None:
+    """Several processes race on a fresh store (migration included): one wins the slot."""
+    env = {**os.environ, **store_backend.env}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIM_SCRIPT, str(db)],
+            [sys.executable, "-c", CLAIM_SCRIPT, store_backend.location_text],
             cwd=REPO_ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -226,7 +248,7 @@ def test_claim_exactly_once_across_processes(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         results.append(out)
     assert sorted(results) == ["lost", "lost", "lost", "won"]
-    with SQLiteStore(db) as store:
+    with store_backend.open() as store:
         assert store.migrations() == [fn.__name__ for fn in MIGRATIONS]
 
 
@@ -254,10 +276,10 @@ def test_record_post_marks_slot_and_keeps_rejections(store: Store, clock: FakeCl
     assert store.rejection_counts("bob") == {}
 
 
-def test_record_post_is_atomic(store: Store) -> None:
+def test_record_post_is_atomic(store: Store, store_backend: Backend) -> None:
     assert store.claim_slot("ada", "k1") is not None
     receipt = Receipt(publisher="outbox", remote_id="1")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store_backend.integrity_error):
         store.record_post("ada", "k1", "text", receipt, kind="bogus")  # type: ignore[arg-type]
     assert store.recent_posts("ada") == []
     slot = store.slot("ada", "k1")
@@ -312,6 +334,33 @@ def test_nested_transaction_rolls_back_together(store: Store) -> None:
     assert store.get_cursor("c") is None
 
 
+def test_mentions_once_and_counted(store: Store, clock: FakeClock) -> None:
+    assert store.record_mention("ada", "n1", "Alice@x", "replied", status_id="s1",
+                                reply_remote_id="r1")  # fmt: skip
+    assert not store.record_mention("ada", "n1", "alice@x", "skipped", reason="again")
+    assert store.record_mention("ada", "n2", "bob@x", "skipped", reason="nobot")
+    assert store.mention_outcome("ada", "n1") == "replied"
+    assert store.mention_outcome("ada", "n3") is None
+    assert store.mention_answered_by("ada", "r1") == ("s1", None)
+    assert store.replies_since("ada", "ALICE@x", clock.now) == 1
+    assert store.replies_since("ada", "alice@x", clock.now + timedelta(seconds=1)) == 0
+    assert store.mention_skip_counts("ada") == {"nobot": 1}
+
+
+def test_open_slots_leave_out_reply_slots_and_live_leases(store: Store, clock: FakeClock) -> None:
+    for key in ("2025-01-01T09:00Z", "reply:n1", "Reply:n2", "2025-01-01T10:00Z"):
+        assert store.claim_slot("ada", key, lease_seconds=1) is not None
+    live = store.claim_slot("ada", "live", lease_seconds=600)
+    assert live is not None
+    clock.now += timedelta(seconds=2)
+    keys = [row.slot_key for row in store.open_slots("ada")]
+    assert keys == ["2025-01-01T09:00Z", "Reply:n2", "2025-01-01T10:00Z"]  # case matters
+    assert [row.slot_key for row in store.open_slots("ada", exclude_prefix="2025")] == [
+        "reply:n1",
+        "Reply:n2",
+    ]
+
+
 def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(StoreError) as info:
@@ -330,20 +379,22 @@ def test_not_a_database(tmp_path: Path) -> None:
 # --- the Store protocol (#18) -------------------------------------------------------------
 
 
-def test_sqlite_store_implements_the_protocol(tmp_path: Path) -> None:
-    from bot.store import open_store
+def test_each_backend_implements_the_protocol(store_backend: Backend) -> None:
+    from bot.store import PostgresStore, open_store
 
-    with open_store(tmp_path / "s.db") as store:
-        assert isinstance(store, Store) and isinstance(store, SQLiteStore)
-    public = {n for n in vars(SQLiteStore) if not n.startswith("_")}
+    with open_store(store_backend.location) as store:
+        assert isinstance(store, Store) and isinstance(store, SQLStore)
+        backend = type(store)
+        assert backend is {"sqlite": SQLiteStore, "postgres": PostgresStore}[store_backend.name]
+    public = {n for cls in backend.__mro__[:-1] for n in vars(cls) if not n.startswith("_")}
     protocol = {n for n in vars(Store) if not n.startswith("_")}
-    assert public <= protocol | {"path", "db"}, public - protocol
+    assert public <= protocol | {"path", "db", "location"}, public - protocol
 
 
 def test_no_sql_outside_the_store() -> None:
     bot = Path(__file__).resolve().parents[1] / "bot"
     for path in bot.rglob("*.py"):
-        if path.name == "store.py":
+        if path.parent.name == "store":
             continue
         text = path.read_text(encoding="utf-8")
         assert "sqlite3" not in text and "SELECT " not in text, path

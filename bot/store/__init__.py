@@ -1,0 +1,128 @@
+"""The state store: slot claims, posts, rejected candidates, cursors, failures, heartbeats.
+
+`Store` is the protocol every backend implements: `SQLiteStore` (one file, the embedded
+default) and `PostgresStore` (a shared database, for replicas and big fleets). Both run
+the same SQL (sql.py, base.py) and the same named migrations (migrations.py).
+
+    store = open_store(config.store)             # created and migrated on first use
+    claim = store.claim_slot("ada", "2025-01-01T10:00Z")   # a Claim for one caller, or None
+    if claim:
+        store.write_ahead(claim, text, prompt)   # the text, durable before anything is sent
+        store.mark_sending(claim)                # "may have reached the server" from here on
+        ...publish...
+        store.record_post("ada", "2025-01-01T10:00Z", text, receipt, rejections=[...])
+
+The package's modules:
+
+    protocol.py    `Store`, the rows (Claim, SlotRow, PostRow, FailureRow), UTC time text
+    sql.py         `SQLStore`: slots and posts (the claim protocol), in SQL both backends take
+    base.py        `SQLBase`: transactions, migration runner; failures, cursors, mentions
+    migrations.py  m001_initial, m002_mentions, m003_leases, ... (never edit a shipped one)
+    sqlite.py      `SQLiteStore`: WAL, busy timeout, BEGIN IMMEDIATE
+    postgres.py    `PostgresStore`: psycopg 3, placeholders and DDL translated, advisory lock
+    location.py    config.yaml's `store:`: a path or a postgresql:// URL (password from env)
+
+Callers never write SQL (`bot preview` reads history through `read_history`, a read-only
+open): this package is the only place that knows a database brand.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from bot.errors import StoreError
+from bot.store.location import PostgresLocation, StoreLocation, is_url, parse_store_setting
+from bot.store.migrations import MIGRATIONS, Migration, migration
+from bot.store.postgres import PostgresStore
+from bot.store.protocol import (
+    LEASE_SECONDS,
+    Claim,
+    FailureRow,
+    PostKind,
+    PostRow,
+    SlotRow,
+    SlotStatus,
+    Store,
+    isoformat_utc,
+    new_holder,
+    utc_now,
+)
+from bot.store.sql import SQLStore
+from bot.store.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "LEASE_SECONDS",
+    "MIGRATIONS",
+    "Claim",
+    "FailureRow",
+    "Migration",
+    "PostKind",
+    "PostRow",
+    "PostgresLocation",
+    "PostgresStore",
+    "SQLStore",
+    "SQLiteStore",
+    "SlotRow",
+    "SlotStatus",
+    "Store",
+    "StoreLocation",
+    "isoformat_utc",
+    "migration",
+    "new_holder",
+    "open_store",
+    "parse_store_setting",
+    "read_history",
+    "utc_now",
+]
+
+
+def _location(location: StoreLocation | str) -> StoreLocation:
+    if isinstance(location, str) and is_url(location):
+        return PostgresLocation.parse(location)
+    return Path(location) if isinstance(location, str) else location
+
+
+def open_store(location: StoreLocation | str, *, now: Callable[[], datetime] = utc_now) -> Store:
+    """The store at `location` (config.yaml's `store:`: a path, or a postgresql:// URL or
+    PostgresLocation), created and migrated if new."""
+    where = _location(location)
+    if isinstance(where, PostgresLocation):
+        return PostgresStore(where, now=now)
+    return SQLiteStore(where, now=now)
+
+
+def read_history(location: StoreLocation | str, persona: str, limit: int) -> list[str]:
+    """The persona's last `limit` post texts from a read-only open: nothing is created,
+    migrated or written (`bot preview`); [] when there is no store yet or it is unreadable."""
+    where = _location(location)
+    if limit <= 0:
+        return []
+    store: SQLStore
+    try:
+        if isinstance(where, PostgresLocation):
+            store = PostgresStore(where, read_only=True)
+        elif where.is_file():
+            store = SQLiteStore(where, read_only=True)
+        else:
+            return []
+        with store:
+            return store.recent_texts(persona, limit)
+    except StoreError:
+        return []
+    except Exception as err:  # not a store, no table yet: no history
+        if _database_error(err):
+            return []
+        raise
+
+
+def _database_error(err: Exception) -> bool:
+    """An error of either driver (psycopg can only have raised one if it is loaded)."""
+    if isinstance(err, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(err, psycopg.Error)

@@ -1,0 +1,226 @@
+"""The store's shared plumbing and its simple records, in portable SQL (see sql.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Literal, Protocol, Self
+
+from bot.store.migrations import MIGRATIONS
+from bot.store.protocol import FailureRow, isoformat_utc, parse_ts, utc_now
+
+
+class DB(Protocol):
+    """The open transaction's connection, as `transaction()` yields it."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class SQLBase:
+    """The plumbing every backend shares (a lock, nesting transactions, the clock, the
+    migration runner) and the simple records: failures, cursors, heartbeats, mentions.
+    `SQLStore` adds slots and posts; a backend adds the connection."""
+
+    def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
+        self._now = now
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction()
+
+    # --- what a backend provides ------------------------------------------------------
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """Group writes atomically; nests. Yields a `DB`."""
+        raise NotImplementedError
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Run one read; rows by column name."""
+        raise NotImplementedError
+
+    def _before_migrations(self, db: DB) -> None:
+        """Called first in the migration transaction (PostgreSQL takes a lock there)."""
+
+    def _after_migrations(self, db: DB, applied: list[str]) -> None:
+        """Called last in the migration transaction, when something was applied."""
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ts(self) -> str:
+        return isoformat_utc(self._now())
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in one write transaction; returns the names applied."""
+        applied: list[str] = []
+        with self.transaction() as db:
+            self._before_migrations(db)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                "(name TEXT PRIMARY KEY, applied_at_utc TEXT NOT NULL)"
+            )
+            done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+            for fn in MIGRATIONS:
+                if fn.__name__ not in done:
+                    fn(db)
+                    db.execute(
+                        "INSERT INTO _migrations (name, applied_at_utc) VALUES (?, ?)",
+                        (fn.__name__, self._ts()),
+                    )
+                    applied.append(fn.__name__)
+            if applied:
+                self._after_migrations(db, applied)
+        return applied
+
+    def migrations(self) -> list[str]:
+        return [row["name"] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
+
+    # --- failures ---------------------------------------------------------------------
+
+    def record_failure(
+        self, persona: str, slot_key: str, kind: str, error: str, *, transient: bool
+    ) -> None:
+        """A failed wake or publish; `kind` names the step (e.g. publish, sample)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO failures (persona, slot_key, kind, error, transient,"
+                " created_at_utc) VALUES (?, ?, ?, ?, ?, ?)",
+                (persona, slot_key, kind, error, int(transient), self._ts()),
+            )
+
+    def failure_counts(self, persona: str | None = None) -> dict[str, int]:
+        """kind -> count."""
+        where, params = ("WHERE persona = ?", [persona]) if persona else ("", [])
+        rows = self._query(
+            f"SELECT kind, COUNT(*) AS n FROM failures {where} GROUP BY kind ORDER BY n DESC, kind",
+            params,
+        )
+        return {row["kind"]: row["n"] for row in rows}
+
+    def recent_failures(self, persona: str | None = None, limit: int = 5) -> list[FailureRow]:
+        """Newest first."""
+        where, params = ("WHERE persona = ?", [persona]) if persona else ("", [])
+        rows = self._query(
+            f"SELECT id, persona, slot_key, kind, error, transient, created_at_utc"
+            f" FROM failures {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [FailureRow(**{**dict(row), "transient": bool(row["transient"])}) for row in rows]
+
+    # --- cursors and heartbeats -------------------------------------------------------
+
+    def get_cursor(self, name: str, default: str | None = None) -> str | None:
+        rows = self._query("SELECT value FROM cursors WHERE name = ?", (name,))
+        return rows[0]["value"] if rows else default
+
+    def set_cursor(self, name: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO cursors (name, value, updated_at_utc) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at_utc = excluded.updated_at_utc",
+                (name, value, self._ts()),
+            )
+
+    def beat(self, name: str) -> None:
+        """Record that `name` (e.g. the scheduler) is alive now."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO heartbeats (name, at_utc) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET at_utc = excluded.at_utc",
+                (name, self._ts()),
+            )
+
+    def last_beat(self, name: str) -> datetime | None:
+        rows = self._query("SELECT at_utc FROM heartbeats WHERE name = ?", (name,))
+        return parse_ts(rows[0]["at_utc"]) if rows else None
+
+    def heartbeats(self) -> dict[str, datetime]:
+        rows = self._query("SELECT name, at_utc FROM heartbeats ORDER BY name")
+        return {row["name"]: parse_ts(row["at_utc"]) for row in rows}
+
+    # --- mentions (replies) -----------------------------------------------------------
+
+    def record_mention(
+        self,
+        persona: str,
+        notification_id: str,
+        acct: str,
+        outcome: Literal["replied", "skipped"],
+        *,
+        status_id: str | None = None,
+        in_reply_to_id: str | None = None,
+        reason: str | None = None,
+        reply_remote_id: str | None = None,
+        at: datetime | None = None,
+    ) -> bool:
+        """Record how a mention was handled, once; False if it already was. `at` (UTC,
+        default now) is what the per-account limit counts from."""
+        when = isoformat_utc(at) if at is not None else self._ts()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO mentions (persona, notification_id, status_id, in_reply_to_id, acct,"
+                " outcome, reason, reply_remote_id, created_at_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (persona, notification_id) DO NOTHING",
+                (
+                    persona,
+                    notification_id,
+                    status_id,
+                    in_reply_to_id,
+                    acct.lower(),
+                    outcome,
+                    reason,
+                    reply_remote_id,
+                    when,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def mention_outcome(self, persona: str, notification_id: str) -> str | None:
+        """'replied', 'skipped', or None when the mention was never handled."""
+        rows = self._query(
+            "SELECT outcome FROM mentions WHERE persona = ? AND notification_id = ?",
+            (persona, notification_id),
+        )
+        return rows[0]["outcome"] if rows else None
+
+    def mention_answered_by(
+        self, persona: str, reply_remote_id: str
+    ) -> tuple[str | None, str | None] | None:
+        """(status_id, in_reply_to_id) of the mention our status `reply_remote_id`
+        answered, or None when that status is not one of our replies."""
+        rows = self._query(
+            "SELECT status_id, in_reply_to_id FROM mentions WHERE persona = ?"
+            " AND reply_remote_id = ?",
+            (persona, reply_remote_id),
+        )
+        return (rows[0]["status_id"], rows[0]["in_reply_to_id"]) if rows else None
+
+    def replies_since(self, persona: str, acct: str, since: datetime) -> int:
+        """How many mentions by `acct` the persona answered at or after `since`."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM mentions WHERE persona = ? AND acct = ?"
+            " AND outcome = 'replied' AND created_at_utc >= ?",
+            (persona, acct.lower(), isoformat_utc(since)),
+        )
+        return int(rows[0]["n"])
+
+    def mention_skip_counts(self, persona: str) -> dict[str, int]:
+        """Skip reason -> count (for `bot status`), most frequent first."""
+        rows = self._query(
+            "SELECT reason, COUNT(*) AS n FROM mentions WHERE persona = ? AND outcome = 'skipped'"
+            " GROUP BY reason ORDER BY n DESC, reason",
+            (persona,),
+        )
+        return {row["reason"]: row["n"] for row in rows}
