@@ -3,7 +3,11 @@ persona, one copy per model folder) and personas on one schedule wake apart, not
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +22,7 @@ from bot.scheduler import Daemon, next_run_times, slot_key, wake_offsets
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 T0 = datetime(2026, 11, 26, 14, 10, 7, tzinfo=UTC)
 
@@ -82,7 +87,7 @@ def test_models_in_memory_is_checked(write_config: Callable[[str], Path], tmp_pa
 
 def test_personas_on_one_schedule_wake_spacing_apart() -> None:
     hourly = Schedule(interval_minutes=60)
-    offsets = wake_offsets({n: hourly for n in ("cy", "ada", "bo")}, 2.0, T0)
+    offsets = wake_offsets(dict.fromkeys(("cy", "ada", "bo"), hourly), 2.0, T0)
     assert offsets == {"ada": 0.0, "bo": 2.0, "cy": 4.0}
     assert wake_offsets({"ada": hourly}, 2.0, T0) == {"ada": 0.0}
 
@@ -93,7 +98,7 @@ def test_a_thousand_hourly_personas_spread_over_half_the_hour_each_in_its_slot()
     offsets = wake_offsets(dict.fromkeys(names, hourly), 2.0, T0)
     values = sorted(offsets.values())
     assert values[0] == 0.0 and values[-1] < 1800 - 60  # half the hour, less the jitter
-    gaps = {round(b - a, 6) for a, b in zip(values, values[1:], strict=False)}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(values)}
     assert gaps == {round((1800 - 60) / 1000, 6)}
     for name in ("p0000", "p0999"):
         fire = next_run_times(hourly, T0, 2, offset=offsets[name])[1]
@@ -101,7 +106,10 @@ def test_a_thousand_hourly_personas_spread_over_half_the_hour_each_in_its_slot()
 
 
 def test_schedules_are_spread_separately_and_cron_keeps_its_slot() -> None:
-    hourly, cron = Schedule(interval_minutes=60), Schedule(interval_minutes=None, cron="*/10 * * * *")
+    hourly, cron = (
+        Schedule(interval_minutes=60),
+        Schedule(interval_minutes=None, cron="*/10 * * * *"),
+    )
     offsets = wake_offsets({"a": hourly, "b": hourly, "c": cron, "d": cron}, 2.0, T0)
     assert offsets == {"a": 0.0, "b": 2.0, "c": 0.0, "d": 2.0}
     fire = next_run_times(cron, T0, 2, offset=2.0)[1]
@@ -138,3 +146,21 @@ def test_the_daemon_spreads_first_runs_and_slots(
     top = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
     assert posts == [top, top + timedelta(seconds=3), top + timedelta(seconds=6)]
     assert firsts == [T0 + timedelta(seconds=5 + 3 * i) for i in range(3)]
+
+
+@pytest.mark.slow
+def test_fleet_bench_smoke_posts_every_planned_slot(tmp_path: Path) -> None:
+    """bench/fleet.py --smoke: a real `bot run` of 3 personas on the shipped model, for
+    half a minute: every slot planned in the window is posted, memory is measured."""
+    out = tmp_path / "fleet.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fleet.py"), "--smoke", "--json", str(out)],
+        check=False, capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["personas"] == 3 and report["exit_code"] == 0
+    assert report["expected"] >= 3 and report["missed"] == 0, report["missed_slots"]
+    assert report["posted"] == report["expected"]
+    assert 50 < report["rss_peak_mb"] < 1024 and report["cpu_s_per_wake"] > 0
+    assert set(report["late_s"]) == {"p50", "p90", "p99", "max"}
