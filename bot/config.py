@@ -200,6 +200,8 @@ class Config:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     personas: Mapping[str, PersonaSettings] = field(default_factory=dict)
     lease_seconds: float = 60.0  # a slot claim's lease, renewed every quarter of it
+    models_in_memory: int = 32  # loaded models kept; the least recently used is dropped
+    wake_spacing_seconds: float = 2.0  # personas on one schedule wake this far apart
 
     @property
     def label(self) -> str:
@@ -265,9 +267,9 @@ def parse_config(
     label = str(path)
     base = path.parent
     _refuse_literal_tokens(label, raw, "")
-    top = Node(
-        label, "", raw, ("personas", "store", "outbox", "timezone", "logging", "lease_seconds")
-    )
+    top_keys = ("personas", "store", "outbox", "timezone", "logging", "lease_seconds",
+                "models_in_memory", "wake_spacing_seconds")  # fmt: skip
+    top = Node(label, "", raw, top_keys)
     timezone = top.zone("timezone", "UTC")
     log_node = top.node("logging", ("level", "json"))
     level = log_node.choice("level", "INFO", LOG_LEVELS, upper=True)
@@ -275,6 +277,8 @@ def parse_config(
     store = _parse_store(top, base, home, os.environ if env is None else env)
     outbox = _resolve(base, top.text("outbox", None)) or home / OUTBOX_DIR
     lease_seconds = top.number("lease_seconds", 60.0, lo=1.0, hi=3600.0)
+    models_in_memory = top.whole("models_in_memory", 32, lo=1, hi=100_000)
+    wake_spacing = top.number("wake_spacing_seconds", 2.0, lo=0.0, hi=3600.0)
 
     personas_raw = top.data.get("personas")
     if personas_raw is None or personas_raw == {}:
@@ -298,6 +302,8 @@ def parse_config(
         logging=logging_settings,
         personas=personas,
         lease_seconds=lease_seconds,
+        models_in_memory=models_in_memory,
+        wake_spacing_seconds=wake_spacing,
     )
 
 

@@ -6,102 +6,39 @@
     wake(slot) claim the slot -> compose -> publish -> record, exactly once per slot
                (`bot post`, and every scheduled wake of `bot run`).
 
-The model is held by a `ModelHandle` that notices when the trainer swaps models/<name>/
-(it writes atomically) and loads the new one on the next use; a corrupt new model is
-refused with a log line and the last good one keeps serving. Never imports TensorFlow.
+The model is held by a `ModelHandle` of the process-wide model cache (bot/modelcache.py):
+loaded on first use, shared by personas of one model folder, reloaded when the trainer
+swaps models/<name>/, dropped when many other models were used since. Never imports
+TensorFlow.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from bot import config as cfg
-from bot.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE
-from bot.critic import CRITIC_FILE, Critic
 from bot.delivery import Delivery, LeaseKeeper, deliver
-from bot.engines import load_engine
 from bot.errors import ModelError
 from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
 from bot.log import event
-from bot.novelty import load_index
+from bot.modelcache import MODELS, Loaded, ModelHandle
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.sampler import Sampler
 from bot.store import LEASE_SECONDS, Claim, Store
-from bot.vocab import WordTrie
 
 log = logging.getLogger(__name__)
 
 MAX_SLOT_ATTEMPTS = 5  # attempts at one slot (claims and take-overs) before it is given up
-
-
-@dataclass
-class Loaded:
-    sampler: Sampler
-    novelty_index: np.ndarray | None
-    stamp: tuple[float, ...]
-    words: WordTrie | None = None  # the corpus' words; sampling stays inside them
-    critic: Critic | None = None  # ranks candidates by how much they read like the author
-
-
-class ModelHandle:
-    """The persona's sampler, novelty index, word list and critic, reloaded when the files
-    on disk change."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._loaded: Loaded | None = None
-        self._lock = threading.Lock()
-
-    def _stamp(self) -> tuple[float, ...]:
-        stamps: list[float] = []
-        for name in (CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE, CRITIC_FILE):
-            try:
-                st = (self.directory / name).stat()
-                stamps += [st.st_mtime_ns, st.st_ino, st.st_size]
-            except FileNotFoundError:
-                stamps += [-1]
-        return tuple(stamps)
-
-    def get(self) -> Loaded:
-        with self._lock:
-            stamp = self._stamp()
-            if self._loaded is not None and stamp == self._loaded.stamp:
-                return self._loaded
-            try:
-                sampler = load_engine(self.directory)  # by the card's model kind
-                ngrams = self.directory / NGRAMS_FILE
-                index = load_index(ngrams) if ngrams.is_file() else None
-                words_path, critic_path = self.directory / WORDS_FILE, self.directory / CRITIC_FILE
-                words = WordTrie.load(words_path) if words_path.is_file() else None
-                critic = Critic.load(critic_path) if critic_path.is_file() else None
-            except (ModelError, OSError, ValueError) as err:
-                if self._loaded is None:
-                    if isinstance(err, ModelError):
-                        raise
-                    raise ModelError(
-                        f"{self.directory}: cannot read the persona ({err})", "retrain it"
-                    ) from err
-                event(log, "model_refused", logging.ERROR, model=str(self.directory),
-                      error=str(err), keeping="last good model")  # fmt: skip
-                self._loaded.stamp = stamp  # do not retry every wake; a new write changes it
-                return self._loaded
-            if self._loaded is not None:
-                event(log, "model_reloaded", model=str(self.directory))
-            self._loaded = Loaded(sampler, index, stamp, words, critic)
-            return self._loaded
 
 
 @dataclass
@@ -206,7 +143,7 @@ class Persona:
         self.publisher = publisher
         self.rng = rng if rng is not None else np.random.default_rng()
         self.now = now
-        self.model = model or ModelHandle(settings.model)
+        self.model = model or MODELS.handle(settings.model)
         self.length = length
         self._max_chars = max_chars
         self.lease_seconds = lease_seconds

@@ -37,6 +37,7 @@ import random
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,7 @@ from bot.delivery import publish_with_retries
 from bot.errors import ConfigError, ModelError, PublishError
 from bot.log import event, format_fields
 from bot.memory import release_free_memory
+from bot.modelcache import MODELS
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
@@ -148,9 +150,10 @@ class GridTrigger(BaseTrigger):
     interval so each run stays inside its own slot.
     """
 
-    def __init__(self, seconds: float, jitter: float = 0.0) -> None:
+    def __init__(self, seconds: float, jitter: float = 0.0, offset: float = 0.0) -> None:
         self.seconds = seconds
-        self.jitter = min(max(0.0, jitter), seconds / 2)
+        self.offset = min(max(0.0, offset), seconds / 2)  # a fixed place in the slot
+        self.jitter = min(max(0.0, jitter), seconds / 2 - self.offset)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -161,12 +164,13 @@ class GridTrigger(BaseTrigger):
         else:
             start = grid_start(now, self.seconds)
             base = start if start == now else start + step
+        base += timedelta(seconds=self.offset)
         if self.jitter:
             base += timedelta(seconds=random.uniform(0, self.jitter))
         return base
 
     def __str__(self) -> str:
-        return f"grid[{self.seconds:g}s, jitter {self.jitter:g}s]"
+        return f"grid[{self.seconds:g}s, offset {self.offset:g}s, jitter {self.jitter:g}s]"
 
 
 class WallClockCronTrigger(BaseTrigger):
@@ -179,16 +183,19 @@ class WallClockCronTrigger(BaseTrigger):
     and never returns an earlier one. Jitter (0..jitter_seconds) is added here.
     """
 
-    def __init__(self, schedule: cfg.Schedule, *, jitter: bool = True) -> None:
+    def __init__(self, schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> None:
         self.inner = schedule.trigger(jitter=False)
         self.zone = ZoneInfo(schedule.timezone)
         self.jitter = schedule.jitter_seconds if jitter else 0
+        self.offset = timedelta(seconds=max(0.0, offset))
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        start = now.astimezone(UTC)
+        start = now.astimezone(UTC) - self.offset  # fire times are cron times + offset
         floor = previous_fire_time.astimezone(UTC) if previous_fire_time is not None else None
+        if floor is not None:
+            floor -= self.offset
         if floor is not None:
             start = max(start, floor + timedelta(microseconds=1))
         for _ in range(200):  # each step moves on a minute; DST needs at most 60
@@ -197,6 +204,7 @@ class WallClockCronTrigger(BaseTrigger):
                 return None
             fire = fire.astimezone(UTC)
             if fire >= start and (floor is None or fire > floor):
+                fire += self.offset
                 if self.jitter:
                     fire += timedelta(seconds=random.uniform(0, self.jitter))
                 return fire
@@ -207,21 +215,58 @@ class WallClockCronTrigger(BaseTrigger):
         return f"{self.inner} (DST-safe)"
 
 
-def post_trigger(schedule: cfg.Schedule, *, jitter: bool = True) -> Any:
-    """The post job's trigger: `GridTrigger` for intervals, `WallClockCronTrigger` for cron."""
+def post_trigger(schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> Any:
+    """The post job's trigger: `GridTrigger` for intervals, `WallClockCronTrigger` for cron;
+    each fire time is the slot's start + `offset` (+ jitter)."""
     seconds = interval_seconds(schedule)
     if seconds is not None:
-        return GridTrigger(seconds, schedule.jitter_seconds if jitter else 0.0)
-    return WallClockCronTrigger(schedule, jitter=jitter)
+        return GridTrigger(seconds, schedule.jitter_seconds if jitter else 0.0, offset)
+    return WallClockCronTrigger(schedule, jitter=jitter, offset=offset)
 
 
-def next_run_times(schedule: cfg.Schedule, now: datetime, count: int = 3) -> list[datetime]:
-    """When a daemon started at `now` would post (first run included), without jitter."""
+def period_seconds(schedule: cfg.Schedule, now: datetime) -> float:
+    """The schedule's interval, or for cron the gap between its next two fire times."""
+    seconds = interval_seconds(schedule)
+    if seconds is not None:
+        return seconds
+    trigger = WallClockCronTrigger(schedule, jitter=False)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first) if first is not None else None
+    if first is None or second is None:
+        return 0.0
+    return (second - first).total_seconds()
+
+
+def wake_offsets(
+    schedules: Mapping[str, cfg.Schedule], spacing: float, now: datetime
+) -> dict[str, float]:
+    """Seconds after its slot's start each persona wakes: personas on the same schedule
+    wake `spacing` seconds apart (in name order) instead of all at once. The spread stays
+    in the first half of the slot (less the jitter), so every wake keeps its own slot; a
+    thousand hourly personas 2 s apart would need 2,000 s, so they get 1.8 s each."""
+    groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
+    for name, s in schedules.items():
+        groups[(s.interval_minutes, s.cron, s.timezone, s.jitter_seconds)].append(name)
+    offsets: dict[str, float] = {}
+    for names in groups.values():
+        schedule = schedules[names[0]]
+        window = max(0.0, period_seconds(schedule, now) / 2 - schedule.jitter_seconds)
+        step = min(spacing, window / len(names))
+        for i, name in enumerate(sorted(names)):
+            offsets[name] = i * step
+    return offsets
+
+
+def next_run_times(
+    schedule: cfg.Schedule, now: datetime, count: int = 3, *, offset: float = 0.0
+) -> list[datetime]:
+    """When a daemon started at `now` would post (first run included), without jitter;
+    `offset` is the persona's place in its slot (`wake_offsets`)."""
     zone = ZoneInfo(schedule.timezone)
     times: list[datetime] = []
     if schedule.first_run_seconds is not None:
-        times.append(now + timedelta(seconds=schedule.first_run_seconds))
-    trigger = post_trigger(schedule, jitter=False)
+        times.append(now + timedelta(seconds=schedule.first_run_seconds + offset))
+    trigger = post_trigger(schedule, jitter=False, offset=offset)
     previous: datetime | None = None
     while len(times) < count:
         fire = trigger.get_next_fire_time(previous, now)
@@ -296,6 +341,7 @@ class Daemon:
         self._inflight: dict[str, str] = {}  # persona -> slot key being worked on
         self._active = 0  # jobs running now
         self._idle = threading.Condition()
+        MODELS.resize(config.models_in_memory)  # a fleet's models take turns in memory
         seeds = np.random.SeedSequence(seed).spawn(len(personas))
         self.states: dict[str, _PersonaState] = {}
         for settings, seq in zip(personas, seeds, strict=True):
@@ -331,9 +377,12 @@ class Daemon:
         scheduler.add_listener(self._on_scheduler_event,
                                EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_SCHEDULER_STARTED)  # fmt: skip
         now = self.clock.now()  # the wall clock in production; tests align APScheduler to it
+        schedules = {name: state.settings.schedule for name, state in self.states.items()}
+        self.offsets = wake_offsets(schedules, self.config.wake_spacing_seconds, now)
         for name, state in self.states.items():
             s = state.settings.schedule
-            trigger = post_trigger(s)
+            offset = self.offsets[name]
+            trigger = post_trigger(s, offset=offset)
             first_fire = trigger.get_next_fire_time(None, now)
             scheduler.add_job(self._post_job, trigger, args=[name, "schedule"], id=f"post:{name}",
                               name=f"post {name}", coalesce=s.coalesce, max_instances=1,
@@ -341,7 +390,7 @@ class Daemon:
                               next_run_time=first_fire)  # fmt: skip
             first_run = None
             if s.first_run_seconds is not None:
-                first_run = now + timedelta(seconds=s.first_run_seconds)
+                first_run = now + timedelta(seconds=s.first_run_seconds + offset)
                 scheduler.add_job(self._post_job, "date", run_date=first_run,
                                   args=[name, "first_run"], id=f"first:{name}",
                                   name=f"first run {name}", max_instances=1,
