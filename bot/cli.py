@@ -620,8 +620,11 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
         raise click.ClickException(
             "bot train needs Keras and TensorFlow (pip install -r requirements-train.txt)"
         )
-    from bot.train.trainer import TrainConfig
-    from bot.train.trainer import train as run_training
+    from bot.train.quiet import quiet_backend_import
+
+    with quiet_backend_import(verbose=App.current().verbose):  # before TensorFlow loads
+        from bot.train.trainer import TrainConfig
+        from bot.train.trainer import train as run_training
 
     renames = {"hidden": "n_hidden", "layers": "n_layer", "embedding": "n_embd"}
     if not settings.pop("short_start"):
