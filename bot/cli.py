@@ -147,12 +147,38 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
         click.echo(f"  model: {_describe_model(persona)}")
         click.echo(f"  publisher: {_describe_publisher(config, persona)}")
         click.echo(f"  schedule: {persona.schedule.describe()}")
-        times = next_run_times(persona.schedule, now, 3)
-        click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
+        done = _finished_first_slot(config, persona, now)
+        times = next_run_times(persona.schedule, now, 3, first_run=done is None)
+        shown = [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times]
+        if done is not None:  # a second `bot run` in the same slot (hour) posts nothing now
+            jitter = " plus jitter" if persona.schedule.jitter_seconds else ""
+            click.echo(f"  first run: none: slot {done.slot_key} is done ({done.status} at "
+                       f"{done.updated_at_utc}) and a slot gets one post, so `bot run` started "
+                       f"now posts first at {shown[0] if shown else 'no time'}{jitter}")  # fmt: skip
+        click.echo("  next runs: " + ", ".join(shown))
         if online and registry.of(persona).online_check is not None:
             _check_online(config, persona)
         ready += 1
     click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
+
+
+def _finished_first_slot(config: Config, persona: PersonaSettings, now: datetime) -> Any:
+    """The `SlotRow` that a `bot run` started now would find already done (so its first run
+    posts nothing), from a read-only look at the store; None when it would post."""
+    import sqlite3
+    from functools import partial
+
+    from bot.errors import StoreError
+    from bot.scheduler import finished_first_slot
+    from bot.store import SQLiteStore
+
+    if persona.schedule.first_run_seconds is None or not config.store.is_file():
+        return None
+    try:
+        with SQLiteStore(config.store, read_only=True) as store:
+            return finished_first_slot(persona.schedule, now, partial(store.slot, persona.name))
+    except (StoreError, sqlite3.Error):  # unreadable: `bot run` will say why
+        return None
 
 
 def _check_online(config: Config, persona: PersonaSettings) -> None:
