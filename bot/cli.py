@@ -189,7 +189,8 @@ def _check_online(config: Config, persona: PersonaSettings) -> None:
     click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
     click.echo(f"  instance limit: {info['instance_limit']} characters per post")
     if info["missing_scopes"]:
-        click.echo(f"  token lacks scopes: {', '.join(info['missing_scopes'])}")
+        click.echo(f"  token lacks scopes: {' '.join(info['missing_scopes'])} (give it "
+                   f"{info['scopes_wanted']})")  # fmt: skip
 
 
 @cli.command(short_help="Flag Mastodon accounts as bots; optionally set their profile note.")
