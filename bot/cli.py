@@ -575,7 +575,7 @@ def post(
     "--corpus",
     multiple=True,
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     help="Text file, folder of .txt, or .jsonl posts; repeatable.",
 )
 @click.option("--epochs", default=100, show_default=True, type=click.IntRange(1),
