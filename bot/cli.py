@@ -688,7 +688,8 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 )
 @click.option("-n", "--count", default=300, show_default=True,
               type=click.IntRange(10, 10_000), help="Posts to choose, one wake each.")  # fmt: skip
-@click.option("-t", "--temperature", type=click.FloatRange(0, 2), help="Override the config.")
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy) instead of the configured one.")  # fmt: skip
 @click.option("--critic/--no-critic", default=None, help="Rank by the critic (config default).")
 @click.option("--vocabulary", type=click.Choice(["known", "any"]),
               help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip

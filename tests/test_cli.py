@@ -285,7 +285,7 @@ def test_help_lists_every_command_with_its_whole_summary(group: tuple[str, ...])
         assert summary.endswith((".", ")")), f"{name}: {summary!r} is not a whole sentence"
 
 
-@pytest.mark.parametrize("argv", all_commands(), ids=" ".join)
+@pytest.mark.parametrize("argv", [(), *all_commands()], ids=lambda a: " ".join(("bot", *a)))
 def test_every_option_says_what_it_does(argv: tuple[str, ...]) -> None:
     command: click.Command = cli
     for name in argv:
@@ -295,4 +295,5 @@ def test_every_option_says_what_it_does(argv: tuple[str, ...]) -> None:
         if isinstance(param, click.Option) and param.name != "help":
             text = (param.help or "").strip()
             assert len(text.split()) >= 2, f"bot {' '.join(argv)} {param.opts[0]}: {text!r}"
+            assert text not in ("Override the config.", "Fine-tune from."), param.opts[0]
     assert "Rarer chars are rare." not in CliRunner().invoke(cli, [*argv, "--help"]).output
