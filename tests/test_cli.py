@@ -178,7 +178,7 @@ EXIT_CODE_EXAMPLES: dict[int, list[tuple[str, ...]]] = {
     1: [
         ("-c", "{bad_config}", "check"),  # a value out of range in the file
         ("status", "--check"),  # no daemon has run
-        ("post", "--publisher", "mastodon", "--yes"),  # no token in the environment
+        ("post", "--publisher", "mastodon", "--yes"),  # no Mastodon account configured
         ("preview", "-p", "nobody"),  # not in the config
     ],
     2: [
