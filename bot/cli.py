@@ -24,7 +24,7 @@ import click
 
 from bot import __version__
 from bot.app import App, BotGroup, pass_app
-from bot.config import Config, PersonaSettings
+from bot.config import MAX_TOP_K, Config, PersonaSettings
 from bot.corpus.commands import scrape
 from bot.publishers import registry
 
@@ -147,12 +147,36 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
         click.echo(f"  model: {_describe_model(persona)}")
         click.echo(f"  publisher: {_describe_publisher(config, persona)}")
         click.echo(f"  schedule: {persona.schedule.describe()}")
-        times = next_run_times(persona.schedule, now, 3)
-        click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
+        done = _finished_first_slot(config, persona, now)
+        times = next_run_times(persona.schedule, now, 3, first_run=done is None)
+        shown = [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times]
+        if done is not None:  # a second `bot run` in the same slot (hour) posts nothing now
+            jitter = " plus jitter" if persona.schedule.jitter_seconds else ""
+            click.echo(f"  first run: none: slot {done.slot_key} is done ({done.status} at "
+                       f"{done.updated_at_utc}) and a slot gets one post, so `bot run` started "
+                       f"now posts first at {shown[0] if shown else 'no time'}{jitter}")  # fmt: skip
+        click.echo("  next runs: " + ", ".join(shown))
         if online and registry.of(persona).online_check is not None:
             _check_online(config, persona)
         ready += 1
     click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
+
+
+def _finished_first_slot(config: Config, persona: PersonaSettings, now: datetime) -> Any:
+    """The `SlotRow` that a `bot run` started now would find already done (so its first run
+    posts nothing), from a read-only look at the store; None when it would post."""
+    from functools import partial
+
+    from bot.scheduler import finished_first_slot
+    from bot.store import read_only
+
+    if persona.schedule.first_run_seconds is None:
+        return None
+    return read_only(
+        config.store,
+        lambda store: finished_first_slot(persona.schedule, now, partial(store.slot, persona.name)),
+        None,
+    )
 
 
 def _check_online(config: Config, persona: PersonaSettings) -> None:
@@ -163,10 +187,11 @@ def _check_online(config: Config, persona: PersonaSettings) -> None:
     click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
     click.echo(f"  instance limit: {info['instance_limit']} characters per post")
     if info["missing_scopes"]:
-        click.echo(f"  token lacks scopes: {', '.join(info['missing_scopes'])}")
+        click.echo(f"  token lacks scopes: {' '.join(info['missing_scopes'])} (give it "
+                   f"{info['scopes_wanted']})")  # fmt: skip
 
 
-@cli.command()
+@cli.command(short_help="Flag Mastodon accounts as bots; optionally set their profile note.")
 @persona_option
 @click.option("--note", help="Set the profile note (the persona's disclaimer) to this text.")
 @pass_app
@@ -388,11 +413,16 @@ def _seeded_rng(seed: int | None) -> Any:
 
 @cli.command()
 @persona_option
-@click.option("-n", "--count", default=3, show_default=True, help="Posts to show.")
-@click.option("-t", "--temperature", type=float, help="Sampling temperature (0 = greedy).")
-@click.option("--top-k", type=int, help="Sample among the k likeliest characters (0 = off).")
-@click.option("--top-p", type=float, help="Nucleus sampling mass (1 = off).")
-@click.option("--candidates", type=int, help="Candidates sampled per round.")
+# Flag values are checked by Click (exit 2, a usage error); the bounds are config.yaml's.
+@click.option("-n", "--count", default=3, show_default=True, type=click.IntRange(1, 256),
+              help="Posts to show.")  # fmt: skip
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy).")  # fmt: skip
+@click.option("--top-k", type=click.IntRange(0, MAX_TOP_K),
+              help="Sample among the k likeliest characters (0 = off).")  # fmt: skip
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling mass (1 = off).")  # fmt: skip
+@click.option("--candidates", type=click.IntRange(1, 256), help="Candidates sampled per round.")
 @click.option("--prompt", help="Prime with this text instead of a configured prompt.")
 @click.option("--seed", type=int, help="Seed for a reproducible preview.")
 @click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
@@ -411,7 +441,7 @@ def preview(
     show_all: bool,
     as_json: bool,
 ) -> None:
-    """Dry run: sample, filter and show posts. Sends nothing, stores nothing.
+    """Dry run: sample, filter, show posts; sends and stores nothing.
 
     \b
     Examples:
@@ -543,23 +573,39 @@ def post(
     "--corpus",
     multiple=True,
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     help="Text file, folder of .txt, or .jsonl posts; repeatable.",
 )
-@click.option("--epochs", default=100, show_default=True, help="Upper bound on epochs.")
-@click.option("--max-minutes", type=float, help="Wall-clock budget; stops cleanly, keeps best.")
-@click.option("--seq-len", default=128, show_default=True, help="Characters per window.")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--hidden", default=256, show_default=True, help="LSTM units per layer.")
-@click.option("--layers", default=3, show_default=True, help="Stacked LSTM layers.")
-@click.option("--embedding", default=64, show_default=True, help="Embedding width.")
-@click.option("--dropout", default=0.1, show_default=True, help="Dropout between layers.")
-@click.option("--learning-rate", default=3e-3, show_default=True, help="Peak Adam rate.")
-@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out share.")
-@click.option("--min-char-count", default=5, show_default=True, help="Rarer chars are rare.")
-@click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True)
-@click.option("--normalise/--no-normalise", default=True, help="Curly quotes/dashes to ASCII.")
-@click.option("--patience", default=8, show_default=True, help="Early-stopping epochs.")
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(1),
+              help="Upper bound on passes over the corpus.")  # fmt: skip
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
+              help="Wall-clock budget; stops cleanly and keeps the best model so far.")  # fmt: skip
+@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(2),
+              help="Characters per training window.")  # fmt: skip
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+              help="Windows per training step.")  # fmt: skip
+@click.option("--hidden", default=256, show_default=True, type=click.IntRange(1),
+              help="LSTM units per layer.")  # fmt: skip
+@click.option("--layers", default=3, show_default=True, type=click.IntRange(1),
+              help="Stacked LSTM layers.")  # fmt: skip
+@click.option("--embedding", default=64, show_default=True, type=click.IntRange(1),
+              help="Width of each character's embedding vector.")  # fmt: skip
+@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Dropout rate between LSTM layers.")  # fmt: skip
+@click.option("--learning-rate", default=3e-3, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="Peak Adam learning rate, after warm-up.")  # fmt: skip
+@click.option("--val-fraction", default=0.05, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of the corpus held out for validation, never trained on.")  # fmt: skip
+@click.option("--min-char-count", default=5, show_default=True, type=click.IntRange(1),
+              help="Characters seen fewer times than this are rare (see --rare).")  # fmt: skip
+@click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True,
+              help="Rare characters become the unknown token (unk) or are dropped.")  # fmt: skip
+@click.option("--normalise/--no-normalise", default=True,
+              help="Turn curly quotes and dashes into ASCII (default: on).")  # fmt: skip
+@click.option("--patience", default=8, show_default=True, type=click.IntRange(1),
+              help="Stop after this many epochs without a better validation loss.")  # fmt: skip
 @click.option(
     "--short-start/--no-short-start",
     default=True,
@@ -573,10 +619,12 @@ def post(
 )
 @click.option("--critic-samples", default=1500, show_default=True, type=click.IntRange(20),
               help="The persona's own candidates the critic learns from.")  # fmt: skip
-@click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
-@click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
-@click.option("--seed", default=1337, show_default=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: models/NAME.")
+@click.option("--from", "from_dir", type=click.Path(path_type=Path),
+              help="Fine-tune from this persona folder (e.g. models/nietzsche).")  # fmt: skip
+@click.option("--mixed-precision", is_flag=True, help="Compute in float16 (GPU only).")
+@click.option("--seed", default=1337, show_default=True, help="Seed for the split and weights.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Persona folder to write [default: models/NAME].")  # fmt: skip
 def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path | None,
           resume: bool, critic_only: bool, critic_samples: int,
           **settings: Any) -> None:  # fmt: skip
@@ -597,8 +645,11 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
         raise click.ClickException(
             "bot train needs Keras and TensorFlow (pip install -r requirements-train.txt)"
         )
-    from bot.train.trainer import TrainConfig
-    from bot.train.trainer import train as run_training
+    from bot.train.quiet import quiet_backend_import
+
+    with quiet_backend_import(verbose=App.current().verbose):  # before TensorFlow loads
+        from bot.train.trainer import TrainConfig
+        from bot.train.trainer import train as run_training
 
     renames = {"hidden": "n_hidden", "layers": "n_layer", "embedding": "n_embd"}
     if not settings.pop("short_start"):
@@ -624,7 +675,7 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
            say=click.echo)  # fmt: skip
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Measure how believable a persona's posts are.")
 @persona_option
 @click.option(
     "--corpus",
@@ -635,12 +686,14 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 )
 @click.option("-n", "--count", default=300, show_default=True,
               type=click.IntRange(10, 10_000), help="Posts to choose, one wake each.")  # fmt: skip
-@click.option("-t", "--temperature", type=click.FloatRange(0, 2), help="Override the config.")
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy) instead of the configured one.")  # fmt: skip
 @click.option("--critic/--no-critic", default=None, help="Rank by the critic (config default).")
 @click.option("--vocabulary", type=click.Choice(["known", "any"]),
               help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip
 @click.option("--markov", is_flag=True, help="Also measure a word Markov chain baseline.")
-@click.option("--seed", type=int, default=1337, show_default=True)
+@click.option("--seed", type=int, default=1337, show_default=True,
+              help="Seed for sampling and the judges' folds.")  # fmt: skip
 @json_option
 @pass_app
 def eval_persona(

@@ -7,7 +7,8 @@
 Jobs, in one `BlockingScheduler`:
     post:NAME      interval (a fixed UTC grid) or cron (in the persona's zone), plus jitter;
                    coalesced, with the persona's misfire grace, one instance at a time
-    first:NAME     one run `first_run_seconds` after start, for the slot now falls in
+    first:NAME     one run `first_run_seconds` after start, for the slot now falls in; left
+                   out (logged as `first_run_skipped`) when that slot already has its post
     retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
     replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
@@ -31,6 +32,7 @@ restart. Every line it logs is one `event=... key=value` line. Never imports Ten
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import random
@@ -63,7 +65,7 @@ from bot.modelcache import MODELS
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.store import Store, isoformat_utc
+from bot.store import SlotRow, Store, isoformat_utc
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +260,19 @@ def wake_offsets(
 
 
 def next_run_times(
-    schedule: cfg.Schedule, now: datetime, count: int = 3, *, offset: float = 0.0
+    schedule: cfg.Schedule,
+    now: datetime,
+    count: int = 3,
+    *,
+    first_run: bool = True,
+    offset: float = 0.0,
 ) -> list[datetime]:
-    """When a daemon started at `now` would post (first run included), without jitter;
-    `offset` is the persona's place in its slot (`wake_offsets`)."""
+    """When a daemon started at `now` would post (the first run included unless
+    `first_run` is False: its slot already has its post), without jitter; `offset` is the
+    persona's place in its slot (`wake_offsets`)."""
     zone = ZoneInfo(schedule.timezone)
     times: list[datetime] = []
-    if schedule.first_run_seconds is not None:
+    if schedule.first_run_seconds is not None and first_run:
         times.append(now + timedelta(seconds=schedule.first_run_seconds + offset))
     trigger = post_trigger(schedule, jitter=False, offset=offset)
     previous: datetime | None = None
@@ -275,6 +283,26 @@ def next_run_times(
         times.append(fire)
         previous = fire
     return sorted(t.astimezone(zone) for t in times)
+
+
+FINISHED_SLOT = ("posted", "skipped", "unknown")  # no claim reopens these (bot/store.py)
+
+
+def finished_first_slot(
+    schedule: cfg.Schedule,
+    now: datetime,
+    lookup: Callable[[str], SlotRow | None],
+    offset: float = 0.0,
+) -> SlotRow | None:
+    """The finished slot that a first run `first_run_seconds` (+ `offset`) after `now` falls
+    in, or None when the first run would post. A second `bot run` inside one slot (the same
+    hour, on the shipped schedule) posts nothing then: one post per slot. `lookup(slot_key)`
+    reads it."""
+    if schedule.first_run_seconds is None:
+        return None
+    key = slot_key(schedule, now + timedelta(seconds=schedule.first_run_seconds + offset))
+    row = lookup(key)
+    return row if row is not None and row.status in FINISHED_SLOT else None
 
 
 # --- the daemon -------------------------------------------------------------------------
@@ -365,6 +393,7 @@ class Daemon:
 
     def _build_scheduler(self) -> Any:
         self._plan: dict[str, tuple[datetime | None, datetime | None]] = {}
+        self._first_done: dict[str, SlotRow] = {}  # first runs left out: their slot is done
         scheduler = BlockingScheduler(
             timezone=UTC,
             executors={
@@ -389,7 +418,10 @@ class Daemon:
                               misfire_grace_time=s.misfire_grace_seconds,
                               next_run_time=first_fire)  # fmt: skip
             first_run = None
-            if s.first_run_seconds is not None:
+            done = finished_first_slot(s, now, functools.partial(self.store.slot, name), offset)
+            if done is not None:
+                self._first_done[name] = done  # run() says so; the claim would refuse it anyway
+            elif s.first_run_seconds is not None:
                 first_run = now + timedelta(seconds=s.first_run_seconds + offset)
                 scheduler.add_job(self._post_job, "date", run_date=first_run,
                                   args=[name, "first_run"], id=f"first:{name}",
@@ -700,6 +732,11 @@ class Daemon:
                       publisher=state.publisher.name, first_run=_iso(first_run),
                       next_run=_iso(first_fire),
                       replies=self.scheduler.get_job(f"replies:{name}") is not None)  # fmt: skip
+                done = self._first_done.get(name)
+                if done is not None:
+                    event(log, "first_run_skipped", persona=name, slot=done.slot_key,
+                          status=done.status, since=done.updated_at_utc, why="one_post_per_slot",
+                          next_run=_iso(first_fire))  # fmt: skip
                 upcoming = first_run or first_fire
                 if upcoming is not None:
                     self._remember_next(name, upcoming)

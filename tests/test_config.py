@@ -143,13 +143,13 @@ BAD_CONFIGS = [
     pytest.param(
         "personas: {ada: {publisher: mastodon}}",
         "config.yaml: personas.ada.mastodon.base_url is missing for the mastodon publisher "
-        "(set mastodon.base_url to your instance, e.g. https://botsin.space)",
+        "(set mastodon.base_url to your instance, e.g. https://mastodon.example)",
         id="mastodon-without-url",
     ),
     pytest.param(
-        "personas: {ada: {mastodon: {base_url: botsin.space}}}",
+        "personas: {ada: {mastodon: {base_url: mastodon.example}}}",
         "config.yaml: personas.ada.mastodon.base_url must be an http(s) URL "
-        "(got 'botsin.space') (write it like https://botsin.space)",
+        "(got 'mastodon.example') (write it like https://mastodon.example)",
         id="url-without-scheme",
     ),
     pytest.param(

@@ -38,7 +38,7 @@ class Inbox(Protocol):
     """Mentions of the account and what answering them needs to read. Every method
     raises `PublishError` (translated at the network's boundary) when the read fails."""
 
-    host: str  # the account's home host, e.g. "botsin.space" ("" when it has none)
+    host: str  # the account's home host, e.g. "mastodon.example" ("" when it has none)
 
     def account_id(self) -> str:
         """The id of the account the publisher posts as."""
