@@ -271,6 +271,19 @@ class FailureRow:
     created_at_utc: str
 
 
+@dataclass(frozen=True)
+class PersonaSummary:
+    """One persona's totals, read for a whole fleet at once (`bot status`): its posts (not
+    replies), failures and `unknown` slots."""
+
+    persona: str
+    posts: int = 0
+    last_post_at_utc: str | None = None
+    failures: int = 0
+    last_failure: FailureRow | None = None
+    unknown: int = 0
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -389,6 +402,10 @@ class Store(Protocol):
     def last_beat(self, name: str) -> datetime | None: ...
 
     def heartbeats(self) -> dict[str, datetime]: ...
+
+    def cursors(self, prefix: str) -> dict[str, str]: ...
+
+    def persona_summaries(self) -> dict[str, PersonaSummary]: ...
 
     def record_mention(
         self,
@@ -825,6 +842,52 @@ class SQLiteStore:
     def heartbeats(self) -> dict[str, datetime]:
         rows = self._query("SELECT name, at_utc FROM heartbeats ORDER BY name")
         return {row["name"]: _parse_ts(row["at_utc"]) for row in rows}
+
+    # --- a fleet at a glance (`bot status`) ---------------------------------------------
+
+    def cursors(self, prefix: str) -> dict[str, str]:
+        """Every cursor whose name starts with `prefix`, keyed by the rest of its name
+        (`cursors("next_run:")` -> {persona: value}): one query for a whole fleet."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query(
+            "SELECT name, value FROM cursors WHERE name LIKE ? ESCAPE '\\' ORDER BY name",
+            (escaped + "%",),
+        )
+        return {  # SQLite's LIKE ignores ASCII case; the prefix must match exactly
+            row["name"][len(prefix) :]: row["value"]
+            for row in rows
+            if row["name"].startswith(prefix)
+        }
+
+    def persona_summaries(self) -> dict[str, PersonaSummary]:
+        """Totals for every persona the store has rows for, in three queries whatever
+        the number of personas (not three per persona)."""
+        posts = self._query(
+            "SELECT p.persona, m.n, p.created_at_utc FROM posts p JOIN"
+            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM posts"
+            "  WHERE kind = 'post' GROUP BY persona) m ON p.id = m.last_id"
+        )
+        failures = self._query(
+            "SELECT f.id, f.persona, f.slot_key, f.kind, f.error, f.transient,"
+            " f.created_at_utc, m.n FROM failures f JOIN"
+            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM failures"
+            "  GROUP BY persona) m ON f.id = m.last_id"
+        )
+        unknown = self._query(
+            "SELECT persona, COUNT(*) AS n FROM slots WHERE status = 'unknown' GROUP BY persona"
+        )
+        totals: dict[str, dict[str, Any]] = {}
+        for row in posts:
+            totals.setdefault(row["persona"], {}).update(
+                posts=row["n"], last_post_at_utc=row["created_at_utc"]
+            )
+        for row in failures:
+            columns = ("id", "persona", "slot_key", "kind", "error", "created_at_utc")
+            last = FailureRow(**{c: row[c] for c in columns}, transient=bool(row["transient"]))
+            totals.setdefault(row["persona"], {}).update(failures=row["n"], last_failure=last)
+        for row in unknown:
+            totals.setdefault(row["persona"], {})["unknown"] = row["n"]
+        return {name: PersonaSummary(name, **values) for name, values in sorted(totals.items())}
 
     # --- mentions (replies) -----------------------------------------------------------
 
