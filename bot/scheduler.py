@@ -681,8 +681,9 @@ class Daemon:
         try:
             self.store.beat(STARTED_BEAT)
             self.store.set_cursor(RUN_CURSOR, self.run_id)
-            for state in self.states.values():  # `bot status`: these personas are scheduled
-                self._record_state(state)
+            with self.store.transaction():  # `bot status`: these personas are scheduled
+                for state in self.states.values():
+                    self._record_state(state)
             self._beat()
             for name, (first_run, first_fire) in self._plan.items():
                 state = self.states[name]
