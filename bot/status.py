@@ -72,7 +72,10 @@ def status(
     patterns: tuple[str, ...], long_view: bool, limit: int, as_json: bool, check_alive: bool,
     max_age_seconds: float,
 ) -> None:  # fmt: skip
-    """Show each persona's last post, next run and failures, and whether `bot run` runs.
+    """Show each persona's last post, next run and failures.
+
+    The first line says whether `bot run` is running; a next run is shown as scheduled
+    only while it is. One persona selected (or --long): the detail view.
 
     \b
     Examples:
