@@ -61,3 +61,19 @@ def test_cursors_by_prefix_match_the_prefix_exactly(store: Store) -> None:
     assert store.cursors("next_run:") == {"ada": "a", "bob": "b"}
     assert store.cursors("state:") == {"ada": "{}"}
     assert store.cursors("100%") == {}
+
+
+def test_summaries_take_the_same_queries_for_3_or_300_personas(tmp_path: Path) -> None:
+    def statements(personas: int) -> int:
+        with SQLiteStore(tmp_path / f"{personas}.db") as store:
+            for i in range(personas):
+                post(store, f"p{i}", "s1")
+                store.record_failure(f"p{i}", "s2", "publish", "down", transient=True)
+            seen: list[str] = []
+            store.db.set_trace_callback(seen.append)
+            assert len(store.persona_summaries()) == personas
+            assert len(store.cursors("next_run:")) == 0
+            store.db.set_trace_callback(None)
+            return len(seen)
+
+    assert statements(3) == statements(300) == 4
