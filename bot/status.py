@@ -47,6 +47,14 @@ STATES = ("ok", "failing", "backoff", "disabled", "not_scheduled", "not_running"
     help="Persona name or glob, e.g. 'poet-*' (repeatable; default: all).",
 )
 @click.option(
+    "-s",
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="Only personas in this state, e.g. failing (repeatable).",
+)
+@click.option(
     "-l", "--long", "long_view", is_flag=True, help="The detail view for every selected persona."
 )
 @click.option(
@@ -69,7 +77,7 @@ STATES = ("ok", "failing", "backoff", "disabled", "not_scheduled", "not_running"
     help="How old the heartbeat may be for the daemon to count as running.",
 )
 def status(
-    patterns: tuple[str, ...], long_view: bool, limit: int, as_json: bool, check_alive: bool,
+    patterns: tuple[str, ...], states: tuple[str, ...], long_view: bool, limit: int, as_json: bool, check_alive: bool,
     max_age_seconds: float,
 ) -> None:  # fmt: skip
     """Show each persona's last post, next run and failures.
@@ -82,6 +90,7 @@ def status(
       bot status                    # one line per persona
       bot status -p nietzsche -n 10 # one persona in detail
       bot status -p 'poet-*' --json
+      bot status -s failing -s backoff -s disabled   # what needs a look
       bot status --check            # liveness probe: exit 1 if `bot run` is not beating
     """
     config = App.current().config(check_models=False)
@@ -90,12 +99,16 @@ def status(
         return
     personas = select_personas(config, patterns)
     report = status_report(config, personas, limit, max_age_seconds=max_age_seconds)
+    if states:
+        report["personas"] = {
+            name: info for name, info in report["personas"].items() if info["state"] in states
+        }
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
     if not config.store.exists():
         click.echo(f"no state yet: {config.store} does not exist (nothing has run)")
-    if long_view or len(personas) == 1:
+    if long_view or (len(personas) == 1 and not states):
         _echo_detail(report)
     else:
         _echo_table(report)

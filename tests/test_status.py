@@ -142,6 +142,9 @@ def test_filters_by_name_and_glob(fleet: Config) -> None:
     assert result.stdout.splitlines()[-1].startswith("11 personas: 11 not running")
     data = json.loads(status("--json", "-p", "poet-00[0-2]", "-p", "poet-001").stdout)
     assert list(data["personas"]) == ["poet-000", "poet-001", "poet-002"]
+    off = status("--state", "off")
+    assert list(rows(off.stdout)) == ["retired"] and "1 persona: 1 off" in off.stdout
+    assert status("--state", "sleepy").exit_code == 2  # a usage error, as Click gives it
 
 
 @pytest.mark.parametrize(
@@ -330,3 +333,8 @@ def test_failing_and_disabled_personas_show_their_state(running: Daemon) -> None
     assert "  state: disabled (token refused (401: token refused); until restart)" in detail
     assert "next run:" not in detail  # nothing is scheduled for it
     assert status().stdout.splitlines()[-1] == "3 personas: 1 ok, 1 failing, 1 disabled"
+    needs_a_look = status("-s", "failing", "-s", "disabled", "-s", "backoff")
+    assert list(rows_of(needs_a_look.stdout)) == ["bob", "cyd"]
+    assert needs_a_look.stdout.splitlines()[-1] == "2 personas: 1 failing, 1 disabled"
+    data = json.loads(status("--json", "-n", "0", "--state", "ok").stdout)
+    assert list(data["personas"]) == ["ada"]
