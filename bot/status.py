@@ -207,7 +207,8 @@ def status_report(
             if limit and store is not None:
                 info.update(_persona_detail(store, persona.name, limit))
             elif limit:
-                info.update(posts=[], rejections={}, failures={}, recent_failures=[], unknown=[])
+                info.update(posts=[], rejections={}, failures={}, recent_failures=[],
+                            reply_skips={}, unknown=[])  # fmt: skip
             report["personas"][persona.name] = info
         if store is not None:
             report["heartbeats"] = {name: _iso(at) for name, at in store.heartbeats().items()}
@@ -283,6 +284,7 @@ def _persona_detail(store: Store, name: str, limit: int) -> dict[str, Any]:
         "rejections": store.rejection_counts(name),
         "failures": store.failure_counts(name),
         "recent_failures": [asdict(row) for row in store.recent_failures(name, limit)],
+        "reply_skips": store.mention_skip_counts(name),
         "unknown": [
             {"slot_key": row.slot_key, "text": row.text, "at_utc": row.updated_at_utc}
             for row in store.slots_with_status(name, "unknown", limit)
@@ -368,6 +370,8 @@ def _echo_detail(report: dict[str, Any]) -> None:
         if "rejections" in info:
             click.echo(f"  rejections: {counts_text(info['rejections'])}")
             click.echo(f"  failures: {counts_text(info['failures'])}")
+        if info.get("reply_skips"):
+            click.echo(f"  mentions not answered: {counts_text(info['reply_skips'])}")
         for slot in info.get("unknown", []):
             click.echo(f"  unknown: {slot['slot_key']} (may have been posted; never re-sent)")
             if slot["text"]:

@@ -70,6 +70,7 @@ def fleet(write_config: Callable[[str], Path], tmp_path: Path) -> Config:
                 store.record_post(name, slot, f"{name} at {slot}", Receipt("outbox", name + slot))
         store.record_failure("poet-007", "2026-12-01T10:00Z", "publish", "instance unreachable",
                              transient=True)  # fmt: skip
+        store.record_mention("poet-009", "n1", "fan@example.org", "skipped", reason="too_old")
         claim = store.claim_slot("poet-009", "2026-12-01T12:00Z")
         assert claim is not None and store.finish_slot(claim, "unknown")
     return config
@@ -172,6 +173,9 @@ def test_one_persona_gets_the_detail_view(fleet: Config) -> None:
     assert "poet-009 (enabled, outbox):" in out and "  state: not running" in out
     assert "poet-009 at 2026-12-01T11:00Z" in out  # the posts themselves
     assert "unknown: 2026-12-01T12:00Z (may have been posted; never re-sent)" in out
+    assert "  mentions not answered: too_old=1" in out
+    data = json.loads(status("-p", "poet-009", "--json").stdout)
+    assert data["personas"]["poet-009"]["reply_skips"] == {"too_old": 1}
     assert re.search(r"next run: not running; if `bot run` started now: \S+Z, the next slot at "
                      r"\S+:00:00Z", out)  # fmt: skip
     many = status("-p", "poet-00[0-1]", "--long")
