@@ -198,3 +198,30 @@ def test_the_readme_example_loads_as_it_says(write_config: Callable[[str], Path]
     assert mastodon_settings(byron).base_url == "https://mastodon.example"
     assert mastodon_settings(byron).access_token_env == "BYRON_TOKEN"
     assert ada.filters.max_chars == byron.filters.max_chars == 280
+
+
+def test_an_interval_replaces_an_inherited_cron(write_config: Callable[[str], Path]) -> None:
+    write_config(
+        "defaults: {schedule: {cron: '0 9 * * *', jitter_seconds: 30}, enabled: false}\n"
+        "personas: {ada: {schedule: {interval_minutes: 15}, enabled: true}, bob: {}}"
+    )
+    config = load_config(check_models=False)
+    ada, bob = config.persona("ada"), config.persona("bob")
+    assert (ada.schedule.cron, ada.schedule.interval_minutes) == (None, 15)
+    assert ada.schedule.jitter_seconds == 30 and ada.enabled
+    assert bob.schedule.cron == "0 9 * * *" and not bob.enabled
+
+
+def test_the_shipped_config_comment_works_uncommented(write_config: Callable[[str], Path]) -> None:
+    shipped = (Path(__file__).parent.parent / "config.yaml").read_text(encoding="utf-8")
+    lines = shipped.splitlines(keepends=True)
+    start = lines.index("# defaults:\n")
+    block = ["defaults:\n"]
+    for line in lines[start + 1 :]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    write_config("".join(block) + "personas: {ada: {filters: {max_chars: 500}}}\n")
+    ada = load_config(check_models=False).persona("ada")
+    assert ada.schedule.jitter_seconds == 300 and ada.filters.min_chars == 100
+    assert ada.filters.max_chars == 500
