@@ -29,7 +29,7 @@ import click
 from bot.app import App, counts_text, shorten
 from bot.config import Config, PersonaSettings
 from bot.errors import ConfigError
-from bot.store import PersonaSummary, Store
+from bot.store import PersonaSummary, Store, isoformat_utc
 
 GLOB_CHARS = frozenset("*?[")
 HEARTBEAT_MAX_AGE_SECONDS = 180.0  # 6 x bot.scheduler.HEARTBEAT_SECONDS (a test keeps them in step)
@@ -258,9 +258,9 @@ def _persona_summary(
     if_started = next_slot = None
     if persona.enabled and not scheduled and state != "disabled":
         times = next_run_times(persona.schedule, now, 1)  # a first run included, as `bot check`
-        if_started = _iso(times[0].astimezone(UTC).replace(microsecond=0)) if times else None
+        if_started = _iso(times[0].replace(microsecond=0)) if times else None
         fire = post_trigger(persona.schedule, jitter=False).get_next_fire_time(None, now)
-        next_slot = _iso(fire.astimezone(UTC)) if fire is not None else None
+        next_slot = _iso(fire) if fire is not None else None
     last_failure = summary.last_failure if summary is not None else None
     return {
         "enabled": persona.enabled,
@@ -433,7 +433,8 @@ def _open(config: Config) -> Store | None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+    """The store's one time format (2026-12-02T14:00:05.000Z), or None."""
+    return isoformat_utc(moment) if moment is not None else None
 
 
 def _parse(text: str | None) -> datetime | None:

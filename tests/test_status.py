@@ -116,7 +116,7 @@ def test_json_has_every_persona_and_the_documented_fields(fleet: Config) -> None
     assert (
         poet["post_count"] == 2 and poet["last_post_at_utc"] == poet["posts"][0]["created_at_utc"]
     )
-    assert poet["next_slot_if_started"].endswith(":00:00Z")
+    assert poet["next_slot_if_started"].endswith(":00:00.000Z")
     assert data["personas"]["poet-007"]["last_failure"]["error"] == "instance unreachable"
     assert data["personas"]["poet-009"]["unknown_count"] == 1
     assert data["personas"]["retired"]["state"] == "off"
@@ -177,7 +177,7 @@ def test_one_persona_gets_the_detail_view(fleet: Config) -> None:
     data = json.loads(status("-p", "poet-009", "--json").stdout)
     assert data["personas"]["poet-009"]["reply_skips"] == {"too_old": 1}
     assert re.search(r"next run: not running; if `bot run` started now: \S+Z, the next slot at "
-                     r"\S+:00:00Z", out)  # fmt: skip
+                     r"\S+:00:00.000Z", out)  # fmt: skip
     many = status("-p", "poet-00[0-1]", "--long")
     assert "poet-000 (enabled, outbox):" in many.stdout and "poet-001 (enabled" in many.stdout
 
