@@ -244,7 +244,7 @@ def _persona_summary(
     health: dict[str, Any] | None,
     next_run: str | None,
 ) -> dict[str, Any]:
-    from bot.scheduler import next_run_times, post_trigger
+    from bot.scheduler import next_run_times, post_trigger, slot_key
 
     if not persona.enabled:
         state, detail = "off", "enabled: false in the config"
@@ -257,10 +257,17 @@ def _persona_summary(
     scheduled = state in ("ok", "failing", "backoff") and next_run is not None
     if_started = next_slot = None
     if persona.enabled and not scheduled and state != "disabled":
-        times = next_run_times(persona.schedule, now, 1)  # a first run included, as `bot check`
-        if_started = _iso(times[0].replace(microsecond=0)) if times else None
         fire = post_trigger(persona.schedule, jitter=False).get_next_fire_time(None, now)
         next_slot = _iso(fire) if fire is not None else None
+        times = next_run_times(persona.schedule, now, 1)  # a first run included, as `bot check`
+        if_started = _iso(times[0].replace(microsecond=0)) if times else None
+        posted = summary.last_post_slot_key if summary is not None else None
+        if (
+            persona.schedule.first_run_seconds is not None
+            and times
+            and posted == slot_key(persona.schedule, times[0])
+        ):
+            if_started = next_slot  # the first run's slot is posted: it would post nothing
     last_failure = summary.last_failure if summary is not None else None
     return {
         "enabled": persona.enabled,

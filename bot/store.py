@@ -279,6 +279,7 @@ class PersonaSummary:
     persona: str
     posts: int = 0
     last_post_at_utc: str | None = None
+    last_post_slot_key: str | None = None
     failures: int = 0
     last_failure: FailureRow | None = None
     unknown: int = 0
@@ -863,7 +864,7 @@ class SQLiteStore:
         """Totals for every persona the store has rows for, in three queries whatever
         the number of personas (not three per persona)."""
         posts = self._query(
-            "SELECT p.persona, m.n, p.created_at_utc FROM posts p JOIN"
+            "SELECT p.persona, m.n, p.created_at_utc, p.slot_key FROM posts p JOIN"
             " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM posts"
             "  WHERE kind = 'post' GROUP BY persona) m ON p.id = m.last_id"
         )
@@ -879,8 +880,9 @@ class SQLiteStore:
         totals: dict[str, dict[str, Any]] = {}
         for row in posts:
             totals.setdefault(row["persona"], {}).update(
-                posts=row["n"], last_post_at_utc=row["created_at_utc"]
-            )
+                posts=row["n"], last_post_at_utc=row["created_at_utc"],
+                last_post_slot_key=row["slot_key"],
+            )  # fmt: skip
         for row in failures:
             columns = ("id", "persona", "slot_key", "kind", "error", "created_at_utc")
             last = FailureRow(**{c: row[c] for c in columns}, transient=bool(row["transient"]))

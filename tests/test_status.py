@@ -248,7 +248,10 @@ def test_a_real_daemon_started_and_stopped(
     assert "scheduled by the running daemon" not in detail.stdout
     after = json.loads(status("--json").stdout)
     assert after["daemon"]["state"] == "stopped" and after["personas"]["ada"]["next_run"] is None
-    assert after["personas"]["ada"]["next_run_if_started"] is not None
+    ada, bob = after["personas"]["ada"], after["personas"]["bob"]
+    # ada's slot is posted: a restart's first run would post nothing, so the next slot is next
+    assert ada["next_run_if_started"] == ada["next_slot_if_started"] is not None
+    assert bob["next_run_if_started"] < bob["next_slot_if_started"]  # bob's first run posts
     assert status("--check").exit_code == 1
 
 

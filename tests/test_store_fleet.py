@@ -41,12 +41,14 @@ def test_persona_summaries_count_and_find_the_last_rows(store: Store) -> None:
     ada = summaries["ada"]
     [newest_ada_post] = [p for p in store.recent_posts("ada") if p.slot_key == "s2"]
     assert (ada.posts, ada.last_post_at_utc) == (2, newest_ada_post.created_at_utc)
+    assert ada.last_post_slot_key == "s2"
     assert ada.failures == 2 and ada.unknown == 0
     assert isinstance(ada.last_failure, FailureRow)
     assert (ada.last_failure.kind, ada.last_failure.error, ada.last_failure.transient) == (
         "wake", "second", False,
     )  # fmt: skip
-    assert summaries["bob"] == PersonaSummary("bob", 1, summaries["bob"].last_post_at_utc)
+    bob = summaries["bob"]
+    assert bob == PersonaSummary("bob", 1, bob.last_post_at_utc, last_post_slot_key="s1")
     cyd = summaries["cyd"]
     assert (cyd.posts, cyd.last_post_at_utc, cyd.failures, cyd.unknown) == (0, None, 1, 1)
     assert cyd.last_failure is not None and cyd.last_failure.transient is True
