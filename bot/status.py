@@ -5,13 +5,14 @@
     bot status -p 'poet-*' --json  the document `status_report` builds (README lists fields)
     bot status --check             a liveness probe on the daemon's heartbeat
 
-Reads only: nothing is created, migrated or written, and no SQL is here (the store's
+Reads only: no store is created before the first run (an existing one is opened as every
+command opens it, pending migrations applied), and no SQL is here (the store's
 `persona_summaries`, `cursors` and per-persona reads). Whether a daemon runs comes from the
 heartbeats `bot run` writes (bot/scheduler.py: "daemon" every 30 s, STARTED_BEAT and
 STOPPED_BEAT); a persona's health (failing, backoff, disabled) from the state cursor the
 running daemon keeps (`Daemon._record_state`). A next run is shown as scheduled only while
 a daemon runs and serves that persona; otherwise status says so and what would come next if
-`bot run` started now (the same times as `bot check`).
+`bot run` started now (as `bot check` shows it, less a first run whose slot is posted).
 """
 
 from __future__ import annotations
