@@ -313,6 +313,7 @@ def running(small_fleet: Callable[..., Config]) -> Iterator[Daemon]:
     down = PublishError("instance unreachable", "", transient=True)
     with SQLiteStore(config.store) as store:
         daemon = Daemon(config, list(config.personas.values()), store, publish_attempts=1,
+                        retry_base_delay_seconds=600,  # no retry job runs during a test
                         publishers={"bob": RefusingPublisher(refused),
                                     "cyd": RefusingPublisher(down)})  # fmt: skip
         thread = threading.Thread(target=daemon.run)
@@ -345,3 +346,17 @@ def test_failing_and_disabled_personas_show_their_state(running: Daemon) -> None
     assert needs_a_look.stdout.splitlines()[-1] == "2 personas: 1 failing, 1 disabled"
     data = json.loads(status("--json", "-n", "0", "--state", "ok").stdout)
     assert list(data["personas"]) == ["ada"]
+
+
+def test_a_persona_failing_twice_shows_its_backoff(running: Daemon) -> None:
+    def cyd() -> dict[str, str]:
+        info: dict[str, str] = json.loads(status("--json", "-n", "0", "-p", "cyd").stdout)[
+            "personas"
+        ]["cyd"]
+        return info
+
+    assert wait_for(lambda: cyd()["state"] == "failing"), cyd()
+    assert running.wake("cyd", trigger="test").outcome == "failed"  # the second in a row
+    assert cyd()["state"] == "backoff"
+    assert cyd()["state_detail"] == "2 failed wakes in a row; skipping the next 2"
+    assert rows_of(status("-s", "backoff").stdout).keys() == {"cyd"}
