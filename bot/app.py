@@ -61,3 +61,14 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """{"too_short": 2} -> "too_short=2" ("none" when empty)."""
+    return " ".join(f"{key}={n}" for key, n in counts.items()) or "none"
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "\u2026"

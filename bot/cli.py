@@ -24,9 +24,12 @@ import click
 
 from bot import __version__
 from bot.app import App, BotGroup, pass_app
+from bot.app import counts_text as _counts
+from bot.app import shorten as _shorten
 from bot.config import MAX_TOP_K, Config, PersonaSettings
 from bot.corpus.commands import scrape
 from bot.publishers import registry
+from bot.status import status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -250,156 +253,6 @@ def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
     kind = registry.of(persona)
     where = kind.describe(config, persona) if kind.describe is not None else kind.name
     return f"{where}, {persona.visibility}"
-
-
-# --- bot status -----------------------------------------------------------------------
-
-
-@cli.command()
-@persona_option
-@click.option(
-    "-n",
-    "--limit",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Recent posts per persona.",
-)
-@json_option
-@click.option(
-    "--check", "check_alive", is_flag=True, help="Exit 1 if the daemon's heartbeat is stale."
-)
-@click.option(
-    "--max-age-seconds",
-    default=180.0,  # 6 x bot.scheduler.HEARTBEAT_SECONDS (a test keeps them in step)
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="With --check: how old the heartbeat may be.",
-)
-@pass_app
-def status(
-    app: App, personas: tuple[str, ...], limit: int, as_json: bool, check_alive: bool,
-    max_age_seconds: float,
-) -> None:  # fmt: skip
-    """Show recent posts, rejection counts, failures and heartbeats.
-
-    \b
-    Examples:
-      bot status -p nietzsche -n 10
-      bot status --check            # liveness probe: exit 1 if `bot run` is not beating
-    """
-    config = app.config(check_models=False)
-    if check_alive:
-        click.echo(_check_heartbeat(config, max_age_seconds))
-        return
-    report = _status_report(config, config.select(personas), limit)
-    if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-        return
-    if not config.store.exists():
-        click.echo(f"no state yet: {config.store} does not exist (nothing has run)")
-    for name, info in report["personas"].items():
-        state = "enabled" if info["enabled"] else "disabled"
-        click.echo(f"{name} ({state}, {info['publisher']}):")
-        posts = info["posts"]
-        click.echo(f"  posts: {'none yet' if not posts else ''}".rstrip())
-        for post in posts:
-            click.echo(f"    {post['created_at_utc']}  {post['url'] or post['remote_id']}")
-            click.echo(f"      {_shorten(post['text'], 90)}")
-        click.echo(f"  rejections: {_counts(info['rejections'])}")
-        click.echo(f"  failures: {_counts(info['failures'])}")
-        for slot in info["unknown"]:
-            click.echo(f"  unknown: {slot['slot_key']} (may have been posted; never re-sent)")
-            if slot["text"]:
-                click.echo(f"      {_shorten(slot['text'], 90)}")
-        if info.get("next_run"):
-            click.echo(f"  next run: {info['next_run']}")
-        for failure in info["recent_failures"][:1]:
-            click.echo(
-                f"    last: {failure['created_at_utc']} {failure['kind']}: "
-                f"{_shorten(failure['error'], 80)}"
-            )
-    beats = report["heartbeats"]
-    click.echo(
-        "heartbeats: " + (", ".join(f"{k} {v}" for k, v in beats.items()) if beats else "none")
-    )
-
-
-def _status_report(config: Config, personas: list[PersonaSettings], limit: int) -> dict[str, Any]:
-    """The `bot status --json` document; read-only, and no store is created."""
-    from bot.store import open_store
-
-    report: dict[str, Any] = {"store": str(config.store), "personas": {}, "heartbeats": {}}
-    store = open_store(config.store) if config.store.exists() else None
-    try:
-        for persona in personas:
-            info: dict[str, Any] = {
-                "enabled": persona.enabled,
-                "publisher": persona.publisher,
-                "posts": [],
-                "rejections": {},
-                "failures": {},
-                "recent_failures": [],
-                "unknown": [],
-            }
-            if store is not None:
-                info["posts"] = [asdict(row) for row in store.recent_posts(persona.name, limit)]
-                info["rejections"] = store.rejection_counts(persona.name)
-                info["failures"] = store.failure_counts(persona.name)
-                info["recent_failures"] = [
-                    asdict(row) for row in store.recent_failures(persona.name, limit)
-                ]
-                info["next_run"] = store.get_cursor(f"next_run:{persona.name}")
-                info["unknown"] = [
-                    {"slot_key": row.slot_key, "text": row.text, "at_utc": row.updated_at_utc}
-                    for row in store.slots_with_status(persona.name, "unknown", limit)
-                ]
-            report["personas"][persona.name] = info
-        if store is not None:
-            report["heartbeats"] = {
-                name: at.isoformat().replace("+00:00", "Z")
-                for name, at in store.heartbeats().items()
-            }
-    finally:
-        if store is not None:
-            store.close()
-    return report
-
-
-def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
-    """One line when the daemon beat recently; a one-line error (exit 1) otherwise."""
-    from bot.store import open_store
-
-    hint = "is `bot run` running? see its log"
-    if not config.store.exists():
-        raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
-    from bot.scheduler import STOPPED_BEAT
-
-    with open_store(config.store) as store:
-        beat = store.last_beat("daemon")
-        stopped = store.last_beat(STOPPED_BEAT)
-    if beat is None:
-        raise click.ClickException(f"no daemon heartbeat in {config.store} ({hint})")
-    age = (datetime.now(UTC) - beat).total_seconds()
-    when = beat.isoformat().replace("+00:00", "Z")
-    if stopped is not None and stopped >= beat:
-        at = stopped.isoformat().replace("+00:00", "Z")
-        raise click.ClickException(f"daemon stopped: `bot run` stopped at {at} ({hint})")
-    if age > max_age_seconds:
-        raise click.ClickException(
-            f"daemon heartbeat is stale: last at {when}, {age:.0f} s ago "
-            f"(more than {max_age_seconds:g} s; {hint})"
-        )
-    return f"ok: daemon heartbeat {age:.0f} s ago ({when})"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return " ".join(f"{key}={n}" for key, n in counts.items()) or "none"
-
-
-def _shorten(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "\u2026"
 
 
 # --- bot preview / bot post --------------------------------------------------------------
@@ -807,3 +660,4 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
 
 cli.add_command(scrape)
+cli.add_command(status)

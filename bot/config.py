@@ -5,7 +5,9 @@
     ada = with_overrides(ada, temperature=0.7)    # a CLI flag beats the file
     kind = registry.of(ada)                       # its publisher kind (bot/publishers/registry.py)
 
-Precedence: CLI flag > environment > config.yaml > the defaults below. Only this module
+Precedence: CLI flag > environment > the persona's block > the file's `defaults:` block >
+the defaults below. `defaults:` holds any persona key; it is validated on its own (errors
+name `defaults.KEY`) and merged under each persona, nested blocks key by key (`merge_defaults`). Only this module
 reads `os.environ` (through `load_config(env=...)`), and only `load_config` reads the
 file; everything else gets the `Config` passed down. Every user error is one
 `ConfigError` line naming the file, the key path, the bad value and the fix. Relative
@@ -267,8 +269,8 @@ def parse_config(
     label = str(path)
     base = path.parent
     _refuse_literal_tokens(label, raw, "")
-    top_keys = ("personas", "store", "outbox", "timezone", "logging", "lease_seconds",
-                "models_in_memory", "wake_spacing_seconds")  # fmt: skip
+    top_keys = ("personas", "defaults", "store", "outbox", "timezone", "logging",
+                "lease_seconds", "models_in_memory", "wake_spacing_seconds")  # fmt: skip
     top = Node(label, "", raw, top_keys)
     timezone = top.zone("timezone", "UTC")
     log_node = top.node("logging", ("level", "json"))
@@ -285,6 +287,9 @@ def parse_config(
         raise ConfigError(f"{label}: personas is empty", "add at least one persona; see README.md")
     if not isinstance(personas_raw, dict):
         top.fail("personas", f"must be a mapping of name -> settings (got {_show(personas_raw)})")
+    defaults = top.data.get("defaults")
+    if defaults is not None:  # checked alone first: its errors name defaults.KEY
+        _parse_persona(label, "defaults", defaults, base, timezone, False, path="defaults")
     personas: dict[str, PersonaSettings] = {}
     for name, settings in personas_raw.items():
         if not isinstance(name, str) or not PERSONA_NAME.match(name):
@@ -292,7 +297,8 @@ def parse_config(
                 f"{label}: personas.{name} is not a valid persona name",
                 "use letters, digits, '-' and '_'; it names files",
             )
-        personas[name] = _parse_persona(label, name, settings, base, timezone, check_models)
+        merged = merge_defaults(defaults, settings, "defaults", _exclusive_keys())
+        personas[name] = _parse_persona(label, name, merged, base, timezone, check_models)
     return Config(
         path=path,
         home=home,
@@ -320,15 +326,82 @@ def persona_keys() -> tuple[str, ...]:
     return PERSONA_FIELDS + blocks
 
 
+class Inherited(dict[str, Any]):
+    """A persona's block merged over `defaults:` (a plain dict to the parser); `inherited`
+    names the keys taken from the defaults block at `origin`, so that an error about one
+    of them says where it was written."""
+
+    def __init__(self, data: Mapping[str, Any], inherited: Iterable[str], origin: str) -> None:
+        super().__init__(data)
+        self.inherited = frozenset(inherited)
+        self.origin = origin
+
+
+def merge_defaults(
+    defaults: Any,
+    own: Any,
+    origin: str,
+    exclusive: Mapping[str, Sequence[Sequence[str]]] | None = None,
+) -> Any:
+    """`own` (a persona's block) over `defaults`: own keys win; a mapping in both is merged
+    key by key; lists and other values are replaced whole. `exclusive` names, per nested
+    block, groups of alternative keys (cron / interval_minutes): a persona that gives one
+    drops the others it would inherit. Anything not a mapping is returned as given (the
+    parser reports it)."""
+    if not isinstance(defaults, dict) or not defaults:
+        return own
+    if own is None:
+        own = {}
+    if not isinstance(own, dict):
+        return own
+    groups = (exclusive or {}).get("", ())
+    dropped = {k for g in groups if any(key in own for key in g) for k in g if k not in own}
+    merged: dict[str, Any] = {}
+    inherited: list[str] = []
+    for key, value in defaults.items():
+        if key in own or key in dropped:
+            continue
+        if isinstance(value, dict):  # a whole block from defaults: all of it inherited
+            value = merge_defaults(value, {}, f"{origin}.{key}")
+        merged[key] = value
+        inherited.append(key)
+    for key, value in own.items():
+        default = defaults.get(key)
+        if isinstance(default, dict) and (value is None or isinstance(value, dict)):
+            inner = {"": (exclusive or {}).get(key, ())}
+            merged[key] = merge_defaults(default, value, f"{origin}.{key}", inner)
+        else:
+            merged[key] = value
+    return Inherited(merged, inherited, origin)
+
+
+def _exclusive_keys() -> dict[str, Sequence[Sequence[str]]]:
+    """Per persona block, the keys of which a persona gives one (see merge_defaults)."""
+    groups: dict[str, Sequence[Sequence[str]]] = {"schedule": (("cron", "interval_minutes"),)}
+    for kind in registry.kinds().values():
+        if kind.exclusive_keys:
+            groups[kind.name] = kind.exclusive_keys
+    return groups
+
+
 def _parse_persona(
-    label: str, name: str, raw: Any, base: Path, timezone: str, check_models: bool
+    label: str,
+    name: str,
+    raw: Any,
+    base: Path,
+    timezone: str,
+    check_models: bool,
+    *,
+    path: str | None = None,
 ) -> PersonaSettings:
-    p = Node(label, f"personas.{name}", raw, persona_keys())
+    """One persona's block; with `path` ("defaults") a partial block, checked alone: no
+    model folder, no publisher settings required."""
+    p = Node(label, path or f"personas.{name}", raw, persona_keys())
     model_text = p.text("model", None)
     model = _resolve(base, model_text) or base / "models" / name
     enabled = p.flag("enabled", True)
     if check_models and enabled and not model.is_dir():
-        where = f"{p.path}.model" if model_text is not None else f"{p.path}.model (default)"
+        where = p.at("model") if model_text is not None else f"{p.path}.model (default)"
         raise ConfigError(
             f"{label}: {where}: model folder {model} does not exist",
             f"run `bot train -p {name}` or fix the path",
@@ -336,7 +409,7 @@ def _parse_persona(
     publisher = p.choice("publisher", DEFAULT_PUBLISHER, registry.names())
     publisher_settings = {
         kind.name: kind.parse(
-            p.node(kind.name, _field_names(kind.settings)), publisher == kind.name
+            p.node(kind.name, _field_names(kind.settings)), publisher == kind.name and not path
         )
         for kind in registry.kinds().values()
         if kind.parse is not None
@@ -506,24 +579,30 @@ class Node:
                 f"{label}: {path or 'the top level'} must be a mapping of "
                 f"key: value (got {_show(raw)})"
             )
+        self.data: dict[str, Any] = raw
         for key in raw:
             if key not in self.keys:
                 raise ConfigError(
                     f"{label}: unknown key {self.at(str(key))}",
                     _suggest(str(key), self.keys, "key"),
                 )
-        self.data: dict[str, Any] = raw
+
+    def _key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
 
     def at(self, key: str) -> str:
+        """The key as an error names it; one inherited from `defaults:` says so."""
         if self.flags:
             return "--" + key.replace("_", "-")
-        return f"{self.path}.{key}" if self.path else key
+        if isinstance(self.data, Inherited) and key in self.data.inherited:
+            return f"{self._key_path(key)} (from {self.data.origin}.{key})"
+        return self._key_path(key)
 
     def fail(self, key: str, problem: str, hint: str = "") -> None:
         raise ConfigError(f"{self.label}: {self.at(key)} {problem}", hint)
 
     def node(self, key: str, keys: Iterable[str]) -> Node:
-        return Node(self.label, self.at(key), self.data.get(key), keys)
+        return Node(self.label, self._key_path(key), self.data.get(key), keys)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)

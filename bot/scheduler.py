@@ -13,6 +13,10 @@ Jobs, in one `BlockingScheduler`:
     replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
 
+For `bot status`, `run()` also records its start (STARTED_BEAT, and its id in RUN_CURSOR),
+each persona's health (`state:NAME`: ok, failing, backoff, disabled, with this run's id) when
+it changes, and its stop (STOPPED_BEAT); `run_once` beats ONCE_BEAT, not "daemon".
+
 Exactly once does not rest on the scheduler. A wake derives its slot key from the
 schedule (the grid cell or the cron fire time that the wake falls in, in UTC, e.g.
 `2026-11-26T14:00Z`) and `Persona.wake` claims it in the store (a leased claim, bot/store.py)
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
 import logging
 import random
 import signal
@@ -65,13 +70,17 @@ from bot.modelcache import MODELS
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.store import SlotRow, Store, isoformat_utc
+from bot.store import SlotRow, Store, isoformat_utc, new_holder
 
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------
 HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
 STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
+STARTED_BEAT = "daemon:started"  # written when `bot run` starts: older persona states are stale
+ONCE_BEAT = "daemon:once"  # `bot run --once` beats this, not "daemon": it is no running daemon
+STATE_CURSOR = "state:"  # + persona: its health in the running daemon (`_record_state`), JSON
+RUN_CURSOR = "daemon:run"  # the running daemon's id: a persona state of another run is stale
 SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
 PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
 RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
@@ -321,6 +330,7 @@ class _PersonaState:
     failures: int = 0  # failed wakes since start
     disabled: str | None = None  # why, until restart
     replier: Any = None
+    recorded: tuple[str, str] | None = None  # the health last written to the store
 
 
 class Daemon:
@@ -363,6 +373,7 @@ class Daemon:
         self._started = threading.Event()
         self._start_decided = threading.Event()
         self._once = False
+        self.run_id = new_holder()  # names this daemon's run in the persona states it writes
         self._lock = threading.Lock()
         self._stopper: threading.Thread | None = None
         self._stopper_started = threading.Event()  # set once _stopper is assigned and running
@@ -566,6 +577,7 @@ class Daemon:
                                       transient=True)  # fmt: skip
         event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
               failed_in_a_row=state.streak, still_to_skip=state.skip)  # fmt: skip
+        self._record_state(state)
         return WakeResult(key, "skipped")
 
     def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
@@ -587,6 +599,7 @@ class Daemon:
     ) -> None:
         if result.outcome in ("posted", "no_candidate", "unknown"):
             state.streak = 0
+            self._record_state(state)
             return
         if result.outcome != "failed":
             return
@@ -600,6 +613,7 @@ class Daemon:
             state.skip = min(2 ** (state.streak - 1), MAX_BACKOFF_WAKES)
             event(log, "backoff", logging.WARNING, persona=state.settings.name,
                   failed_in_a_row=state.streak, skip_wakes=state.skip)  # fmt: skip
+        self._record_state(state)
         if last is not None and last.transient:
             self._schedule_retry(state, result.slot_key, last)
 
@@ -611,6 +625,27 @@ class Daemon:
               fix=err.hint, until="restart")  # fmt: skip
         for prefix in ("post", "first", "retry", "replies"):
             self._remove_job(f"{prefix}:{name}")
+        self._record_state(state)
+
+    def _record_state(self, state: _PersonaState) -> None:
+        """Write the persona's health (ok, failing, backoff, disabled) to the store when it
+        changed, for `bot status`: it lives in this process, and dies with it (a state older
+        than the daemon's STARTED_BEAT is stale)."""
+        failed = f"{state.streak} failed wake{'s' if state.streak != 1 else ''} in a row"
+        if state.disabled:
+            health = ("disabled", f"token refused ({state.disabled}); until restart")
+        elif state.skip:
+            health = ("backoff", f"{failed}; skipping the next {state.skip}")
+        elif state.streak:
+            health = ("failing", failed)
+        else:
+            health = ("ok", "")
+        if health == state.recorded:
+            return
+        value = {"state": health[0], "detail": health[1], "run": self.run_id,
+                 "at_utc": isoformat_utc(self.clock.now())}  # fmt: skip
+        self.store.set_cursor(STATE_CURSOR + state.settings.name, json.dumps(value))
+        state.recorded = health
 
     def _schedule_retry(self, state: _PersonaState, key: str, err: PublishError) -> None:
         """One more try of a transiently failed slot, at the rate limit's reset or after a
@@ -679,7 +714,7 @@ class Daemon:
                 release_free_memory()
 
     def _beat(self) -> None:
-        self.store.beat("daemon")
+        self.store.beat(ONCE_BEAT if self._once else "daemon")
 
     def _poll_replies(self, name: str) -> None:
         state = self.states[name]
@@ -725,6 +760,11 @@ class Daemon:
         slot stays claimed and is re-tried with the same idempotency key after restart)."""
         handlers = self._install_signal_handlers()
         try:
+            self.store.beat(STARTED_BEAT)
+            self.store.set_cursor(RUN_CURSOR, self.run_id)
+            with self.store.transaction():  # `bot status`: these personas are scheduled
+                for state in self.states.values():
+                    self._record_state(state)
             self._beat()
             for name, (first_run, first_fire) in self._plan.items():
                 state = self.states[name]

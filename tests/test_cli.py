@@ -194,7 +194,7 @@ EXIT_CODE_EXAMPLES: dict[int, list[tuple[str, ...]]] = {
         ("train", "-p", "x", "--corpus", "no-such-file.txt"),
         ("train", "-p", "x", "--corpus", "c.txt", "--epochs", "0"),
         ("train", "-p", "x", "--corpus", "c.txt", "--val-fraction", "1"),
-        ("status", "-n", "0"),
+        ("status", "-n", "-1"),
     ],
 }
 

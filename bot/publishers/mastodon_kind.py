@@ -307,5 +307,6 @@ KIND = registry.register(
         inbox=_inbox,
         online_check=online_check,
         setup=setup_account,
+        exclusive_keys=(("base_url", "base_url_env"),),
     )
 )
