@@ -4,8 +4,8 @@ of queries (`persona_summaries`) and cursors by name prefix (`cursors`), on both
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
