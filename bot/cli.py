@@ -28,6 +28,7 @@ from bot.app import counts_text as _counts
 from bot.app import shorten as _shorten
 from bot.config import MAX_TOP_K, Config, PersonaSettings
 from bot.corpus.commands import scrape
+from bot.new import new
 from bot.publishers import registry
 from bot.status import status
 
@@ -545,6 +546,8 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 @click.option("--vocabulary", type=click.Choice(["known", "any"]),
               help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip
 @click.option("--markov", is_flag=True, help="Also measure a word Markov chain baseline.")
+@click.option("--record", is_flag=True,
+              help="Save the figures as eval.json in the model folder (`bot report` shows them).")  # fmt: skip
 @click.option("--seed", type=int, default=1337, show_default=True,
               help="Seed for sampling and the judges' folds.")  # fmt: skip
 @json_option
@@ -552,7 +555,7 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 def eval_persona(
     app: App, personas: tuple[str, ...], corpus: tuple[Path, ...], count: int,
     temperature: float | None, critic: bool | None, vocabulary: str | None, markov: bool,
-    seed: int, as_json: bool,
+    record: bool, seed: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Measure a persona's posts: distinguishability, invented words, diversity, bits/char.
 
@@ -578,6 +581,10 @@ def eval_persona(
             settings = replace(settings, vocabulary=cast(Any, vocabulary))
         results.append(evaluate(settings, corpus=list(corpus), count=count, seed=seed,
                                 markov=markov))  # fmt: skip
+        if record:
+            from bot.new import record_eval
+
+            record_eval(settings.model, asdict(results[-1]))
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2, ensure_ascii=False))
         return
@@ -661,3 +668,4 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
 cli.add_command(scrape)
 cli.add_command(status)
+cli.add_command(new)

@@ -1,0 +1,148 @@
+"""`bot new NAME`: a source to a configured, measured, previewed persona (#21, point 1).
+
+The end-to-end test trains for real (a few seconds of fine-tuning from the shipped persona on
+the committed tiny text) through the installed `bot`; the rest checks the pieces a user
+meets without training: the source flags, the resume state, the start choice, config.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import cli
+from bot.config import load_config
+from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start
+
+REPO = Path(__file__).resolve().parents[1]
+BOT = Path(sys.executable).with_name("bot")
+TINY_TEXT = REPO / "tests" / "data" / "tiny" / "aphorisms.txt"
+SHIPPED = REPO / "models" / "nietzsche"
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BOT), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, check=False)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_bot_new_from_text_trains_configures_measures_and_resumes(
+    tmp_path: Path, config_file: Path
+) -> None:
+    pytest.importorskip("tensorflow")
+    shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
+    shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
+    config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
+    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.05", "--base",
+            str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
+
+    first = _run(*args, cwd=tmp_path)
+    # Interrupted at the config phase: one line naming the file and the fix, exit 1.
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert first.stderr.strip().splitlines() == [
+        (
+            f"Error: {config_file}: not valid YAML (ParserError) (fix the YAML syntax, then run "
+            "`bot new` again)"
+        )
+    ]
+    assert "[1/4] corpus" in first.stdout and "[2/4] train: fine-tuning from" in first.stdout
+    assert "Epoch 1/" in first.stdout  # the trainer's progress
+    model = tmp_path / "models" / "aphorist"
+    assert (model / "model.keras").is_file()
+    state = json.loads((tmp_path / "corpus" / "aphorist" / "new.json").read_text())
+    assert set(state["done"]) == {"corpus", "train"}
+    trained_at = (model / "card.json").stat().st_mtime_ns
+
+    config_file.write_text(shipped, encoding="utf-8")  # fixed; the same command resumes
+    second = _run(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout
+    assert "resuming `bot new aphorist`: done: corpus, train" in out
+    assert "Epoch" not in out  # not trained again
+    assert (model / "card.json").stat().st_mtime_ns == trained_at
+    assert "[3/4] config: adding aphorist" in out and "[4/4] eval" in out
+    assert "distinguishable from the author (ROC AUC" in out and "bits/char" in out
+    assert "== preview" in out and "\n1. " in out
+
+    # config.yaml: every byte the user wrote is still there, the persona follows it.
+    edited = config_file.read_text(encoding="utf-8")
+    assert edited.startswith(shipped)
+    assert "  aphorist:\n    model: models/aphorist" in edited[len(shipped) :]
+    settings = load_config(config_file).personas["aphorist"]
+    assert settings.model.resolve() == model.resolve() and settings.publisher == "outbox"
+    figures = json.loads((model / "eval.json").read_text())
+    assert figures["persona"] == "aphorist" and figures["posts"] >= 5
+
+    assert _run("preview", "-p", "aphorist", "-n", "1", cwd=tmp_path).returncode == 0
+    again = _run(*args, cwd=tmp_path)  # all done: measured figures and a fresh preview
+    assert again.returncode == 0 and "done: corpus, train, config, eval" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["new", "x"], "give exactly one source"),
+        (["new", "x", "--text"], "--text needs at least one PATH"),
+        (["new", "x", "--from", "@a@b.example", "--text", "README.md"], "exactly one source"),
+        (["new", "x", "--archive", "README.md", "config.yaml"], "--archive takes one FILE"),
+        (["new", "no/slash", "--text", "README.md"], "use letters, digits"),
+    ],
+)
+def test_bot_new_source_mistakes_are_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_bot_new_refuses_to_resume_from_another_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "corpus" / "ada"
+    work.mkdir(parents=True)
+    source = {"kind": "mastodon", "acct": "@ada@mastodon.example"}
+    (work / "new.json").write_text(json.dumps({"version": 1, "source": source, "done": {}}))
+    result = CliRunner().invoke(cli, ["new", "ada", "--text", str(TINY_TEXT)])
+    assert result.exit_code == 1
+    assert "from another source is in progress (--from @ada@mastodon.example)" in result.output
+    assert "--restart" in result.output
+
+
+def test_small_corpora_fine_tune_and_large_ones_start_from_scratch(tmp_path: Path) -> None:
+    base, why = choose_start(50_000, "auto", SHIPPED)
+    assert base == SHIPPED and "fine-tuning" in why
+    assert choose_start(FINE_TUNE_BELOW_CHARS, "auto", SHIPPED)[0] is None
+    assert choose_start(50_000, "scratch", SHIPPED)[0] is None
+    none, why = choose_start(50_000, "auto", tmp_path / "missing")
+    assert none is None and "no base persona" in why
+
+
+def test_add_persona_keeps_the_users_comments_and_indent(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    mine = ("# my bots\npersonas:\n    x:                # the first\n        model: m\n"
+            "        prompts:\n            - 'A '    # quoted my way\n\n# the end\n")  # fmt: skip
+    config.write_text(mine)
+    assert add_persona(config, "ada", "models/ada") is True
+    text = config.read_text()
+    assert text.startswith(mine)
+    assert text[len(mine) :].startswith("    ada:\n        model: models/ada ")
+    assert add_persona(config, "ada", "elsewhere") is False
+    assert config.read_text() == text
+    (tmp_path / "models" / "ada").mkdir(parents=True)
+    assert load_config(config, check_models=False).personas["ada"].publisher == "outbox"
+
+
+def test_add_persona_creates_a_missing_config(
+    tmp_path: Path, make_persona: Callable[..., Path]
+) -> None:
+    make_persona("ada")
+    config = tmp_path / "config.yaml"
+    assert add_persona(config, "ada", "models/ada") is True
+    assert load_config(config).personas["ada"].model == tmp_path / "models" / "ada"
