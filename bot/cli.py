@@ -30,6 +30,7 @@ from bot.config import MAX_TOP_K, Config, PersonaSettings
 from bot.corpus.commands import scrape
 from bot.new import new
 from bot.publishers import registry
+from bot.report import report
 from bot.status import status
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -669,3 +670,4 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 cli.add_command(scrape)
 cli.add_command(status)
 cli.add_command(new)
+cli.add_command(report)

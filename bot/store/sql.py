@@ -257,6 +257,16 @@ class SQLStore(SQLBase):
         )
         return [row["text"] for row in rows]
 
+    def recent_rejections(self, persona: str, limit: int = 10) -> list[tuple[str, str, str]]:
+        """The persona's last rejected candidates as (text, reason, created_at_utc), newest
+        first (`bot report`)."""
+        rows = self._query(
+            "SELECT text, reason, created_at_utc FROM rejections WHERE persona = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (persona, limit),
+        )
+        return [(row["text"], row["reason"], row["created_at_utc"]) for row in rows]
+
     def rejection_counts(self, persona: str) -> dict[str, int]:
         """reason -> count, most frequent first."""
         rows = self._query(
