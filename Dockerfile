@@ -2,8 +2,11 @@
 # daemon runs the LSTM in NumPy), a non-root user, state in the /data volume.
 #
 #   docker build -t revenant .
+#   docker run -d --name revenant -v revenant-data:/data --memory 512m revenant
+#                               # the shipped config: posts go to /data/outbox/
 #   docker run -d --name revenant -v revenant-data:/data -e MASTODON_ACCESS_TOKEN \
-#       --memory 512m revenant
+#       -v $PWD/config.yaml:/app/config.yaml:ro -v $PWD/models:/app/models:ro \
+#       --memory 512m revenant  # your config (publisher: mastodon), the token from the env
 #   docker stop revenant        # SIGTERM: the post in flight finishes, exit 0 within 10 s
 FROM python:3.11-slim
 
