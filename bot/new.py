@@ -48,6 +48,7 @@ DEFAULT_MINUTES = 30.0
 # scratch model has too little text; where scratch overtakes was not measured.
 FINE_TUNE_BELOW_CHARS = 1_000_000
 PHASES = ("corpus", "train", "config", "eval")
+MIN_CHARS = 10_000  # one training batch (64 windows of 128) and a validation window, with room
 COMMENT_COLUMN = 37  # where the shipped config.yaml's persona comments start
 
 
@@ -105,6 +106,8 @@ def _phase(number: int, name: str, text: str) -> None:
 @click.option("--text", "is_text", is_flag=True, help="PATHS are text files or folders of .txt.")
 @click.option("--archive", "is_archive", is_flag=True,
               help="PATHS is a Mastodon or Twitter/X archive (.zip, folder, outbox.json).")  # fmt: skip
+@click.option("--instance", metavar="URL",
+              help="With --from: the API server to ask [default: https://HOST].")  # fmt: skip
 @click.option("--i-have-consent", "consent", is_flag=True,
               help="Scrape an account that opted out (#nobot, noindex): only with its owner's OK.")  # fmt: skip
 @click.option("--minutes", default=DEFAULT_MINUTES, show_default=True,
@@ -126,7 +129,7 @@ def _phase(number: int, name: str, text: str) -> None:
 @click.option("--seed", default=1337, show_default=True, help="Seed for training and sampling.")
 def new(
     name: str, paths: tuple[Path, ...], acct: str | None, is_text: bool, is_archive: bool,
-    consent: bool, minutes: float, start: str, base: Path, eval_posts: int, critic_samples: int,
+    instance: str | None, consent: bool, minutes: float, start: str, base: Path, eval_posts: int, critic_samples: int,
     out: Path | None, restart: bool, seed: int,
 ) -> None:  # fmt: skip
     """Make a persona in one go: corpus, training, config.yaml, eval and a preview.
@@ -146,6 +149,10 @@ def new(
             "use letters, digits, '-' and '_'; it names files", param_hint="NAME"
         )
     source = _source(acct, paths, is_text, is_archive)
+    if instance:
+        if not acct:
+            raise click.UsageError("--instance goes with --from")
+        source["instance"] = instance
     app = App.current()
     config_path = app.config_path or Path(os.environ.get("REVENANT_CONFIG") or "config.yaml")
     out = out or Path("models") / name
@@ -212,7 +219,8 @@ def _corpus_phase(name: str, source: dict[str, Any], work: Path, consent: bool) 
     posts = work / "posts.jsonl"
     if source["kind"] == "mastodon":
         _phase(1, "corpus", f"scraping {source['acct']} into {posts}")
-        ctx.invoke(scrape_mastodon, acct=source["acct"], out=posts, consent=consent)
+        ctx.invoke(scrape_mastodon, acct=source["acct"], out=posts, consent=consent,
+                   instance=source.get("instance"))  # fmt: skip
         paths = [posts]
     elif source["kind"] == "archive":
         _phase(1, "corpus", f"importing {source['paths'][0]} into {posts}")
@@ -225,6 +233,10 @@ def _corpus_phase(name: str, source: dict[str, Any], work: Path, consent: bool) 
 
     loaded = load_corpus(paths)
     click.echo(f"corpus: {len(loaded.files)} files, {loaded.n_chars:,} characters")
+    if loaded.n_chars < MIN_CHARS:
+        raise BotError(f"{loaded.n_chars:,} characters is too little to train on (at least "
+                       f"{MIN_CHARS:,}; a voice takes ~1,000,000)",
+                       "add more text; run the same command again to continue")  # fmt: skip
     return {"paths": [str(p) for p in paths], "chars": loaded.n_chars, "sha256": loaded.sha256}
 
 

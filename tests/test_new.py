@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +20,12 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import load_config
 from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start
+from tests.test_corpus import seed_account
+
+if TYPE_CHECKING:
+    from tests.fakes.mastodon_server import MastodonServer
+
+pytest_plugins = ["tests.fakes.mastodon_server"]  # the mastodon_server fixture
 
 REPO = Path(__file__).resolve().parents[1]
 BOT = Path(sys.executable).with_name("bot")
@@ -146,3 +153,34 @@ def test_add_persona_creates_a_missing_config(
     config = tmp_path / "config.yaml"
     assert add_persona(config, "ada", "models/ada") is True
     assert load_config(config).personas["ada"].model == tmp_path / "models" / "ada"
+
+
+def test_bot_new_from_an_account_that_opted_out_is_refused(
+    mastodon_server: MastodonServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--from goes through `bot scrape mastodon`: its consent checks, its one-line refusal."""
+    monkeypatch.chdir(tmp_path)
+    seed_account(mastodon_server, "carol", posts=2, note="#nobot please")
+    args = ["new", "carol", "--from", "carol", "--instance", mastodon_server.base_url]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "[1/4] corpus: scraping carol" in result.output
+    assert (
+        result.output.splitlines()[-1].startswith("Error: ") and "--i-have-consent" in result.output
+    )
+    state = json.loads((tmp_path / "corpus" / "carol" / "new.json").read_text())
+    assert state["done"] == {} and not (tmp_path / "models").exists()
+
+
+def test_bot_new_on_too_little_text_stops_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    posts = tmp_path / "few.jsonl"
+    posts.write_text('{"text": "hello there world"}\n{"text": "another post"}\n')
+    result = CliRunner().invoke(cli, ["new", "few", "--text", str(posts)])
+    assert result.exit_code == 1 and not (tmp_path / "models").exists()
+    assert result.output.splitlines()[-1] == (
+        "Error: 29 characters is too little to train on (at least 10,000; a voice takes "
+        "~1,000,000) (add more text; run the same command again to continue)"
+    )

@@ -44,6 +44,7 @@ def posted(ada_config: Path) -> Path:
     return ada_config
 
 
+@pytest.mark.slow  # about 7 s: bot eval, then two Chromium starts
 def test_report_renders_in_headless_chromium(posted: Path, tmp_path: Path) -> None:
     pytest.importorskip("sklearn")  # bot eval's judges (requirements-train.txt)
     measured = CliRunner().invoke(
