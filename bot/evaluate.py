@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,12 @@ def cross_entropy(sampler: Sampler, docs: list[str], rows: int = EVAL_ROWS) -> t
     return total / (rows * length), rows * length
 
 
-def daemon_posts(runner: Persona, count: int) -> tuple[list[str], list[Any], float]:
+def daemon_posts(
+    runner: Persona, count: int, progress: Callable[[int], object] | None = None
+) -> tuple[list[str], list[Any], float]:
     """`count` posts, one wake each, every wake filtering against the posts before it as the
-    daemon's store history would; returns the posts, all verdicts and seconds per wake."""
+    daemon's store history would; returns the posts, all verdicts and seconds per wake.
+    `progress(1)` is called after each wake."""
     posts: list[str] = []
     verdicts: list[Any] = []
     history = runner.settings.filters.history
@@ -120,6 +124,8 @@ def daemon_posts(runner: Persona, count: int) -> tuple[list[str], list[Any], flo
         verdicts += comp.verdicts
         if comp.chosen:
             posts.append(comp.chosen[0].text)
+        if progress is not None:
+            progress(1)
     return posts, verdicts, (time.perf_counter() - t0) / max(count, 1)
 
 
@@ -146,12 +152,14 @@ def evaluate(
     count: int,
     seed: int,
     markov: bool = False,
+    progress: Callable[[int], object] | None = None,
 ) -> EvalResult:
+    """Measure `count` posts of the persona (module docstring); `progress(1)` after each."""
     train_docs, val_docs = load_persona_corpus(settings, corpus)
     handle = ModelHandle(settings.model)
     loaded = handle.get()
     runner = Persona(settings, rng=np.random.default_rng(seed), model=handle)
-    posts, verdicts, wake = daemon_posts(runner, count)
+    posts, verdicts, wake = daemon_posts(runner, count, progress)
     if len(posts) < quality.FOLDS:
         raise BotError(f"only {len(posts)} of {count} wakes found a post",
                        "see `bot preview --all` for why candidates are rejected")  # fmt: skip

@@ -168,8 +168,12 @@ def new(
 
     trained = state.done("train")
     if trained is None:
+        # Only a training this `bot new` started is resumed (not another run's checkpoint).
+        started = bool(state.data.get("train_started"))
+        state.data["train_started"] = True
+        state.save()
         trained = _train_phase(app, name, corpus_paths, corpus["chars"], out, minutes, start,
-                               base, critic_samples, seed)  # fmt: skip
+                               base, critic_samples, seed, resume=started)  # fmt: skip
         state.finish("train", trained)
     else:
         _phase(2, "train", f"done ({trained['start']}), {out}")
@@ -258,7 +262,7 @@ def choose_start(chars: int, start: str, base: Path) -> tuple[Path | None, str]:
 
 def _train_phase(
     app: App, name: str, corpus: list[Path], chars: int, out: Path, minutes: float, start: str,
-    base: Path, critic_samples: int, seed: int,
+    base: Path, critic_samples: int, seed: int, *, resume: bool,
 ) -> dict[str, Any]:  # fmt: skip
     import importlib.util
 
@@ -271,7 +275,7 @@ def _train_phase(
         from bot.train.trainer import TrainConfig, train
 
     workdir = out.with_name(f".{out.name}.train")
-    resume = (workdir / "state.json").is_file()
+    resume = resume and (workdir / "state.json").is_file()
     from_dir, why = choose_start(chars, start, base)
     if resume:
         saved = json.loads((workdir / "state.json").read_text(encoding="utf-8"))
@@ -331,6 +335,12 @@ def add_persona(config_path: Path, name: str, model: str) -> bool:
     if not isinstance(personas, dict):
         raise ConfigError(f"{config_path}: personas is not a mapping", "fix the config file")
     if name in personas:
+        there = personas[name].get("model") if isinstance(personas[name], dict) else None
+        if there is not None and Path(str(there)) != Path(model):
+            raise ConfigError(
+                f"{config_path}: personas.{name} is already there, with model {there}, not {model}",
+                f"rename or remove it there, or make it in {there} with -o",
+            )
         return False
     entry = CommentedMap()
     entry["model"] = model
@@ -368,7 +378,9 @@ def _eval_phase(settings: Any, corpus: list[Path], posts: int, seed: int) -> dic
     from bot.evaluate import evaluate
 
     _phase(4, "eval", f"choosing {posts} posts as the daemon would, then measuring them")
-    result = evaluate(settings, corpus=corpus, count=posts, seed=seed)
+    with click.progressbar(length=posts, label="wakes", show_pos=True, show_eta=True) as bar:
+        result = evaluate(settings, corpus=corpus, count=posts, seed=seed, progress=bar.update)
+    click.echo("judging...")
     record_eval(settings.model, asdict(result))
     figures = quality_figures(asdict(result))
     return figures

@@ -8,8 +8,10 @@ meets without training: the source flags, the resume state, the start choice, co
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.config import load_config
+from bot.errors import ConfigError
 from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start
 from tests.test_corpus import seed_account
 
@@ -47,20 +50,38 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
     shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
     config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
-    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.05", "--base",
+    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.2", "--base",
             str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
+    checkpoint = tmp_path / "models" / ".aphorist.train" / "state.json"
+
+    # Ctrl-C during training, once the first epoch's checkpoint is written.
+    with subprocess.Popen([str(BOT), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as ctrl_c:  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file() and ctrl_c.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ctrl_c.send_signal(signal.SIGINT)
+        interrupted = ctrl_c.communicate(timeout=120)[0]
+    assert ctrl_c.returncode != 0, interrupted
+    assert "[2/4] train: fine-tuning from" in interrupted and "Epoch 1/" in interrupted
+    assert not (tmp_path / "models" / "aphorist").exists()  # no half persona
+    saved = json.loads(checkpoint.read_text())  # what the interrupted run got to
 
     first = _run(*args, cwd=tmp_path)
-    # Interrupted at the config phase: one line naming the file and the fix, exit 1.
+    # The training resumed from its checkpoint, within what was left of the budget; then
+    # interrupted at the config phase: one line naming the file and the fix, exit 1.
     assert first.returncode == 1, first.stdout + first.stderr
+    resumed = (
+        f"resuming after epoch {saved['epoch']}, {saved['elapsed_s'] / 60:.1f} of 0.2 min spent"
+    )
+    assert f"[2/4] train: {resumed}" in first.stdout
     assert first.stderr.strip().splitlines() == [
         (
             f"Error: {config_file}: not valid YAML (ParserError) (fix the YAML syntax, then run "
             "`bot new` again)"
         )
     ]
-    assert "[1/4] corpus" in first.stdout and "[2/4] train: fine-tuning from" in first.stdout
-    assert "Epoch 1/" in first.stdout  # the trainer's progress
+    assert "resuming `bot new aphorist`: done: corpus" in first.stdout
     model = tmp_path / "models" / "aphorist"
     assert (model / "model.keras").is_file()
     state = json.loads((tmp_path / "corpus" / "aphorist" / "new.json").read_text())
@@ -88,8 +109,6 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert figures["persona"] == "aphorist" and figures["posts"] >= 5
 
     assert _run("preview", "-p", "aphorist", "-n", "1", cwd=tmp_path).returncode == 0
-    again = _run(*args, cwd=tmp_path)  # all done: measured figures and a fresh preview
-    assert again.returncode == 0 and "done: corpus, train, config, eval" in again.stdout
 
 
 @pytest.mark.parametrize(
@@ -140,7 +159,9 @@ def test_add_persona_keeps_the_users_comments_and_indent(tmp_path: Path) -> None
     text = config.read_text()
     assert text.startswith(mine)
     assert text[len(mine) :].startswith("    ada:\n        model: models/ada ")
-    assert add_persona(config, "ada", "elsewhere") is False
+    assert add_persona(config, "ada", "models/./ada") is False  # the same folder
+    with pytest.raises(ConfigError, match="already there, with model models/ada, not elsewhere"):
+        add_persona(config, "ada", "elsewhere")
     assert config.read_text() == text
     (tmp_path / "models" / "ada").mkdir(parents=True)
     assert load_config(config, check_models=False).personas["ada"].publisher == "outbox"
