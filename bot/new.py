@@ -129,8 +129,8 @@ def _phase(number: int, name: str, text: str) -> None:
 @click.option("--seed", default=1337, show_default=True, help="Seed for training and sampling.")
 def new(
     name: str, paths: tuple[Path, ...], acct: str | None, is_text: bool, is_archive: bool,
-    instance: str | None, consent: bool, minutes: float, start: str, base: Path, eval_posts: int, critic_samples: int,
-    out: Path | None, restart: bool, seed: int,
+    instance: str | None, consent: bool, minutes: float, start: str, base: Path,
+    eval_posts: int, critic_samples: int, out: Path | None, restart: bool, seed: int,
 ) -> None:  # fmt: skip
     """Make a persona in one go: corpus, training, config.yaml, eval and a preview.
 

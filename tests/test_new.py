@@ -205,3 +205,19 @@ def test_bot_new_on_too_little_text_stops_before_training(
         "Error: 29 characters is too little to train on (at least 10,000; a voice takes "
         "~1,000,000) (add more text; run the same command again to continue)"
     )
+
+
+def test_bot_new_imports_an_archive_through_bot_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--archive runs `bot scrape archive` (its cleaning and report) into the work folder;
+    the committed archive is far too small to train on, so it stops there, resumable."""
+    monkeypatch.chdir(tmp_path)
+    archive = REPO / "tests" / "data" / "corpus" / "mastodon-archive"
+    result = CliRunner().invoke(cli, ["new", "arch", "--archive", str(archive)])
+    assert result.exit_code == 1
+    assert f"[1/4] corpus: importing {archive} into corpus/arch/posts.jsonl" in result.output
+    assert "wrote " in result.output and " posts to corpus/arch/posts.jsonl" in result.output
+    posts = (tmp_path / "corpus" / "arch" / "posts.jsonl").read_text().splitlines()
+    assert posts and all(json.loads(line)["text"] for line in posts)
+    assert "too little to train on" in result.output.splitlines()[-1]
