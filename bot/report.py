@@ -216,6 +216,10 @@ def loss_svg(history: list[dict[str, Any]], width: int = 480, height: int = 260)
         points = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in zip(epochs, values, strict=True))
         out.append(f"<polyline fill='none' stroke='{colours[label]}' stroke-width='2' "
                    f"points='{points}'/>")  # fmt: skip
+        out += [
+            f"<circle cx='{x(e):.1f}' cy='{y(v):.1f}' r='2.5' fill='{colours[label]}'/>"
+            for e, v in zip(epochs, values, strict=True)
+        ]  # a single epoch shows too
         out.append(f"<text x='{width - right - 90}' y='{top + 14 + 16 * i}' font-size='12' "
                    f"fill='{colours[label]}'>{label} {values[-1]:.3f}</text>")  # fmt: skip
     out.append("</svg>")
