@@ -43,9 +43,9 @@ WORK_DIR = Path("corpus")  # git-ignored: scraped text is not ours to commit
 DEFAULT_BASE = Path("models") / "nietzsche"
 DEFAULT_MINUTES = 30.0
 # A corpus smaller than this is fine-tuned from the base persona. A stated default, bounded
-# by measurement rather than located by it (BENCHMARKS.md, "bot new: fine-tune or not"): at
-# 826k characters fine-tuning still won by 0.02 nats/char in 7 minutes, and far below that a
-# scratch model has too little text; where scratch overtakes was not measured.
+# by measurement rather than located by it (BENCHMARKS.md, "bot new: fine-tune or not"):
+# fine-tuning won by 0.145 nats/char at 60k characters, 0.050 at 250k (3 min budgets) and
+# 0.020 at 826k (7 min); where scratch overtakes was not measured.
 FINE_TUNE_BELOW_CHARS = 1_000_000
 PHASES = ("corpus", "train", "config", "eval")
 MIN_CHARS = 10_000  # one training batch (64 windows of 128) and a validation window, with room
