@@ -9,6 +9,8 @@ Jobs, in one `BlockingScheduler`:
                    coalesced, with the persona's misfire grace, one instance at a time
     first:NAME     one run `first_run_seconds` after start, for the slot now falls in
     retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
+    takeover:NAME  a look just after another daemon's lease on this persona's slot ends:
+                   a replica that died mid-wake has its slot finished by another one
     replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
 
@@ -24,8 +26,11 @@ not posted late. In-process misfires follow APScheduler.
 
 Nothing one persona does may stop the daemon: every job is wrapped; an exception is logged
 with its traceback, recorded in the store and counted; a persona that keeps failing skips
-2, 4, 8 then 16 wakes; a token the server refuses (401/403) disables that persona until
-restart. Every line it logs is one `event=... key=value` line. Never imports TensorFlow.
+2, 4, 8 then 16 slots; a token the server refuses (401/403) disables that persona until
+restart. Both live in the store (`Store.persona_health`), so every daemon on one store
+(replicas on PostgreSQL, processes on one SQLite file) honours them; a daemon that starts
+clears them for its personas. Every line it logs is one `event=... key=value` line.
+Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from bot.modelcache import MODELS
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.store import Store, isoformat_utc
+from bot.store import PersonaHealth, Store, isoformat_utc
+from bot.store.protocol import parse_ts
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,8 @@ PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
 RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
 RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends the wake...
 MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
-MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... wakes
+MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... slots
+TAKEOVER_MARGIN = timedelta(seconds=0.5)  # after another holder's lease, before a look
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # interval slots are counted from here, in UTC
 # ---------------------------------------------------------------------------------------
 
@@ -280,18 +287,24 @@ def next_run_times(
 # --- the daemon -------------------------------------------------------------------------
 
 
+def backoff_slots(streak: int) -> int:
+    """Slots a persona skips after `streak` failed wakes in a row: none after one, then
+    2, 4, 8, 16, 16, ..."""
+    return 0 if streak < 2 else min(2 ** (streak - 1), MAX_BACKOFF_WAKES)
+
+
 @dataclass
 class _PersonaState:
-    """What the daemon knows about one persona between wakes."""
+    """What this process knows about one persona between wakes. What every daemon on the
+    store must agree on (failed wakes in a row, the backoff, disabled) lives in the
+    store (`Store.persona_health`); `disabled` here is this process's copy of it."""
 
     settings: cfg.PersonaSettings
     runner: Persona
     publisher: Publisher
     lock: threading.Lock
-    streak: int = 0  # failed wakes in a row
-    skip: int = 0  # wakes still to skip (backoff)
-    failures: int = 0  # failed wakes since start
-    disabled: str | None = None  # why, until restart
+    failures: int = 0  # failed wakes since this process started
+    disabled: str | None = None  # why (seen in the store or found here), until restart
     replier: Any = None
 
 
@@ -359,6 +372,7 @@ class Daemon:
             self.states[settings.name] = _PersonaState(
                 settings, runner, publisher, threading.Lock()
             )
+            store.reset_persona_health(settings.name)  # a restart is how a fix is picked up
         self.scheduler = self._build_scheduler()
 
     # -- scheduling --
@@ -456,10 +470,13 @@ class Daemon:
             return WakeResult(key, "disabled", error=state.disabled)
         if self._stopping.is_set():
             return WakeResult(key, "stopping")
+        health = self.store.persona_health(name)  # shared by every daemon on the store
+        if self._disabled_elsewhere(state, health):
+            return WakeResult(key, "disabled", error=state.disabled)
         self._beat()
         with state.lock:
-            if slot is None and state.skip:
-                return self._skip(state, key)
+            if slot is None and health.skip_slots:
+                return self._skip(state, key, health)
             event(log, "wake", persona=name, slot=key, trigger=trigger)
             errors: list[PublishError] = []
             with self._lock:
@@ -482,6 +499,8 @@ class Daemon:
                 with self._lock:
                     self._inflight.pop(name, None)
             self._after_wake(state, result, errors)
+        if result.outcome == "already_claimed" and trigger != "once":
+            self._watch_holder(state, key)
         self._log_next_run(name)
         return result
 
@@ -521,19 +540,23 @@ class Daemon:
                 transient=True,
             )
 
-    def _skip(self, state: _PersonaState, key: str) -> WakeResult:
+    def _skip(self, state: _PersonaState, key: str, health: PersonaHealth) -> WakeResult:
+        """A slot of the backoff: whichever daemon claims the slot skips it and counts it
+        off the shared backoff, so N replicas skip N slots, not N x N wakes."""
         name = state.settings.name
-        state.skip -= 1
         claim = self.store.claim_slot(name, key)
-        if claim is not None and claim.taken_over:
+        if claim is None:
+            return WakeResult(key, "already_claimed")
+        if claim.taken_over:
             self.store.mark_failed(claim)  # an earlier attempt's slot: leave it to a later one
-        elif claim is not None:
-            self.store.finish_slot(claim, "skipped")
-            self.store.record_failure(name, key, "backoff",
-                                      f"skipped after {state.streak} failed wakes in a row",
-                                      transient=True)  # fmt: skip
+            return WakeResult(key, "skipped")
+        self.store.take_skip(name)
+        self.store.finish_slot(claim, "skipped")
+        self.store.record_failure(name, key, "backoff",
+                                  f"skipped after {health.streak} failed wakes in a row",
+                                  transient=True)  # fmt: skip
         event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
-              failed_in_a_row=state.streak, still_to_skip=state.skip)  # fmt: skip
+              failed_in_a_row=health.streak, still_to_skip=health.skip_slots - 1)  # fmt: skip
         return WakeResult(key, "skipped")
 
     def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
@@ -553,8 +576,9 @@ class Daemon:
     def _after_wake(
         self, state: _PersonaState, result: WakeResult, errors: list[PublishError]
     ) -> None:
+        name = state.settings.name
         if result.outcome in ("posted", "no_candidate", "unknown"):
-            state.streak = 0
+            self.store.wake_succeeded(name)
             return
         if result.outcome != "failed":
             return
@@ -563,22 +587,60 @@ class Daemon:
             self._disable(state, last)
             return
         state.failures += 1
-        state.streak += 1
-        if state.streak >= 2:
-            state.skip = min(2 ** (state.streak - 1), MAX_BACKOFF_WAKES)
-            event(log, "backoff", logging.WARNING, persona=state.settings.name,
-                  failed_in_a_row=state.streak, skip_wakes=state.skip)  # fmt: skip
+        health = self.store.wake_failed(name, backoff_slots)
+        if health.streak >= 2:
+            event(log, "backoff", logging.WARNING, persona=name,
+                  failed_in_a_row=health.streak, skip_wakes=health.skip_slots)  # fmt: skip
         if last is not None and last.transient:
             self._schedule_retry(state, result.slot_key, last)
 
     def _disable(self, state: _PersonaState, err: PublishError) -> None:
+        """The server refused the token: disable the persona here and, through the store,
+        in every daemon on it (each sees it at its next wake or poll)."""
         name = state.settings.name
         state.disabled = f"{err.status_code}: {err.message}"
+        self.store.disable_persona(name, state.disabled)
         event(log, "persona_disabled", logging.CRITICAL, persona=name, status=err.status_code,
               token_env=getattr(state.publisher, "token_env", None), error=err.message,
               fix=err.hint, until="restart")  # fmt: skip
-        for prefix in ("post", "first", "retry", "replies"):
+        self._remove_persona_jobs(name)
+
+    def _disabled_elsewhere(self, state: _PersonaState, health: PersonaHealth) -> bool:
+        """True when another daemon on the store disabled the persona: adopt it here."""
+        if health.disabled is None:
+            return False
+        name = state.settings.name
+        state.disabled = health.disabled
+        event(log, "persona_disabled", logging.CRITICAL, persona=name, error=health.disabled,
+              by="another daemon on the store", at=health.disabled_at_utc or "",
+              until="restart")  # fmt: skip
+        self._remove_persona_jobs(name)
+        return True
+
+    def _remove_persona_jobs(self, name: str) -> None:
+        for prefix in ("post", "first", "retry", "takeover", "replies"):
             self._remove_job(f"{prefix}:{name}")
+
+    def _watch_holder(self, state: _PersonaState, key: str) -> None:
+        """Another daemon holds this slot: look again just after its lease ends. A live
+        holder renews its lease, so the look finds it finished or still held (and looks
+        again); a dead one's slot is taken over and finished here (a replica that died
+        mid-wake loses no slot). Not past the persona's next scheduled run."""
+        name = state.settings.name
+        row = self.store.slot(name, key)
+        if (self._once or self._stopping.is_set() or row is None or row.status != "claimed"
+                or row.lease_until_utc is None or state.disabled):  # fmt: skip
+            return
+        when = max(parse_ts(row.lease_until_utc), self.clock.now()) + TAKEOVER_MARGIN
+        job = self.scheduler.get_job(f"post:{name}")
+        upcoming = getattr(job, "next_run_time", None)
+        if upcoming is not None and when >= upcoming:
+            return
+        self._remove_job(f"takeover:{name}")  # (replace_existing misses a pending job)
+        self.scheduler.add_job(self._takeover_job, "date", run_date=when, args=[name, key],
+                               id=f"takeover:{name}", name=f"takeover {name} {key}",
+                               replace_existing=True, max_instances=1, next_run_time=when,
+                               misfire_grace_time=state.settings.schedule.misfire_grace_seconds)  # fmt: skip
 
     def _schedule_retry(self, state: _PersonaState, key: str, err: PublishError) -> None:
         """One more try of a transiently failed slot, at the rate limit's reset or after a
@@ -625,6 +687,22 @@ class Daemon:
     def _retry_job(self, name: str, key: str) -> None:
         self._guard(name, lambda: self.wake(name, slot=key, trigger="retry"))
 
+    def _takeover_job(self, name: str, key: str) -> None:
+        self._guard(name, lambda: self._take_over(name, key))
+
+    def _take_over(self, name: str, key: str) -> WakeResult | None:
+        """The look `_watch_holder` planned: wake the slot if its holder's lease ran out
+        (the claim takes it over; it is still held or finished otherwise)."""
+        row = self.store.slot(name, key)
+        if row is None or row.status != "claimed" or row.lease_until_utc is None:
+            return None  # finished, or released by its holder (which retries it)
+        if parse_ts(row.lease_until_utc) >= self.clock.now():
+            self._watch_holder(self.states[name], key)  # renewed: the holder is alive
+            return None
+        event(log, "takeover", persona=name, slot=key, holder=row.holder or "",
+              lease_until=row.lease_until_utc)  # fmt: skip
+        return self.wake(name, slot=key, trigger="takeover")
+
     def _heartbeat_job(self) -> None:
         self._guard("daemon", self._beat)
 
@@ -652,6 +730,8 @@ class Daemon:
     def _poll_replies(self, name: str) -> None:
         state = self.states[name]
         if state.disabled or self._stopping.is_set():
+            return
+        if self._disabled_elsewhere(state, self.store.persona_health(name)):
             return
         if state.replier is None:
             try:
