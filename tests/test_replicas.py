@@ -26,9 +26,12 @@ from bot.errors import PublishError
 from bot.scheduler import Daemon, backoff_slots
 from bot.store import SQLStore
 from tests.fakes.clock import FakeClock
+from tests.fakes.replicas import replica_round
 from tests.test_scheduler import ScriptedPublisher, persona_yaml
 
 if TYPE_CHECKING:
+    from tests.fakes.mastodon_server import MastodonServer
+    from tests.fakes.postgres import PostgresDatabase
     from tests.fakes.stores import Backend
 
 pytest_plugins = ["tests.fakes.mastodon_server", "tests.fakes.postgres", "tests.fakes.stores"]
@@ -172,3 +175,30 @@ def test_a_live_holder_is_left_alone(
     row = a.store.slot("ada", "2026-11-26T14:00Z")
     assert row is not None and (row.holder, row.attempts) == ("alive:1", 1)
     assert a.publisher.posts == []
+
+
+# --- real processes (slow) --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_three_replicas_one_killed_post_every_slot_once(
+    mastodon_server: MastodonServer,
+    postgres_db: PostgresDatabase,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """3 `bot run` on one PostgreSQL database, 20 personas on 1-minute slots, the loopback
+    Mastodon server; one replica dies by SIGKILL holding a slot whose post the server has
+    accepted. About 2 minutes (tests/fakes/replicas.py)."""
+    caplog.set_level(logging.CRITICAL, logger="uvicorn.error")  # the killed client's request
+    audit = replica_round(mastodon_server, postgres_db, tmp_path)
+    why = f"{audit}\n{audit.tail()}"
+    assert audit.exit_codes[0] == -9, why  # the victim died by SIGKILL, mid-run
+    assert audit.exit_codes[1:] == [0, 0], why  # the others stopped cleanly on SIGTERM
+    assert audit.duplicates == 0 and audit.orphans == 0, why
+    assert audit.statuses == audit.rows, why  # one status per post row, one row per slot
+    assert audit.missing == [] and audit.not_posted == {}, why  # no slot lost
+    # The victim's slot: taken over after its 5 s lease, found on the server, not re-sent.
+    assert audit.taken_over, why
+    assert all(seconds < 5.0 + 5.0 for _p, _s, seconds in audit.taken_over), why
+    assert set(audit.replies.values()) == {1}, why  # each mention answered once
