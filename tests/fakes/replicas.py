@@ -7,12 +7,13 @@
 Each persona posts as its own account on the server (p00, p01, ...; token in P00_TOKEN,
 ...), so its statuses are told apart by account. All personas share the committed tiny
 model (lax filters: wakes are cheap). The first replica is the victim: it runs with
-REVENANT_CRASH_AT=after_accept and REVENANT_CRASH_SKIP=`kill_after`, so it dies by SIGKILL
-in its (kill_after + 1)-th delivery, after the server accepted the post and before
-anything was recorded: the worst moment, a slot it still holds. The others must take
-that slot over once its lease has run out, find the post on the server rather than send
-it again, and post every later slot. The first few personas answer mentions too: every
-replica polls them at about the same moment, and each mention must be answered once.
+REVENANT_CRASH_AT=`kill_point` (after_compose: the text is written ahead, nothing sent)
+and REVENANT_CRASH_SKIP=`kill_after`, so it dies by SIGKILL in its (kill_after + 1)-th
+slot, during the first whole slot, holding that slot. The others must take that slot
+over once its lease has run out (and send the written-ahead text, once), and post every
+later slot. The first few personas answer mentions too: the mentions are posted once
+the victim is dead (so it never dies holding one), the survivors poll them at about the
+same moment, and each mention must be answered once.
 
 Used by tests/test_replicas.py (the slow test) and bench/replicas.py.
 """
@@ -107,18 +108,14 @@ def replica_round(
     replicas: int = 3,
     personas: int = 20,
     lease: float = 5.0,
-    kill_after: int = 3,
+    kill_point: str = "after_compose",
+    kill_after: int = 2,
     replies_for: int = 3,
 ) -> ReplicaAudit:
     """Run the round and audit it (see the module docstring); `server` must be fresh."""
     started = time.monotonic()
     names = [f"p{i:02d}" for i in range(personas)]
     accounts = {name: server.create_account(name) for name in names}
-    mentions = [
-        server.post_as(who, f"@{name} what do you make of the sea", visibility="public")
-        for name in names[:replies_for]
-        for who in (server.alice, server.bob)
-    ]
     model = root / "models" / "tiny"
     if not model.exists():
         shutil.copytree(TINY, model)
@@ -131,23 +128,40 @@ def replica_round(
     env.update(db.env(), REVENANT_HOME=str(home), REVENANT_CONFIG=str(config))
     env.update({f"{n.upper()}_TOKEN": a.token or "" for n, a in accounts.items()})
 
-    first = _minute_after(datetime.now(UTC) + timedelta(seconds=STARTUP_SECONDS))
+    # Start 15-35 s before a minute: the victim dies in that first slot, before the
+    # first replies poll (a minute after start).
+    lead = (_minute_after(datetime.now(UTC)) - datetime.now(UTC)).total_seconds()
+    if not STARTUP_SECONDS <= lead <= STARTUP_SECONDS + 20:
+        time.sleep((lead - STARTUP_SECONDS - 20) % 60)
+    spawned = datetime.now(UTC)
+    first = _minute_after(spawned + timedelta(seconds=STARTUP_SECONDS))
     expected = [(first + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%MZ") for i in range(SLOTS)]
     end = first + timedelta(minutes=SLOTS - 1, seconds=TAIL_SECONDS)
     procs: list[subprocess.Popen[bytes]] = []
     logs = [home / f"replica-{i}.log" for i in range(replicas)]
     for i, log in enumerate(logs):
-        extra = {"REVENANT_CRASH_AT": "after_accept",
+        extra = {"REVENANT_CRASH_AT": kill_point,
                  "REVENANT_CRASH_SKIP": str(kill_after)} if i == 0 else {}  # fmt: skip
         with log.open("wb") as out:
             procs.append(subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=home,
                                           env={**env, **extra}, stdout=out,
                                           stderr=subprocess.STDOUT))  # fmt: skip
+    mentions: list[str] | None = None  # posted once the victim is dead
     try:
         while datetime.now(UTC) < end:
             if any(p.poll() is not None for p in procs[1:]):
                 break  # a survivor died: audit now, the test says why
-            time.sleep(0.5)
+            now = datetime.now(UTC)
+            victim_gone = procs[0].poll() is not None
+            if mentions is None and (victim_gone or now > first + timedelta(seconds=60)):
+                mentions = [
+                    str(server.post_as(who, f"@{name} what of the sea", visibility="public")["id"])
+                    for name in names[:replies_for]
+                    for who in (server.alice, server.bob)
+                ]
+                if now > spawned + timedelta(seconds=55):  # the next poll is a minute on
+                    end = max(end, now + timedelta(seconds=80))
+            time.sleep(0.2)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -159,7 +173,7 @@ def replica_round(
                 proc.kill()
                 proc.wait()
     server.drain(timeout=5)
-    audit = _audit(server, db, names, accounts, expected, [str(m["id"]) for m in mentions])
+    audit = _audit(server, db, names, accounts, expected, mentions or [])
     audit.exit_codes = [p.returncode for p in procs]
     audit.wall_seconds = time.monotonic() - started
     audit.logs = logs
