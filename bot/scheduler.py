@@ -372,7 +372,7 @@ class Daemon:
             self.states[settings.name] = _PersonaState(
                 settings, runner, publisher, threading.Lock()
             )
-            store.reset_persona_health(settings.name)  # a restart is how a fix is picked up
+        store.reset_persona_health(self.states)  # a restart is how a fix is picked up
         self.scheduler = self._build_scheduler()
 
     # -- scheduling --

@@ -97,7 +97,7 @@ def test_health_is_one_row_every_connection_sees(store_backend: Backend) -> None
         assert b.persona_health("bob").disabled is None
         b.wake_succeeded("ada")
         assert (a.persona_health("ada").streak, a.persona_health("ada").skip_slots) == (0, 0)
-        a.reset_persona_health("ada")  # a daemon starting
+        a.reset_persona_health(["ada", "bob"])  # a daemon starting
         assert b.persona_health("ada").disabled is None
 
 

@@ -185,15 +185,16 @@ class SQLBase:
             )
             return cursor.rowcount == 1
 
-    def reset_persona_health(self, persona: str) -> None:
-        """Clear the disabled flag and the backoff (a daemon starting: a restart is how a
-        fixed token or model is picked up)."""
+    def reset_persona_health(self, personas: Iterable[str]) -> None:
+        """Clear the disabled flag and the backoff of `personas`, in one transaction (a
+        daemon starting: a restart is how a fixed token or model is picked up)."""
+        now = self._ts()
         with self.transaction() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE persona_health SET streak = 0, skip_slots = 0, disabled = NULL,"
                 " disabled_at_utc = NULL, updated_at_utc = ? WHERE persona = ?"
                 " AND (disabled IS NOT NULL OR streak <> 0 OR skip_slots <> 0)",
-                (self._ts(), persona),
+                [(now, persona) for persona in personas],
             )
 
     # --- cursors and heartbeats -------------------------------------------------------
