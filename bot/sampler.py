@@ -19,10 +19,8 @@ NumPy row, C loop) apply it, with the same draws and posts as each other.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -40,12 +38,10 @@ from bot.draw import (
 from bot.errors import ModelError
 from bot.lstm_weights import _read_weights, _sigmoid_prescale
 from bot.native import (
-    BARRIER_WAIT_S,
-    SLOW_FACTOR,
     SPLIT_BYTES,
-    _cores_free,
-    _pack,
-    _Packed,
+    NativeLoop,
+    Primed,
+    Sample,
     _Row,
     _split_threads,
 )
@@ -60,24 +56,7 @@ except ImportError:  # built where no C compiler was found
 TRAILING_WORD = re.compile(WORD.pattern + "$")
 
 
-@dataclass(frozen=True)
-class Sample:
-    text: str  # the continuation exactly as sampled after the prompt (trailing space trimmed)
-    mean_logprob: float  # mean log-probability (nats/char, T=1) of the generated characters
-    stop: str  # "eos", "sentence" or "length"
-
-
-@dataclass
-class Primed:
-    """The model state after the prompt, and what priming had to change in the prompt."""
-
-    state: list[tuple[np.ndarray, np.ndarray]]
-    logits: np.ndarray  # [1, vocab]: the next-character logits
-    unknown: list[str] = field(default_factory=list)  # prompt characters not in the vocabulary
-    word: int = 0  # the word-trie state after the characters fed (a constrained C loop's)
-
-
-class Sampler:
+class Sampler(NativeLoop):
     """Batched stateful LSTM sampling in NumPy, float32 throughout."""
 
     def __init__(
@@ -337,98 +316,6 @@ class Sampler:
             logits = row.step(token)
         complete = constraint is None or constraint.complete(word)
         return self._finish("".join(chars), logprob, stop, max_chars, complete)
-
-    def _generate_native(
-        self,
-        primed: Primed,
-        max_chars: int,
-        temperature: float,
-        top_k: int,
-        top_p: float,
-        rng: np.random.Generator,
-        constraint: WordTrie | None = None,
-        word: int = 0,
-    ) -> Sample:
-        """_generate_one in bot/_lstm.c: the same loop, stops and sampling arithmetic, with
-        the hidden units split over self.threads cores. The uniforms are drawn up front and
-        `rng` is then set to have given exactly the ones used, as the NumPy loop would."""
-        before = rng.bit_generator.state
-        uniforms = rng.random(max_chars) if temperature > 0 else np.zeros(max_chars)
-        out = np.empty(max_chars, np.int32)
-        (n_out, logprob, stop, used, _), after = self._native(
-            primed, out, max_chars, temperature, top_k, top_p, uniforms,
-            constraint=constraint, word=word,
-        )  # fmt: skip
-        if used < max_chars and temperature > 0:
-            rng.bit_generator.state = before
-            rng.random(used)
-        text = "".join(self.itos[t] for t in out[:n_out].tolist())
-        complete = constraint is None or constraint.complete(after.word)
-        stop_name = ("length", "eos", "sentence")[stop]
-        return self._finish(text, logprob, stop_name, max_chars, complete)
-
-    def _replay(self, ids: list[int]) -> tuple[np.ndarray, Primed]:
-        """Feed ids through the C loop from the zero state: the logits after each id,
-        [len(ids), vocab], and the state and logits after the last."""
-        n, v = len(ids), self.card.vocab_size
-        start = Primed(self.zero_state(1), np.zeros((1, v), np.float32))
-        forced = np.array([*ids, 0], np.int32)  # the last is chosen, never fed
-        trace = np.empty((n + 1, v), np.float32)
-        out = np.empty(n + 1, np.int32)
-        _, after = self._native(start, out, n + 1, 0.0, 0, 1.0, np.zeros(n + 1), forced, trace)
-        return trace[1:], after
-
-    def _native(
-        self,
-        primed: Primed,
-        out: np.ndarray,
-        max_chars: int,
-        temperature: float,
-        top_k: int,
-        top_p: float,
-        uniforms: np.ndarray,
-        forced: np.ndarray | None = None,
-        trace: np.ndarray | None = None,
-        slow: float = SLOW_FACTOR,
-        alone: bool | None = None,
-        constraint: WordTrie | None = None,
-        word: int = 0,
-        wait: float | None = None,
-    ) -> tuple[tuple[int, float, int, int, int], Primed]:
-        """One call of bot/_lstm.c's loop (see its generate() for the arguments): its
-        result, and the state and logits after the last character fed (`primed` is left as
-        it was)."""
-        assert _lstm is not None
-        pack, nothing = self._packed, np.empty(0, np.int32)
-        trie = constraint
-        h = np.concatenate([h for h, _ in primed.state], axis=0).astype(np.float32)
-        c = np.concatenate([c for _, c in primed.state], axis=0).astype(np.float32)
-        logits = primed.logits[0].astype(np.float32)
-        if alone is None:  # other processes on the cores now: one thread is quicker
-            alone = pack.threads > 1 and _cores_free() < pack.threads
-        *result, word = _lstm.generate(
-            pack.weights, pack.offsets, self.table, self.b_out, h, c, logits, pack.ends,
-            uniforms, out,
-            nothing if forced is None else forced, nothing if trace is None else trace,
-            nothing if trie is None else trie.mask, nothing if trie is None else trie.keys,
-            nothing if trie is None else trie.targets, nothing if trie is None else trie.letter,
-            len(primed.state), self.n_hidden, self.card.vocab_size, pack.threads,
-            pack.out_blocks, max_chars, int(SOFT_LIMIT * max_chars), top_k, UNK, EOS,
-            0 if trie is None else trie.n_states, 0 if trie is None else len(trie.alphabet),
-            word, float(temperature), float(top_p), float(slow),
-            BARRIER_WAIT_S if wait is None else float(wait), alone,
-        )  # fmt: skip
-        after = Primed(
-            [(h[None, k].copy(), c[None, k].copy()) for k in range(len(h))],
-            logits[None],
-            word=word,
-        )
-        n_out, logprob, stop, used, alone_from = result
-        return (n_out, logprob, stop, used, alone_from), after
-
-    @functools.cached_property
-    def _packed(self) -> _Packed:
-        return _pack(self, self.threads)
 
     def _choose(
         self,
