@@ -134,7 +134,7 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
       bot check --online        # token, account, bot flag, the instance's length limit
     """
     from bot.sampler import describe_engine
-    from bot.scheduler import next_run_times
+    from bot.slots import next_run_times
 
     config = app.config()
     now = datetime.now(UTC)
@@ -170,7 +170,7 @@ def _finished_first_slot(config: Config, persona: PersonaSettings, now: datetime
     posts nothing), from a read-only look at the store; None when it would post."""
     from functools import partial
 
-    from bot.scheduler import finished_first_slot
+    from bot.slots import finished_first_slot
     from bot.store import read_only
 
     if persona.schedule.first_run_seconds is None:

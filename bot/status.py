@@ -245,7 +245,7 @@ def _persona_summary(
     health: dict[str, Any] | None,
     next_run: str | None,
 ) -> dict[str, Any]:
-    from bot.scheduler import next_run_times, post_trigger, slot_key
+    from bot.slots import next_run_times, post_trigger, slot_key
 
     if not persona.enabled:
         state, detail = "off", "enabled: false in the config"
