@@ -14,64 +14,19 @@ Every `BotError` raised anywhere under a command becomes one line on stderr and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import click
 
 from bot import __version__
-from bot.app import App, BotGroup, pass_app
-from bot.config import Config, PersonaSettings
+from bot.app import App, BotGroup, json_option, pass_app, persona_option, publisher_option
+from bot.app import counts_text as _counts
+from bot.check import check, setup
 from bot.corpus.commands import scrape
-from bot.publishers import registry
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def persona_option(fn: F) -> F:
-    """`-p/--persona NAME`, repeatable; none given means every persona."""
-    return click.option(
-        "-p",
-        "--persona",
-        "personas",
-        multiple=True,
-        metavar="NAME",
-        help="Persona to act on (repeatable; default: all).",
-    )(fn)
-
-
-class _PublisherChoice(click.Choice):
-    """The registered publisher kinds, read when click looks (a kind registered after
-    import, e.g. by a test, is a valid choice)."""
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    @property  # type: ignore[override]
-    def choices(self) -> Sequence[str]:
-        return registry.names()
-
-    @choices.setter
-    def choices(self, value: Sequence[str]) -> None:
-        pass  # click's __init__ sets it; the registry is the source
-
-
-def publisher_option(fn: F) -> F:
-    """`--publisher KIND` (outbox, mastodon, ...): override every selected persona's publisher."""
-    return click.option(
-        "--publisher",
-        "publisher_name",
-        type=_PublisherChoice(),
-        help="Override the configured publisher.",
-    )(fn)
-
-
-def json_option(fn: F) -> F:
-    """`--json`: stable, machine-readable output (tested)."""
-    return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(fn)
+from bot.preview import post, preview
+from bot.status import status
 
 
 @click.group(
@@ -111,429 +66,6 @@ def cli(
         ctx.exit(0)
 
 
-# --- bot check ------------------------------------------------------------------------
-
-
-@cli.command()
-@persona_option
-@click.option(
-    "--online",
-    is_flag=True,
-    help="Also verify Mastodon tokens with their instances (the only networked check).",
-)
-@pass_app
-def check(app: App, personas: tuple[str, ...], online: bool) -> None:
-    """Validate config and persona models offline; show what would run.
-
-    \b
-    Examples:
-      bot check -p nietzsche
-      bot check --online        # token, account, bot flag, the instance's length limit
-    """
-    from bot.sampler import describe_engine
-    from bot.scheduler import next_run_times
-
-    config = app.config()
-    now = datetime.now(UTC)
-    click.echo(f"config: {config.path}")
-    click.echo(f"store: {config.store}")
-    click.echo(f"engine: {describe_engine()}")
-    ready = 0
-    for persona in config.select(personas):
-        if not persona.enabled:
-            click.echo(f"persona {persona.name}: disabled, not checked")
-            continue
-        click.echo(f"persona {persona.name}:")
-        click.echo(f"  model: {_describe_model(persona)}")
-        click.echo(f"  publisher: {_describe_publisher(config, persona)}")
-        click.echo(f"  schedule: {persona.schedule.describe()}")
-        times = next_run_times(persona.schedule, now, 3)
-        click.echo("  next runs: " + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times))
-        if online and registry.of(persona).online_check is not None:
-            _check_online(config, persona)
-        ready += 1
-    click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
-
-
-def _check_online(config: Config, persona: PersonaSettings) -> None:
-    online_check = registry.of(persona).online_check
-    assert online_check is not None
-    info = online_check(config, persona)
-    flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
-    click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
-    click.echo(f"  instance limit: {info['instance_limit']} characters per post")
-    if info["missing_scopes"]:
-        click.echo(f"  token lacks scopes: {', '.join(info['missing_scopes'])}")
-
-
-@cli.command()
-@persona_option
-@click.option("--note", help="Set the profile note (the persona's disclaimer) to this text.")
-@pass_app
-def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
-    """Flag each Mastodon persona's account as a bot; optionally set its profile note.
-
-    \b
-    Example:
-      bot setup -p nietzsche --note "Generated text in the voice of F. Nietzsche. A bot."
-    """
-    config = app.config()
-    done = 0
-    for persona in config.select(personas):
-        setup_account = registry.of(persona).setup
-        if setup_account is None:
-            click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
-            continue
-        info = setup_account(config, persona, note)
-        if not info.bot:
-            raise click.ClickException(
-                f"{persona.name}: {info.acct} is still NOT flagged as a bot: the server "
-                "accepted the change but did not keep it (read back); tick 'This is an "
-                "automated account' in the profile settings by hand"
-            )
-        kept = {None: "", True: ", note set", False: ", but the note was NOT kept"}
-        click.echo(f"{persona.name}: {info.acct} is flagged as a bot (read back)"
-                   f"{kept[info.note_kept]}")  # fmt: skip
-        done += 1
-    if not done:
-        raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
-
-
-def _describe_model(persona: PersonaSettings) -> str:
-    """Load the artifact the way the daemon will (card, weights, novelty index)."""
-    from bot.persona import ModelHandle
-
-    loaded = ModelHandle(persona.model).get()
-    card = loaded.sampler.card
-    arch = card.architecture
-    text = f"{persona.model} ({arch.vocab_size} tokens, {arch.n_layer}x{arch.n_hidden} LSTM"
-    bits = card.metrics.get("best_val_bits_per_char")
-    if isinstance(bits, int | float):
-        text += f", {bits:.3f} bits/char on validation"
-    if loaded.novelty_index is None:
-        text += ", no novelty index: not_novel is off"
-    if persona.vocabulary == "known":
-        text += (f", {len(loaded.words):,} known words" if loaded.words is not None
-                 else ", no word list: any word may be written")  # fmt: skip
-    if persona.critic:
-        text += (", a critic ranks" if loaded.critic is not None
-                 else ", no critic (`bot train --critic-only` adds one)")  # fmt: skip
-    return text + ")"
-
-
-def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
-    kind = registry.of(persona)
-    where = kind.describe(config, persona) if kind.describe is not None else kind.name
-    return f"{where}, {persona.visibility}"
-
-
-# --- bot status -----------------------------------------------------------------------
-
-
-@cli.command()
-@persona_option
-@click.option(
-    "-n",
-    "--limit",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Recent posts per persona.",
-)
-@json_option
-@click.option(
-    "--check", "check_alive", is_flag=True, help="Exit 1 if the daemon's heartbeat is stale."
-)
-@click.option(
-    "--max-age-seconds",
-    default=180.0,  # 6 x bot.scheduler.HEARTBEAT_SECONDS (a test keeps them in step)
-    show_default=True,
-    type=click.FloatRange(min=1),
-    help="With --check: how old the heartbeat may be.",
-)
-@pass_app
-def status(
-    app: App, personas: tuple[str, ...], limit: int, as_json: bool, check_alive: bool,
-    max_age_seconds: float,
-) -> None:  # fmt: skip
-    """Show recent posts, rejection counts, failures and heartbeats.
-
-    \b
-    Examples:
-      bot status -p nietzsche -n 10
-      bot status --check            # liveness probe: exit 1 if `bot run` is not beating
-    """
-    config = app.config(check_models=False)
-    if check_alive:
-        click.echo(_check_heartbeat(config, max_age_seconds))
-        return
-    report = _status_report(config, config.select(personas), limit)
-    if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-        return
-    if not config.store.exists():
-        click.echo(f"no state yet: {config.store} does not exist (nothing has run)")
-    for name, info in report["personas"].items():
-        state = "enabled" if info["enabled"] else "disabled"
-        click.echo(f"{name} ({state}, {info['publisher']}):")
-        posts = info["posts"]
-        click.echo(f"  posts: {'none yet' if not posts else ''}".rstrip())
-        for post in posts:
-            click.echo(f"    {post['created_at_utc']}  {post['url'] or post['remote_id']}")
-            click.echo(f"      {_shorten(post['text'], 90)}")
-        click.echo(f"  rejections: {_counts(info['rejections'])}")
-        click.echo(f"  failures: {_counts(info['failures'])}")
-        for slot in info["unknown"]:
-            click.echo(f"  unknown: {slot['slot_key']} (may have been posted; never re-sent)")
-            if slot["text"]:
-                click.echo(f"      {_shorten(slot['text'], 90)}")
-        if info.get("next_run"):
-            click.echo(f"  next run: {info['next_run']}")
-        for failure in info["recent_failures"][:1]:
-            click.echo(
-                f"    last: {failure['created_at_utc']} {failure['kind']}: "
-                f"{_shorten(failure['error'], 80)}"
-            )
-    beats = report["heartbeats"]
-    click.echo(
-        "heartbeats: " + (", ".join(f"{k} {v}" for k, v in beats.items()) if beats else "none")
-    )
-
-
-def _status_report(config: Config, personas: list[PersonaSettings], limit: int) -> dict[str, Any]:
-    """The `bot status --json` document; read-only, and no store is created."""
-    from bot.store import open_store
-
-    report: dict[str, Any] = {"store": str(config.store), "personas": {}, "heartbeats": {}}
-    store = open_store(config.store) if config.store.exists() else None
-    try:
-        for persona in personas:
-            info: dict[str, Any] = {
-                "enabled": persona.enabled,
-                "publisher": persona.publisher,
-                "posts": [],
-                "rejections": {},
-                "failures": {},
-                "recent_failures": [],
-                "unknown": [],
-            }
-            if store is not None:
-                info["posts"] = [asdict(row) for row in store.recent_posts(persona.name, limit)]
-                info["rejections"] = store.rejection_counts(persona.name)
-                info["failures"] = store.failure_counts(persona.name)
-                info["recent_failures"] = [
-                    asdict(row) for row in store.recent_failures(persona.name, limit)
-                ]
-                info["next_run"] = store.get_cursor(f"next_run:{persona.name}")
-                info["unknown"] = [
-                    {"slot_key": row.slot_key, "text": row.text, "at_utc": row.updated_at_utc}
-                    for row in store.slots_with_status(persona.name, "unknown", limit)
-                ]
-            report["personas"][persona.name] = info
-        if store is not None:
-            report["heartbeats"] = {
-                name: at.isoformat().replace("+00:00", "Z")
-                for name, at in store.heartbeats().items()
-            }
-    finally:
-        if store is not None:
-            store.close()
-    return report
-
-
-def _check_heartbeat(config: Config, max_age_seconds: float) -> str:
-    """One line when the daemon beat recently; a one-line error (exit 1) otherwise."""
-    from bot.store import open_store
-
-    hint = "is `bot run` running? see its log"
-    if not config.store.exists():
-        raise click.ClickException(f"no daemon heartbeat: {config.store} does not exist ({hint})")
-    from bot.scheduler import STOPPED_BEAT
-
-    with open_store(config.store) as store:
-        beat = store.last_beat("daemon")
-        stopped = store.last_beat(STOPPED_BEAT)
-    if beat is None:
-        raise click.ClickException(f"no daemon heartbeat in {config.store} ({hint})")
-    age = (datetime.now(UTC) - beat).total_seconds()
-    when = beat.isoformat().replace("+00:00", "Z")
-    if stopped is not None and stopped >= beat:
-        at = stopped.isoformat().replace("+00:00", "Z")
-        raise click.ClickException(f"daemon stopped: `bot run` stopped at {at} ({hint})")
-    if age > max_age_seconds:
-        raise click.ClickException(
-            f"daemon heartbeat is stale: last at {when}, {age:.0f} s ago "
-            f"(more than {max_age_seconds:g} s; {hint})"
-        )
-    return f"ok: daemon heartbeat {age:.0f} s ago ({when})"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return " ".join(f"{key}={n}" for key, n in counts.items()) or "none"
-
-
-def _shorten(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "\u2026"
-
-
-# --- bot preview / bot post --------------------------------------------------------------
-
-
-def _seeded_rng(seed: int | None) -> Any:
-    import numpy as np
-
-    return np.random.default_rng(seed)
-
-
-@cli.command()
-@persona_option
-@click.option("-n", "--count", default=3, show_default=True, help="Posts to show.")
-@click.option("-t", "--temperature", type=float, help="Sampling temperature (0 = greedy).")
-@click.option("--top-k", type=int, help="Sample among the k likeliest characters (0 = off).")
-@click.option("--top-p", type=float, help="Nucleus sampling mass (1 = off).")
-@click.option("--candidates", type=int, help="Candidates sampled per round.")
-@click.option("--prompt", help="Prime with this text instead of a configured prompt.")
-@click.option("--seed", type=int, help="Seed for a reproducible preview.")
-@click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
-@json_option
-@pass_app
-def preview(
-    app: App,
-    personas: tuple[str, ...],
-    count: int,
-    temperature: float | None,
-    top_k: int | None,
-    top_p: float | None,
-    candidates: int | None,
-    prompt: str | None,
-    seed: int | None,
-    show_all: bool,
-    as_json: bool,
-) -> None:
-    """Dry run: sample, filter and show posts. Sends nothing, stores nothing.
-
-    \b
-    Examples:
-      bot preview
-      bot preview -p nietzsche -n 5 --prompt "Woman " --all
-      bot preview --seed 7 --json
-    """
-    from bot.config import with_overrides
-    from bot.persona import Persona as Runner
-    from bot.persona import length_function
-    from bot.store import read_history
-
-    config = app.config()
-    rng = _seeded_rng(seed)
-    report: list[dict[str, Any]] = []
-    for settings in config.select(personas):
-        settings = with_overrides(
-            settings, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
-        )
-        runner = Runner(settings, rng=rng, length=length_function(settings))
-        history = read_history(config.store, settings.name, settings.filters.history)
-        comp = runner.compose(want=count, prompt=prompt, history=history)
-        report.append(
-            {
-                "persona": settings.name,
-                "prompt": comp.prompt if prompt is not None or len(settings.prompts) < 2 else None,
-                "unknown_chars": comp.unknown_chars,
-                "rounds": comp.rounds,
-                "candidates": len(comp.verdicts),
-                "posts": [
-                    {
-                        "text": c.text,
-                        "prompt": c.prompt,
-                        "mean_logprob": round(c.mean_logprob, 4),
-                        "critic": None if c.critic is None else round(c.critic, 3),
-                        "stop": c.stop,
-                    }
-                    for c in comp.chosen
-                ],
-                "rejections": comp.reason_counts(),
-                "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
-                if show_all
-                else [],
-            }
-        )
-    if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-        return
-    for item in report:
-        click.echo(f"== {item['persona']} ({item['candidates']} candidates, "
-                   f"{item['rounds']} rounds; rejected: {_counts(item['rejections'])})")  # fmt: skip
-        if item["unknown_chars"]:
-            chars = "".join(item["unknown_chars"])
-            click.echo(f"note: prompt characters not in the vocabulary were replaced: {chars!r}")
-        if not item["posts"]:
-            click.echo("no candidate survived the filters; try --all to see why")
-        for i, post in enumerate(item["posts"], 1):
-            critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
-            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
-            click.echo(post["text"])
-        if show_all and item["rejected"]:
-            click.echo("\nrejected:")
-            for rej in item["rejected"]:
-                click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
-
-
-@cli.command()
-@persona_option
-@publisher_option
-@click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
-@click.option("--seed", type=int, help="Seed the sampler.")
-@pass_app
-def post(
-    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
-) -> None:
-    """Post once now, through the same path as a scheduled wake.
-
-    \b
-    Examples:
-      bot post                       # the shipped persona, to the local outbox
-      bot post -p ada --publisher mastodon --yes
-    """
-    from bot.config import with_overrides
-    from bot.persona import Persona as Runner
-    from bot.persona import build_publisher, length_function
-    from bot.store import open_store
-
-    config = app.config()
-    rng = _seeded_rng(seed)
-    failed = []
-    with open_store(config.store) as store:
-        for settings in config.select(personas):
-            settings = with_overrides(settings, publisher=publisher_name)
-            publisher = build_publisher(config, settings)
-            if registry.of(settings).remote and not yes:
-                click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
-            runner = Runner(
-                settings, store=store, publisher=publisher, rng=rng,
-                length=length_function(settings),
-            )  # fmt: skip
-            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            result = runner.wake(slot)
-            if result.outcome == "posted" and result.receipt:
-                click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
-                           f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
-                click.echo(result.text or "")
-            elif result.outcome == "no_candidate":
-                failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
-            elif result.outcome == "unknown":
-                failed.append(f"{settings.name}: may have been posted; not sent again "
-                              f"({result.error or 'outcome unknown'})")  # fmt: skip
-            else:
-                failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
-    if failed:
-        # A manual post has its own slot and nothing retries it; a new `bot post` first
-        # looks whether this one reached the server (Persona.recover), so it never doubles.
-        raise click.ClickException(
-            "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
-            " `bot preview --all` and `bot status` for why)"
-        )
-
-
 # --- bot train / bot eval ----------------------------------------------------------------
 
 
@@ -543,23 +75,39 @@ def post(
     "--corpus",
     multiple=True,
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     help="Text file, folder of .txt, or .jsonl posts; repeatable.",
 )
-@click.option("--epochs", default=100, show_default=True, help="Upper bound on epochs.")
-@click.option("--max-minutes", type=float, help="Wall-clock budget; stops cleanly, keeps best.")
-@click.option("--seq-len", default=128, show_default=True, help="Characters per window.")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--hidden", default=256, show_default=True, help="LSTM units per layer.")
-@click.option("--layers", default=3, show_default=True, help="Stacked LSTM layers.")
-@click.option("--embedding", default=64, show_default=True, help="Embedding width.")
-@click.option("--dropout", default=0.1, show_default=True, help="Dropout between layers.")
-@click.option("--learning-rate", default=3e-3, show_default=True, help="Peak Adam rate.")
-@click.option("--val-fraction", default=0.05, show_default=True, help="Held-out share.")
-@click.option("--min-char-count", default=5, show_default=True, help="Rarer chars are rare.")
-@click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True)
-@click.option("--normalise/--no-normalise", default=True, help="Curly quotes/dashes to ASCII.")
-@click.option("--patience", default=8, show_default=True, help="Early-stopping epochs.")
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(1),
+              help="Upper bound on passes over the corpus.")  # fmt: skip
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
+              help="Wall-clock budget; stops cleanly and keeps the best model so far.")  # fmt: skip
+@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(2),
+              help="Characters per training window.")  # fmt: skip
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+              help="Windows per training step.")  # fmt: skip
+@click.option("--hidden", default=256, show_default=True, type=click.IntRange(1),
+              help="LSTM units per layer.")  # fmt: skip
+@click.option("--layers", default=3, show_default=True, type=click.IntRange(1),
+              help="Stacked LSTM layers.")  # fmt: skip
+@click.option("--embedding", default=64, show_default=True, type=click.IntRange(1),
+              help="Width of each character's embedding vector.")  # fmt: skip
+@click.option("--dropout", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Dropout rate between LSTM layers.")  # fmt: skip
+@click.option("--learning-rate", default=3e-3, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="Peak Adam learning rate, after warm-up.")  # fmt: skip
+@click.option("--val-fraction", default=0.05, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of the corpus held out for validation, never trained on.")  # fmt: skip
+@click.option("--min-char-count", default=5, show_default=True, type=click.IntRange(1),
+              help="Characters seen fewer times than this are rare (see --rare).")  # fmt: skip
+@click.option("--rare", type=click.Choice(["unk", "drop"]), default="unk", show_default=True,
+              help="Rare characters become the unknown token (unk) or are dropped.")  # fmt: skip
+@click.option("--normalise/--no-normalise", default=True,
+              help="Turn curly quotes and dashes into ASCII (default: on).")  # fmt: skip
+@click.option("--patience", default=8, show_default=True, type=click.IntRange(1),
+              help="Stop after this many epochs without a better validation loss.")  # fmt: skip
 @click.option(
     "--short-start/--no-short-start",
     default=True,
@@ -573,10 +121,12 @@ def post(
 )
 @click.option("--critic-samples", default=1500, show_default=True, type=click.IntRange(20),
               help="The persona's own candidates the critic learns from.")  # fmt: skip
-@click.option("--from", "from_dir", type=click.Path(path_type=Path), help="Fine-tune from.")
-@click.option("--mixed-precision", is_flag=True, help="float16 compute (GPU only).")
-@click.option("--seed", default=1337, show_default=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Default: models/NAME.")
+@click.option("--from", "from_dir", type=click.Path(path_type=Path),
+              help="Fine-tune from this persona folder (e.g. models/nietzsche).")  # fmt: skip
+@click.option("--mixed-precision", is_flag=True, help="Compute in float16 (GPU only).")
+@click.option("--seed", default=1337, show_default=True, help="Seed for the split and weights.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Persona folder to write [default: models/NAME].")  # fmt: skip
 def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path | None,
           resume: bool, critic_only: bool, critic_samples: int,
           **settings: Any) -> None:  # fmt: skip
@@ -597,8 +147,11 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
         raise click.ClickException(
             "bot train needs Keras and TensorFlow (pip install -r requirements-train.txt)"
         )
-    from bot.train.trainer import TrainConfig
-    from bot.train.trainer import train as run_training
+    from bot.train.quiet import quiet_backend_import
+
+    with quiet_backend_import(verbose=App.current().verbose):  # before TensorFlow loads
+        from bot.train.trainer import TrainConfig
+        from bot.train.trainer import train as run_training
 
     renames = {"hidden": "n_hidden", "layers": "n_layer", "embedding": "n_embd"}
     if not settings.pop("short_start"):
@@ -624,7 +177,7 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
            say=click.echo)  # fmt: skip
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Measure how believable a persona's posts are.")
 @persona_option
 @click.option(
     "--corpus",
@@ -635,12 +188,14 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 )
 @click.option("-n", "--count", default=300, show_default=True,
               type=click.IntRange(10, 10_000), help="Posts to choose, one wake each.")  # fmt: skip
-@click.option("-t", "--temperature", type=click.FloatRange(0, 2), help="Override the config.")
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy) instead of the configured one.")  # fmt: skip
 @click.option("--critic/--no-critic", default=None, help="Rank by the critic (config default).")
 @click.option("--vocabulary", type=click.Choice(["known", "any"]),
               help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip
 @click.option("--markov", is_flag=True, help="Also measure a word Markov chain baseline.")
-@click.option("--seed", type=int, default=1337, show_default=True)
+@click.option("--seed", type=int, default=1337, show_default=True,
+              help="Seed for sampling and the judges' folds.")  # fmt: skip
 @json_option
 @pass_app
 def eval_persona(
@@ -754,3 +309,8 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
 
 cli.add_command(scrape)
+cli.add_command(status)
+cli.add_command(check)
+cli.add_command(setup)
+cli.add_command(preview)
+cli.add_command(post)

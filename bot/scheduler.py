@@ -7,12 +7,17 @@
 Jobs, in one `BlockingScheduler`:
     post:NAME      interval (a fixed UTC grid) or cron (in the persona's zone), plus jitter;
                    coalesced, with the persona's misfire grace, one instance at a time
-    first:NAME     one run `first_run_seconds` after start, for the slot now falls in
+    first:NAME     one run `first_run_seconds` after start, for the slot now falls in; left
+                   out (logged as `first_run_skipped`) when that slot already has its post
     retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
     takeover:NAME  a look just after another daemon's lease on this persona's slot ends:
                    a replica that died mid-wake has its slot finished by another one
     replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
+
+For `bot status`, `run()` also records its start (STARTED_BEAT, and its id in RUN_CURSOR),
+each persona's health (`state:NAME`: ok, failing, backoff, disabled, with this run's id) when
+it changes, and its stop (STOPPED_BEAT); `run_once` beats ONCE_BEAT, not "daemon".
 
 Exactly once does not rest on the scheduler. A wake derives its slot key from the
 schedule (the grid cell or the cron fire time that the wake falls in, in UTC, e.g.
@@ -36,19 +41,18 @@ Never imports TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import json
 import logging
-import random
 import signal
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
@@ -56,7 +60,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.base import BaseTrigger
 
 from bot import config as cfg
 from bot.clock import Clock, SystemClock
@@ -68,14 +71,54 @@ from bot.modelcache import MODELS
 from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
-from bot.store import PersonaHealth, Store, isoformat_utc
+from bot.slots import (
+    EPOCH,
+    FINISHED_SLOT,
+    GridTrigger,
+    WallClockCronTrigger,
+    cron_slot,
+    finished_first_slot,
+    format_slot,
+    grid_start,
+    interval_seconds,
+    next_run_times,
+    period_seconds,
+    post_trigger,
+    slot_key,
+    wake_offsets,
+)
+from bot.store import PersonaHealth, SlotRow, Store, isoformat_utc, new_holder
 from bot.store.protocol import parse_ts
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "EPOCH",
+    "FINISHED_SLOT",
+    "HEARTBEAT_SECONDS",
+    "Daemon",
+    "GridTrigger",
+    "WallClockCronTrigger",
+    "cron_slot",
+    "finished_first_slot",
+    "format_slot",
+    "grid_start",
+    "interval_seconds",
+    "next_run_times",
+    "period_seconds",
+    "post_trigger",
+    "slot_key",
+    "wake_offsets",
+]
+
+
 # ---------------------------------------------------------------------------------------
 HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
 STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
+STARTED_BEAT = "daemon:started"  # written when `bot run` starts: older persona states are stale
+ONCE_BEAT = "daemon:once"  # `bot run --once` beats this, not "daemon": it is no running daemon
+STATE_CURSOR = "state:"  # + persona: its health in the running daemon (`_record_state`), JSON
+RUN_CURSOR = "daemon:run"  # the running daemon's id: a persona state of another run is stale
 SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
 PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
 RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
@@ -83,205 +126,7 @@ RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends th
 MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
 MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... slots
 TAKEOVER_MARGIN = timedelta(seconds=0.5)  # after another holder's lease, before a look
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # interval slots are counted from here, in UTC
 # ---------------------------------------------------------------------------------------
-
-
-# --- slots ------------------------------------------------------------------------------
-
-
-def interval_seconds(schedule: cfg.Schedule) -> float | None:
-    """The interval in seconds (None for cron), rounded to the microsecond."""
-    if schedule.interval_minutes is None:
-        return None
-    return round(schedule.interval_minutes * 60.0, 6)
-
-
-def grid_start(moment: datetime, seconds: float) -> datetime:
-    """Start of the `seconds`-long cell of the UTC grid (anchored at the epoch) holding `moment`."""
-    step = max(1, round(seconds * 1_000_000))
-    elapsed = (moment - EPOCH) // timedelta(microseconds=1)
-    return EPOCH + timedelta(microseconds=elapsed // step * step)
-
-
-def cron_slot(schedule: cfg.Schedule, moment: datetime) -> datetime | None:
-    """The latest cron fire time at or before `moment` (without jitter), or None if none in
-    5 years. Windows grow from an hour, so a frequent cron takes few steps.
-
-    A wall-clock time that happens twice (the hour repeated when DST ends) is one slot: the
-    key is its first occurrence, so `30 2 * * *` posts once on that night, as cron does.
-    """
-    trigger = WallClockCronTrigger(schedule, jitter=False)
-    zone = trigger.zone
-    for window in (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=367),
-                   timedelta(days=5 * 366)):  # fmt: skip
-        fire = trigger.get_next_fire_time(None, moment - window)
-        if fire is None or fire > moment:
-            continue
-        while True:
-            after = trigger.get_next_fire_time(fire, fire)
-            if after is None or after > moment:
-                local = fire.astimezone(zone).replace(fold=0)
-                return local.astimezone(UTC)
-            fire = after
-    return None
-
-
-def format_slot(moment: datetime, step_seconds: float | None = None) -> str:
-    """`2026-11-26T14:00Z`: UTC, to the minute; seconds (or ms) only for sub-minute grids."""
-    moment = moment.astimezone(UTC)
-    if step_seconds is not None and step_seconds % 60:
-        if step_seconds % 1:
-            return isoformat_utc(moment)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return moment.strftime("%Y-%m-%dT%H:%MZ")
-
-
-def slot_key(schedule: cfg.Schedule, moment: datetime) -> str:
-    """The slot a wake at `moment` posts: the same for every wake inside one slot."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return format_slot(grid_start(moment, seconds), seconds)
-    fire = cron_slot(schedule, moment)
-    if fire is None:  # a cron that has not fired for years: the minute is the slot
-        fire = moment.replace(second=0, microsecond=0)
-    return format_slot(fire)
-
-
-class GridTrigger(BaseTrigger):
-    """Every `seconds` on the UTC grid anchored at the epoch, plus 0..`jitter` seconds.
-
-    APScheduler 3's IntervalTrigger counts each run from the previous *jittered* run, so the
-    jitter adds up and runs drift across slot boundaries (two runs in one slot, a slot with
-    none). This trigger snaps back to the grid every time; jitter is capped at half the
-    interval so each run stays inside its own slot.
-    """
-
-    def __init__(self, seconds: float, jitter: float = 0.0, offset: float = 0.0) -> None:
-        self.seconds = seconds
-        self.offset = min(max(0.0, offset), seconds / 2)  # a fixed place in the slot
-        self.jitter = min(max(0.0, jitter), seconds / 2 - self.offset)
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        step = timedelta(seconds=self.seconds)
-        if previous_fire_time is not None:
-            base = grid_start(previous_fire_time, self.seconds) + step
-        else:
-            start = grid_start(now, self.seconds)
-            base = start if start == now else start + step
-        base += timedelta(seconds=self.offset)
-        if self.jitter:
-            base += timedelta(seconds=random.uniform(0, self.jitter))
-        return base
-
-    def __str__(self) -> str:
-        return f"grid[{self.seconds:g}s, offset {self.offset:g}s, jitter {self.jitter:g}s]"
-
-
-class WallClockCronTrigger(BaseTrigger):
-    """The config's cron trigger, made safe across DST changes; fire times are in UTC.
-
-    APScheduler 3.11's CronTrigger compares a folded fire time (the repeated hour when DST
-    ends) by wall clock, so `*/30 * * * *` in Europe/Berlin steps back to 02:30 CEST after
-    02:00 CET, and the scheduler's catch-up loop never ends (agronholm/apscheduler#1021).
-    This wrapper searches from an instant strictly after the previous fire time, in UTC,
-    and never returns an earlier one. Jitter (0..jitter_seconds) is added here.
-    """
-
-    def __init__(self, schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> None:
-        self.inner = schedule.trigger(jitter=False)
-        self.zone = ZoneInfo(schedule.timezone)
-        self.jitter = schedule.jitter_seconds if jitter else 0
-        self.offset = timedelta(seconds=max(0.0, offset))
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        start = now.astimezone(UTC) - self.offset  # fire times are cron times + offset
-        floor = previous_fire_time.astimezone(UTC) if previous_fire_time is not None else None
-        if floor is not None:
-            floor -= self.offset
-        if floor is not None:
-            start = max(start, floor + timedelta(microseconds=1))
-        for _ in range(200):  # each step moves on a minute; DST needs at most 60
-            fire = self.inner.get_next_fire_time(None, start.astimezone(self.zone))
-            if fire is None:
-                return None
-            fire = fire.astimezone(UTC)
-            if fire >= start and (floor is None or fire > floor):
-                fire += self.offset
-                if self.jitter:
-                    fire += timedelta(seconds=random.uniform(0, self.jitter))
-                return fire
-            start += timedelta(minutes=1)
-        raise RuntimeError(f"cron trigger {self.inner} does not move past {start}")
-
-    def __str__(self) -> str:
-        return f"{self.inner} (DST-safe)"
-
-
-def post_trigger(schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> Any:
-    """The post job's trigger: `GridTrigger` for intervals, `WallClockCronTrigger` for cron;
-    each fire time is the slot's start + `offset` (+ jitter)."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return GridTrigger(seconds, schedule.jitter_seconds if jitter else 0.0, offset)
-    return WallClockCronTrigger(schedule, jitter=jitter, offset=offset)
-
-
-def period_seconds(schedule: cfg.Schedule, now: datetime) -> float:
-    """The schedule's interval, or for cron the gap between its next two fire times."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return seconds
-    trigger = WallClockCronTrigger(schedule, jitter=False)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first) if first is not None else None
-    if first is None or second is None:
-        return 0.0
-    return (second - first).total_seconds()
-
-
-def wake_offsets(
-    schedules: Mapping[str, cfg.Schedule], spacing: float, now: datetime
-) -> dict[str, float]:
-    """Seconds after its slot's start each persona wakes: personas on the same schedule
-    wake `spacing` seconds apart (in name order) instead of all at once. The spread stays
-    in the first half of the slot (less the jitter), so every wake keeps its own slot; a
-    thousand hourly personas 2 s apart would need 2,000 s, so they get 1.8 s each."""
-    groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
-    for name, s in schedules.items():
-        groups[(s.interval_minutes, s.cron, s.timezone, s.jitter_seconds)].append(name)
-    offsets: dict[str, float] = {}
-    for names in groups.values():
-        schedule = schedules[names[0]]
-        window = max(0.0, period_seconds(schedule, now) / 2 - schedule.jitter_seconds)
-        step = min(spacing, window / len(names))
-        for i, name in enumerate(sorted(names)):
-            offsets[name] = i * step
-    return offsets
-
-
-def next_run_times(
-    schedule: cfg.Schedule, now: datetime, count: int = 3, *, offset: float = 0.0
-) -> list[datetime]:
-    """When a daemon started at `now` would post (first run included), without jitter;
-    `offset` is the persona's place in its slot (`wake_offsets`)."""
-    zone = ZoneInfo(schedule.timezone)
-    times: list[datetime] = []
-    if schedule.first_run_seconds is not None:
-        times.append(now + timedelta(seconds=schedule.first_run_seconds + offset))
-    trigger = post_trigger(schedule, jitter=False, offset=offset)
-    previous: datetime | None = None
-    while len(times) < count:
-        fire = trigger.get_next_fire_time(previous, now)
-        if fire is None:
-            break
-        times.append(fire)
-        previous = fire
-    return sorted(t.astimezone(zone) for t in times)
 
 
 # --- the daemon -------------------------------------------------------------------------
@@ -306,6 +151,7 @@ class _PersonaState:
     failures: int = 0  # failed wakes since this process started
     disabled: str | None = None  # why (seen in the store or found here), until restart
     replier: Any = None
+    recorded: tuple[str, str] | None = None  # the health last written to the store
 
 
 class Daemon:
@@ -348,6 +194,7 @@ class Daemon:
         self._started = threading.Event()
         self._start_decided = threading.Event()
         self._once = False
+        self.run_id = new_holder()  # names this daemon's run in the persona states it writes
         self._lock = threading.Lock()
         self._stopper: threading.Thread | None = None
         self._stopper_started = threading.Event()  # set once _stopper is assigned and running
@@ -379,6 +226,7 @@ class Daemon:
 
     def _build_scheduler(self) -> Any:
         self._plan: dict[str, tuple[datetime | None, datetime | None]] = {}
+        self._first_done: dict[str, SlotRow] = {}  # first runs left out: their slot is done
         scheduler = BlockingScheduler(
             timezone=UTC,
             executors={
@@ -403,7 +251,10 @@ class Daemon:
                               misfire_grace_time=s.misfire_grace_seconds,
                               next_run_time=first_fire)  # fmt: skip
             first_run = None
-            if s.first_run_seconds is not None:
+            done = finished_first_slot(s, now, functools.partial(self.store.slot, name), offset)
+            if done is not None:
+                self._first_done[name] = done  # run() says so; the claim would refuse it anyway
+            elif s.first_run_seconds is not None:
                 first_run = now + timedelta(seconds=s.first_run_seconds + offset)
                 scheduler.add_job(self._post_job, "date", run_date=first_run,
                                   args=[name, "first_run"], id=f"first:{name}",
@@ -557,6 +408,7 @@ class Daemon:
                                   transient=True)  # fmt: skip
         event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
               failed_in_a_row=health.streak, still_to_skip=health.skip_slots - 1)  # fmt: skip
+        self._record_state(state)
         return WakeResult(key, "skipped")
 
     def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
@@ -579,6 +431,7 @@ class Daemon:
         name = state.settings.name
         if result.outcome in ("posted", "no_candidate", "unknown"):
             self.store.wake_succeeded(name)
+            self._record_state(state, PersonaHealth(name))
             return
         if result.outcome != "failed":
             return
@@ -591,6 +444,7 @@ class Daemon:
         if health.streak >= 2:
             event(log, "backoff", logging.WARNING, persona=name,
                   failed_in_a_row=health.streak, skip_wakes=health.skip_slots)  # fmt: skip
+        self._record_state(state, health)
         if last is not None and last.transient:
             self._schedule_retry(state, result.slot_key, last)
 
@@ -604,6 +458,7 @@ class Daemon:
               token_env=getattr(state.publisher, "token_env", None), error=err.message,
               fix=err.hint, until="restart")  # fmt: skip
         self._remove_persona_jobs(name)
+        self._record_state(state)
 
     def _disabled_elsewhere(self, state: _PersonaState, health: PersonaHealth) -> bool:
         """True when another daemon on the store disabled the persona: adopt it here."""
@@ -615,11 +470,36 @@ class Daemon:
               by="another daemon on the store", at=health.disabled_at_utc or "",
               until="restart")  # fmt: skip
         self._remove_persona_jobs(name)
+        self._record_state(state, health)
         return True
 
     def _remove_persona_jobs(self, name: str) -> None:
         for prefix in ("post", "first", "retry", "takeover", "replies"):
             self._remove_job(f"{prefix}:{name}")
+
+    def _record_state(self, state: _PersonaState, shared: PersonaHealth | None = None) -> None:
+        """Write the persona's health (ok, failing, backoff, disabled) to the store when it
+        changed, for `bot status`, as this run sees it; `shared` is the store's
+        `persona_health` (read when not given; every daemon on the store shares it). A
+        state older than the daemon's STARTED_BEAT is stale."""
+        if shared is None:
+            shared = self.store.persona_health(state.settings.name)
+        streak, skip = shared.streak, shared.skip_slots
+        failed = f"{streak} failed wake{'s' if streak != 1 else ''} in a row"
+        if state.disabled:
+            health = ("disabled", f"token refused ({state.disabled}); until restart")
+        elif skip:
+            health = ("backoff", f"{failed}; skipping the next {skip}")
+        elif streak:
+            health = ("failing", failed)
+        else:
+            health = ("ok", "")
+        if health == state.recorded:
+            return
+        value = {"state": health[0], "detail": health[1], "run": self.run_id,
+                 "at_utc": isoformat_utc(self.clock.now())}  # fmt: skip
+        self.store.set_cursor(STATE_CURSOR + state.settings.name, json.dumps(value))
+        state.recorded = health
 
     def _watch_holder(self, state: _PersonaState, key: str) -> None:
         """Another daemon holds this slot: look again just after its lease ends. A live
@@ -725,7 +605,7 @@ class Daemon:
                 release_free_memory()
 
     def _beat(self) -> None:
-        self.store.beat("daemon")
+        self.store.beat(ONCE_BEAT if self._once else "daemon")
 
     def _poll_replies(self, name: str) -> None:
         state = self.states[name]
@@ -773,6 +653,11 @@ class Daemon:
         slot stays claimed and is re-tried with the same idempotency key after restart)."""
         handlers = self._install_signal_handlers()
         try:
+            self.store.beat(STARTED_BEAT)
+            self.store.set_cursor(RUN_CURSOR, self.run_id)
+            with self.store.transaction():  # `bot status`: these personas are scheduled
+                for state in self.states.values():  # (health was cleared at start)
+                    self._record_state(state, PersonaHealth(state.settings.name))
             self._beat()
             for name, (first_run, first_fire) in self._plan.items():
                 state = self.states[name]
@@ -780,6 +665,11 @@ class Daemon:
                       publisher=state.publisher.name, first_run=_iso(first_run),
                       next_run=_iso(first_fire),
                       replies=self.scheduler.get_job(f"replies:{name}") is not None)  # fmt: skip
+                done = self._first_done.get(name)
+                if done is not None:
+                    event(log, "first_run_skipped", persona=name, slot=done.slot_key,
+                          status=done.status, since=done.updated_at_utc, why="one_post_per_slot",
+                          next_run=_iso(first_fire))  # fmt: skip
                 upcoming = first_run or first_fire
                 if upcoming is not None:
                     self._remember_next(name, upcoming)

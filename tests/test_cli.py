@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -162,3 +166,134 @@ def test_config_flag_beats_environment(ada_config: Path, tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["-c", str(other), "check"])
     assert result.exit_code == 1
     assert "other.yaml: personas.ada.temperature must be between 0 and 2 (got 9)" in result.stderr
+
+
+# --- exit codes, flag bounds and help text (#21) ----------------------------------------
+
+BOT = Path(sys.executable).with_name("bot")
+
+# Examples of every row of the README's exit-code table, run through the installed `bot`.
+EXIT_CODE_EXAMPLES: dict[int, list[tuple[str, ...]]] = {
+    0: [("check",), ("preview", "-n", "1", "--seed", "1")],
+    1: [
+        ("-c", "{bad_config}", "check"),  # a value out of range in the file
+        ("status", "--check"),  # no daemon has run
+        ("post", "--publisher", "mastodon", "--yes"),  # no Mastodon account configured
+        ("preview", "-p", "nobody"),  # not in the config
+    ],
+    2: [
+        ("no-such-command",),
+        ("check", "--no-such-flag"),
+        ("preview", "-n", "0"),
+        ("preview", "-n", "-2"),
+        ("preview", "-n", "many"),
+        ("preview", "-t", "5"),
+        ("preview", "--top-p", "0"),
+        ("preview", "--top-k", "-1"),
+        ("preview", "--candidates", "0"),
+        ("train", "-p", "x", "--corpus", "no-such-file.txt"),
+        ("train", "-p", "x", "--corpus", "c.txt", "--epochs", "0"),
+        ("train", "-p", "x", "--corpus", "c.txt", "--val-fraction", "1"),
+        ("status", "-n", "-1"),
+    ],
+}
+
+
+def readme_exit_codes() -> list[int]:
+    section = README.read_text(encoding="utf-8").split("## Exit codes", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)]
+
+
+def test_every_exit_code_in_the_readme_has_examples() -> None:
+    assert readme_exit_codes() == sorted(EXIT_CODE_EXAMPLES)
+
+
+@pytest.mark.parametrize(
+    ("code", "args"),
+    [(code, args) for code, examples in EXIT_CODE_EXAMPLES.items() for args in examples],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else str(v),
+)
+def test_exit_codes_are_what_the_readme_says(
+    ada_config: Path, tmp_path: Path, code: int, args: tuple[str, ...]
+) -> None:
+    (tmp_path / "c.txt").write_text("A corpus that exists.\n", encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("personas: {ada: {model: models/ada, temperature: 9}}", encoding="utf-8")
+    argv = [str(BOT), *(a.format(bad_config=bad) for a in args)]
+    result = subprocess.run(
+        argv, check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == code, (result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    if code == 0:
+        assert not errors, result.stderr
+    elif code == 1:  # one line, nothing else
+        assert result.stderr.count("\n") == 1 and len(errors) == 1, result.stderr
+    else:  # Click: the usage, a hint, then one line naming what was wrong
+        assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+        flags = [a for a in args if a.startswith("-") and not a.lstrip("-").isdigit()]
+        if flags:  # the error names the flag that was wrong (the last one given)
+            assert flags[-1] in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_preview_count_below_one_is_a_usage_error_not_an_empty_preview(
+    ada_config: Path, count: str
+) -> None:
+    result = CliRunner().invoke(cli, ["preview", "-n", count])
+    assert result.exit_code == 2
+    assert "no candidate survived" not in result.output
+    assert f"Invalid value for '-n' / '--count': {count} is not in the range" in result.stderr
+
+
+def all_commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand, as argv prefixes: ("scrape", "text"), ..."""
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        found.append((*path, name))
+        if isinstance(command, click.Group):
+            found.extend(all_commands(command, (*path, name)))
+    return found
+
+
+def listed_summaries(output: str) -> dict[str, str]:
+    """Command name -> its summary as `--help` lists it (wrapped lines joined)."""
+    listing = output.split("Commands:\n", 1)[1]
+    summaries: dict[str, str] = {}
+    name = ""
+    for line in listing.splitlines():
+        match = re.match(r"^  (\S+)\s+(.*)$", line)
+        if match:
+            name = match.group(1)
+            summaries[name] = match.group(2).strip()
+        elif line.strip() and name:
+            summaries[name] += " " + line.strip()
+    return summaries
+
+
+@pytest.mark.parametrize("group", [(), ("scrape",)], ids=["bot", "bot scrape"])
+def test_help_lists_every_command_with_its_whole_summary(group: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*group, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    summaries = listed_summaries(result.output)
+    command = cli if not group else cli.commands[group[0]]
+    assert isinstance(command, click.Group)
+    assert set(summaries) == set(command.commands)
+    for name, summary in summaries.items():
+        assert not summary.endswith("..."), f"`bot {' '.join((*group, name))}`: {summary!r}"
+        assert summary.endswith((".", ")")), f"{name}: {summary!r} is not a whole sentence"
+
+
+@pytest.mark.parametrize("argv", [(), *all_commands()], ids=lambda a: " ".join(("bot", *a)))
+def test_every_option_says_what_it_does(argv: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in argv:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            text = (param.help or "").strip()
+            assert len(text.split()) >= 2, f"bot {' '.join(argv)} {param.opts[0]}: {text!r}"
+            assert text not in ("Override the config.", "Fine-tune from."), param.opts[0]
+    assert "Rarer chars are rare." not in CliRunner().invoke(cli, [*argv, "--help"]).output

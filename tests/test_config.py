@@ -143,13 +143,13 @@ BAD_CONFIGS = [
     pytest.param(
         "personas: {ada: {publisher: mastodon}}",
         "config.yaml: personas.ada.mastodon.base_url is missing for the mastodon publisher "
-        "(set mastodon.base_url to your instance, e.g. https://botsin.space)",
+        "(set mastodon.base_url to your instance, e.g. https://mastodon.example)",
         id="mastodon-without-url",
     ),
     pytest.param(
-        "personas: {ada: {mastodon: {base_url: botsin.space}}}",
+        "personas: {ada: {mastodon: {base_url: mastodon.example}}}",
         "config.yaml: personas.ada.mastodon.base_url must be an http(s) URL "
-        "(got 'botsin.space') (write it like https://botsin.space)",
+        "(got 'mastodon.example') (write it like https://mastodon.example)",
         id="url-without-scheme",
     ),
     pytest.param(
@@ -394,7 +394,7 @@ def test_next_run_times_in_zone(
             schedule: {cron: "30 9 * * *", timezone: Europe/Berlin, jitter_seconds: 600}
         """
     )
-    from bot.scheduler import next_run_times
+    from bot.slots import next_run_times
 
     schedule = load_config().persona("ada").schedule
     # 2025-03-29 12:00 UTC: Berlin switches to summer time the next night.
@@ -409,7 +409,7 @@ def test_next_run_times_in_zone(
 
 def test_interval_run_times() -> None:
     from bot.config import Schedule
-    from bot.scheduler import next_run_times
+    from bot.slots import next_run_times
 
     now = datetime(2025, 1, 1, 10, 0, 30, tzinfo=UTC)
     times = next_run_times(Schedule(interval_minutes=60), now, 3)

@@ -105,10 +105,20 @@ def test_bot_run_posts_within_seconds_and_exits_0_on_a_signal(
     assert code == 0 and took < STOP_LIMIT_SECONDS, log
     assert "event=posted persona=ada" in log and "event=next_run persona=ada" in log
     assert f"event=stopping reason={stop.name}" in log and "event=daemon_stopped clean=true" in log
-    # A quick restart inside the same slot posts nothing more.
-    code, took, log = run_until_stopped(lambda: "event=slot_skipped" in log_path.read_text())
+    # A quick restart inside the same slot posts nothing more, and says so and when it posts
+    # next, in the log and in `bot check` (#21).
+    check = CliRunner().invoke(cli, ["check"])
+    assert check.exit_code == 0, check.output
+    [first] = [line for line in check.output.splitlines() if "first run:" in line]
+    assert "first run: none: slot " in first and "is done (posted at" in first, first
+    next_runs = next(line for line in check.output.splitlines() if "next runs:" in line)
+    assert first.endswith("posts first at " + next_runs.split(": ", 1)[1].split(", ")[0])
+    code, took, log = run_until_stopped(lambda: "event=daemon_started" in log_path.read_text())
     assert code == 0, log
-    assert "why=already_claimed" in log and len(outbox_lines(config, "ada")) == 1
+    [skipped] = [line for line in log.splitlines() if "event=first_run_skipped" in line]
+    assert "persona=ada" in skipped and "status=posted" in skipped, skipped
+    assert "why=one_post_per_slot next_run=" in skipped, skipped
+    assert "event=wake " not in log and len(outbox_lines(config, "ada")) == 1
 
 
 # --- in-flight wakes at shutdown ------------------------------------------------------

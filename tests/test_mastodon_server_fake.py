@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
+import pytest
+
 pytest_plugins = ["tests.fakes.mastodon_server"]
 
 
@@ -65,3 +70,40 @@ def test_a_stalled_request_is_applied_after_the_client_gave_up(mastodon_server):
     mastodon_server.drain()
     [status] = mastodon_server.statuses()
     assert "late but there" in status.content
+
+
+@pytest.mark.slow
+def test_clients_that_time_out_do_not_wedge_the_server(mastodon_server):
+    """Ten clients giving up after 10..100 ms for a few seconds, then one patient post.
+    mastodon-mock's own pooled engine ran dry here and stalled every request for 30 s at a
+    time (the suite's intermittent "hang"); the server this module runs stays available."""
+    import random
+    import threading
+
+    from tests.fakes.mastodon_server import make_client
+
+    server = mastodon_server
+    stop = time.monotonic() + 6
+
+    def impatient(seed: int) -> None:
+        rng = random.Random(seed)
+        client = make_client(server, server.bot.token, timeout=rng.choice([0.01, 0.03, 0.1]))
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            with contextlib.suppress(Exception):
+                if n % 3 == 0:
+                    client.status_post(f"impatient {seed} {n}")
+                elif n % 3 == 1:
+                    client.account_statuses(server.bot.id, limit=40)
+                else:
+                    client.notifications()
+
+    threads = [threading.Thread(target=impatient, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    patient = make_client(server, server.bot.token, timeout=20)
+    assert patient.status_post("still here").id
+    server.reset()  # the control plane answers too

@@ -81,10 +81,11 @@ def test_preview_json_shape_and_seed_reproducibility() -> None:
 
 
 @pytest.mark.usefixtures("tiny_config")
-def test_preview_rejects_bad_flag_values_in_one_line() -> None:
+def test_preview_rejects_bad_flag_values_as_a_usage_error() -> None:
     code, out = run("preview", "-t", "9")
-    assert code == 1
-    assert out.strip().count("\n") == 0 and "temperature" in out
+    assert code == 2  # a flag value, not the config: Click's usage error (#21)
+    [error] = [line for line in out.splitlines() if line.startswith("Error:")]
+    assert "'-t' / '--temperature': 9.0 is not in the range 0<=x<=2" in error
 
 
 def test_preview_imports_neither_tensorflow_nor_keras(tiny_config: Path) -> None:

@@ -25,6 +25,7 @@ from bot.errors import PublishError
 from bot.publishers.base import Post, Receipt
 from bot.publishers.mastodon import (
     DEFAULT_MAX_CHARS,
+    SCOPES_TEXT,
     MastodonPublisher,
     retry_after_seconds,
     status_length,
@@ -121,8 +122,7 @@ def test_bad_token_is_permanent_and_names_the_env_var_not_the_token(mastodon_ser
     assert err.transient is False
     assert err.status_code == 401
     assert "MASTODON_ACCESS_TOKEN" in str(err)
-    for scope in ("write:statuses", "read:notifications", "read:accounts"):
-        assert scope in err.hint
+    assert f"with the scopes {SCOPES_TEXT}," in err.hint  # the README's one list (#21)
     assert "bot check --online" in err.hint
     for text in (str(err), repr(err), repr(publisher), caplog.text):
         assert token not in text

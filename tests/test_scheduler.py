@@ -266,6 +266,31 @@ def test_one_post_per_slot_across_restarts(
     assert store.last_beat("daemon") == clock.now()
 
 
+@pytest.mark.parametrize(
+    ("status", "first_run_kept"),
+    [("posted", False), ("skipped", False), ("unknown", False), ("failed", True),
+     ("claimed", True)],
+)  # fmt: skip
+def test_a_restart_leaves_out_the_first_run_only_when_its_slot_is_done(
+    make_config: Callable[..., Config], store: Store, clock: FakeClock, status: str,
+    first_run_kept: bool,
+) -> None:  # fmt: skip
+    """#21: a second `bot run` inside the hour says it posts nothing now; a slot a crash or
+    a failure left open keeps its first run, which takes the slot over (exactly once)."""
+    config = make_config("ada")
+    claim = store.claim_slot("ada", "2026-11-26T14:00Z", lease_seconds=1)
+    assert claim is not None
+    if status == "posted":
+        store.record_post("ada", claim.slot_key, "Man is a rope.", Receipt("outbox", "ada-1"))
+    elif status in ("skipped", "unknown"):
+        store.finish_slot(claim, status)  # type: ignore[arg-type]
+    elif status == "failed":
+        store.mark_failed(claim)
+    clock.advance(minutes=20)
+    daemon = make_daemon(config, store, clock)
+    assert (daemon.scheduler.get_job("first:ada") is not None) is first_run_kept
+
+
 def test_run_once_posts_each_persona(
     make_config: Callable[..., Config], store: Store, clock: FakeClock
 ) -> None:

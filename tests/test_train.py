@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from bot.train.trainer import TrainConfig
 
 DATA = Path(__file__).parent / "data" / "tiny"
+BOT = Path(sys.executable).with_name("bot")
 
 
 def tiny_config(name: str = "tiny", **overrides: object) -> TrainConfig:
@@ -277,3 +281,50 @@ def test_model_swap_leaves_a_loadable_persona_at_every_step(
             assert (out / "card.json").read_text() == "new" and out.is_symlink()
             break
     assert step > 3
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no text in"),
+        (b"\x00\x01\x02binary\x00", "looks binary"),
+        (b"Too short to fill one batch.\n\nReally.\n", "shorter than one batch"),  # after import
+    ],
+    ids=["empty", "binary", "short"],
+)
+def test_bot_train_errors_are_one_line_without_tensorflow_logs(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS_"))}
+    result = subprocess.run(
+        [str(BOT), "train", "-p", "x", "--corpus", str(corpus), "--min-char-count", "1",
+         "-o", str(tmp_path / "out")],
+        check=False, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+
+
+def test_quiet_import_drops_native_chatter_and_replays_it_on_failure(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.train.quiet import quiet_backend_import
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    with quiet_backend_import():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on.\n")
+    assert capfd.readouterr().err == ""
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    with pytest.raises(ImportError), quiet_backend_import():
+        os.write(2, b"E0000 libcudart.so: cannot open shared object file\n")
+        raise ImportError("no backend")
+    assert "libcudart.so: cannot open" in capfd.readouterr().err
+    with quiet_backend_import(verbose=True):  # -v shows everything
+        os.write(2, b"W0000 shown with -v\n")
+    assert "shown with -v" in capfd.readouterr().err

@@ -74,7 +74,7 @@ def post_options(fn: F) -> F:
     )(fn)
 
 
-@click.group()
+@click.group(short_help="Gather a training corpus (JSONL posts) for `bot train`.")
 def scrape() -> None:
     """Gather a training corpus (JSONL, one post per line) for `bot train --corpus`.
 

@@ -74,7 +74,14 @@ _TOO_LONG = re.compile(r"character limit|too long|exceed|length", re.IGNORECASE)
 _NOT_SENT = ("refused", "newconnectionerror", "connecttimeout", "nameresolution",
              "name or service not known", "failed to resolve")  # fmt: skip
 DEFAULT_TOKEN_ENV = "MASTODON_ACCESS_TOKEN"
-REQUIRED_SCOPES = ("write:statuses", "read:notifications", "read:accounts")
+# The scopes to give the bot's access token: the one list that the README, config.yaml and
+# every hint show (tests/test_readme.py keeps them in step). write:statuses posts;
+# read:statuses reads the account's own posts (where a send whose answer was lost is looked
+# for) and the thread above a mention; read:accounts checks the token and the account;
+# read:notifications reads mentions; write:accounts lets `bot setup` set the bot flag and note.
+TOKEN_SCOPES = ("write:statuses", "read:statuses", "read:accounts", "read:notifications",
+                "write:accounts")  # fmt: skip
+SCOPES_TEXT = " ".join(TOKEN_SCOPES)
 
 
 class SupportsReveal(Protocol):
@@ -437,7 +444,7 @@ class MastodonPublisher:
         host = urlsplit(self.base_url).netloc or self.base_url
         auth_hint = (
             f"set {self.token_env} to an access token for this account with the scopes "
-            f"{', '.join(REQUIRED_SCOPES)}, then run `bot check --online`"
+            f"{SCOPES_TEXT}, then run `bot check --online`"
         )
         if isinstance(err, MastodonRatelimitError):
             retry_after = self._retry_after()

@@ -32,8 +32,9 @@ from bot.publishers.base import Publisher, normalise_text
 from bot.publishers.mastodon import (
     DEFAULT_TOKEN_ENV,
     KEY_LIFETIME,
-    REQUIRED_SCOPES,
+    SCOPES_TEXT,
     SETTLE_SECONDS,
+    TOKEN_SCOPES,
     MastodonPublisher,
     status_length,
 )
@@ -45,7 +46,7 @@ from bot.publishers.mastodon import (
 class MastodonSettings:
     """`personas.NAME.mastodon`: the account a persona posts as."""
 
-    base_url: str | None = None  # e.g. https://botsin.space (not a secret)
+    base_url: str | None = None  # e.g. https://mastodon.example (not a secret)
     base_url_env: str | None = None  # or the environment variable holding it
     access_token_env: str = DEFAULT_TOKEN_ENV
     request_timeout_seconds: float = 10.0
@@ -62,7 +63,7 @@ def parse_settings(m: cfg.Node, used: bool) -> MastodonSettings:
         m.fail(
             "base_url",
             f"must be an http(s) URL (got {base_url!r})",
-            "write it like https://botsin.space",
+            "write it like https://mastodon.example",
         )
     base_url_env = m.env_name("base_url_env", None)
     if base_url is not None and base_url_env is not None:
@@ -70,7 +71,7 @@ def parse_settings(m: cfg.Node, used: bool) -> MastodonSettings:
     if used and base_url is None and base_url_env is None:
         raise ConfigError(
             f"{m.label}: {m.path}.base_url is missing for the mastodon publisher",
-            "set mastodon.base_url to your instance, e.g. https://botsin.space",
+            "set mastodon.base_url to your instance, e.g. https://mastodon.example",
         )
     return MastodonSettings(
         base_url=base_url.rstrip("/") if base_url else None,
@@ -126,7 +127,7 @@ def resolve_base_url(persona: cfg.PersonaSettings, env: Mapping[str, str] | None
     if not _URL.match(value):
         raise ConfigError(
             f"environment variable {name} must be an http(s) URL",
-            "write it like https://botsin.space",
+            "write it like https://mastodon.example",
         )
     return value.rstrip("/")
 
@@ -195,9 +196,6 @@ def _inbox(publisher: Publisher) -> MastodonInbox:
 
 # --- account checks ----------------------------------------------------------------
 
-SETUP_SCOPES = ("write:accounts",)  # what `bot setup` needs on top of REQUIRED_SCOPES
-REPLY_SCOPES = ("read:statuses",)  # replies read threads (followers-only ones need it)
-
 
 def publisher_for(config: Config, persona: PersonaSettings) -> MastodonPublisher:
     """The persona's Mastodon publisher, whatever `publisher:` says (the account may be
@@ -221,14 +219,13 @@ def online_check(config: Config, persona: PersonaSettings) -> dict[str, Any]:
 
     Keys: persona, instance, token_env, acct, url, bot, instance_limit, scopes (the
     token's app scopes when the server shows them, Mastodon 4.3+, else None) and
-    missing_scopes (of REQUIRED_SCOPES, plus REPLY_SCOPES when replies are on; None when
-    the scopes are unknown). A rejected
+    missing_scopes (of TOKEN_SCOPES, the one list every message names; None when the
+    scopes are unknown) and scopes_wanted (that list, as a line). A rejected
     token raises a PublishError naming the environment variable.
     """
     publisher = publisher_for(config, persona)
     info = publisher.account_info()
     scopes = _app_scopes(publisher)
-    needed = REQUIRED_SCOPES + (REPLY_SCOPES if persona.replies.enabled else ())
     return {
         "persona": persona.name,
         "instance": publisher.base_url,
@@ -238,7 +235,8 @@ def online_check(config: Config, persona: PersonaSettings) -> dict[str, Any]:
         "bot": info.bot,
         "instance_limit": info.instance_limit,
         "scopes": scopes,
-        "missing_scopes": None if scopes is None else missing_scopes(scopes, needed),
+        "missing_scopes": None if scopes is None else missing_scopes(scopes, TOKEN_SCOPES),
+        "scopes_wanted": SCOPES_TEXT,
     }
 
 
@@ -264,8 +262,9 @@ def setup_account(config: Config, persona: PersonaSettings, note: str | None = N
             env = mastodon_settings(persona).access_token_env
             raise PublishError(
                 err.message,
-                f"`bot setup` needs the {', '.join(SETUP_SCOPES)} scope: create a token with "
-                f"it, set {env} to it, or tick 'bot account' in the profile settings by hand",
+                f"`bot setup` needs the write:accounts scope: create a token with the scopes "
+                f"{SCOPES_TEXT}, set {env} to it, or tick 'bot account' in the profile "
+                "settings by hand",
                 status_code=403,
             ) from None
         raise
@@ -308,5 +307,6 @@ KIND = registry.register(
         inbox=_inbox,
         online_check=online_check,
         setup=setup_account,
+        exclusive_keys=(("base_url", "base_url_env"),),
     )
 )

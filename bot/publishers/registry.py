@@ -38,7 +38,7 @@ class Inbox(Protocol):
     """Mentions of the account and what answering them needs to read. Every method
     raises `PublishError` (translated at the network's boundary) when the read fails."""
 
-    host: str  # the account's home host, e.g. "botsin.space" ("" when it has none)
+    host: str  # the account's home host, e.g. "mastodon.example" ("" when it has none)
 
     def account_id(self) -> str:
         """The id of the account the publisher posts as."""
@@ -71,6 +71,9 @@ class PublisherKind:
     inbox: Callable[[Publisher], Inbox] | None = None
     online_check: Callable[[Config, PersonaSettings], dict[str, Any]] | None = None
     setup: Callable[[Config, PersonaSettings, str | None], Any] | None = None
+    # groups of alternative keys in its block (a persona giving one of them drops the others
+    # it would inherit from `defaults:`), e.g. (("base_url", "base_url_env"),)
+    exclusive_keys: tuple[tuple[str, ...], ...] = ()
 
     def settings_of(self, persona: PersonaSettings) -> Any:
         """The persona's settings block for this kind (the defaults when not given)."""

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from bot.errors import StoreError
 from bot.store.location import PostgresLocation, StoreLocation, is_url, parse_store_setting
@@ -44,6 +45,7 @@ from bot.store.protocol import (
     Claim,
     FailureRow,
     PersonaHealth,
+    PersonaSummary,
     PostKind,
     PostRow,
     SlotRow,
@@ -64,6 +66,7 @@ __all__ = [
     "FailureRow",
     "Migration",
     "PersonaHealth",
+    "PersonaSummary",
     "PostKind",
     "PostRow",
     "PostgresLocation",
@@ -80,8 +83,12 @@ __all__ = [
     "open_store",
     "parse_store_setting",
     "read_history",
+    "read_only",
     "utc_now",
 ]
+
+
+T = TypeVar("T")
 
 
 def _location(location: StoreLocation | str) -> StoreLocation:
@@ -99,12 +106,10 @@ def open_store(location: StoreLocation | str, *, now: Callable[[], datetime] = u
     return SQLiteStore(where, now=now)
 
 
-def read_history(location: StoreLocation | str, persona: str, limit: int) -> list[str]:
-    """The persona's last `limit` post texts from a read-only open: nothing is created,
-    migrated or written (`bot preview`); [] when there is no store yet or it is unreadable."""
+def read_only(location: StoreLocation | str, read: Callable[[SQLStore], T], empty: T) -> T:
+    """`read(store)` on a read-only open: nothing is created, migrated or written; `empty`
+    when there is no store yet or it is unreadable (`bot run` will say why)."""
     where = _location(location)
-    if limit <= 0:
-        return []
     store: SQLStore
     try:
         if isinstance(where, PostgresLocation):
@@ -112,15 +117,23 @@ def read_history(location: StoreLocation | str, persona: str, limit: int) -> lis
         elif where.is_file():
             store = SQLiteStore(where, read_only=True)
         else:
-            return []
+            return empty
         with store:
-            return store.recent_texts(persona, limit)
+            return read(store)
     except StoreError:
-        return []
-    except Exception as err:  # not a store, no table yet: no history
+        return empty
+    except Exception as err:  # not a store, no table yet
         if _database_error(err):
-            return []
+            return empty
         raise
+
+
+def read_history(location: StoreLocation | str, persona: str, limit: int) -> list[str]:
+    """The persona's last `limit` post texts from a read-only open (`bot preview`); [] when
+    there is no store yet or it is unreadable."""
+    if limit <= 0:
+        return []
+    return read_only(location, lambda store: store.recent_texts(persona, limit), [])
 
 
 def _database_error(err: Exception) -> bool:

@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, Self
 
 from bot.store.migrations import MIGRATIONS
-from bot.store.protocol import FailureRow, PersonaHealth, isoformat_utc, parse_ts, utc_now
+from bot.store.protocol import (
+    FailureRow,
+    PersonaHealth,
+    PersonaSummary,
+    isoformat_utc,
+    parse_ts,
+    utc_now,
+)
 
 
 class DB(Protocol):
@@ -228,6 +235,49 @@ class SQLBase:
     def heartbeats(self) -> dict[str, datetime]:
         rows = self._query("SELECT name, at_utc FROM heartbeats ORDER BY name")
         return {row["name"]: parse_ts(row["at_utc"]) for row in rows}
+
+    # --- a fleet at a glance (`bot status`) ---------------------------------------------
+
+    def cursors(self, prefix: str) -> dict[str, str]:
+        """Every cursor whose name starts with `prefix`, keyed by the rest of its name
+        (`cursors("next_run:")` -> {persona: value}): one query for a whole fleet. An exact,
+        case-sensitive prefix on both backends (`substr`, not LIKE)."""
+        rows = self._query(
+            "SELECT name, value FROM cursors WHERE substr(name, 1, ?) = ? ORDER BY name",
+            (len(prefix), prefix),
+        )
+        return {row["name"][len(prefix) :]: row["value"] for row in rows}
+
+    def persona_summaries(self) -> dict[str, PersonaSummary]:
+        """Totals for every persona the store has rows for, in three queries whatever
+        the number of personas (not three per persona)."""
+        posts = self._query(
+            "SELECT p.persona, m.n, p.created_at_utc, p.slot_key FROM posts p JOIN"
+            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM posts"
+            "  WHERE kind = 'post' GROUP BY persona) m ON p.id = m.last_id"
+        )
+        failures = self._query(
+            "SELECT f.id, f.persona, f.slot_key, f.kind, f.error, f.transient,"
+            " f.created_at_utc, m.n FROM failures f JOIN"
+            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM failures"
+            "  GROUP BY persona) m ON f.id = m.last_id"
+        )
+        unknown = self._query(
+            "SELECT persona, COUNT(*) AS n FROM slots WHERE status = 'unknown' GROUP BY persona"
+        )
+        totals: dict[str, dict[str, Any]] = {}
+        for row in posts:
+            totals.setdefault(row["persona"], {}).update(
+                posts=int(row["n"]), last_post_at_utc=row["created_at_utc"],
+                last_post_slot_key=row["slot_key"],
+            )  # fmt: skip
+        for row in failures:
+            columns = ("id", "persona", "slot_key", "kind", "error", "created_at_utc")
+            last = FailureRow(**{c: row[c] for c in columns}, transient=bool(row["transient"]))
+            totals.setdefault(row["persona"], {}).update(failures=int(row["n"]), last_failure=last)
+        for row in unknown:
+            totals.setdefault(row["persona"], {})["unknown"] = int(row["n"])
+        return {name: PersonaSummary(name, **values) for name, values in sorted(totals.items())}
 
     # --- mentions (replies) -----------------------------------------------------------
 

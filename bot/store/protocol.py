@@ -116,6 +116,20 @@ class PersonaHealth:
     updated_at_utc: str | None = None
 
 
+@dataclass(frozen=True)
+class PersonaSummary:
+    """One persona's totals, read for a whole fleet at once (`bot status`): its posts (not
+    replies), failures and `unknown` slots."""
+
+    persona: str
+    posts: int = 0
+    last_post_at_utc: str | None = None
+    last_post_slot_key: str | None = None
+    failures: int = 0
+    last_failure: FailureRow | None = None
+    unknown: int = 0
+
+
 def new_holder() -> str:
     """A claim holder id: host, process and a random part (unique per claim)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -236,6 +250,10 @@ class Store(Protocol):
     def last_beat(self, name: str) -> datetime | None: ...
 
     def heartbeats(self) -> dict[str, datetime]: ...
+
+    def cursors(self, prefix: str) -> dict[str, str]: ...
+
+    def persona_summaries(self) -> dict[str, PersonaSummary]: ...
 
     def record_mention(
         self,

@@ -97,6 +97,9 @@ from mastodon_mock.config import (
     SeedConfig,
     StreamingConfig,
 )
+from mastodon_mock.db.base import _tune_sqlite_connection, make_session_factory
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 BOT_USERNAME = "revenant"
 BOT_TOKEN = "revenant-test-token"  # a fixture for the mock, not a credential
@@ -140,6 +143,54 @@ def make_client(server: MastodonServer, token: str | None, *, timeout: float = 5
     )
 
 
+def _unpooled(app: Any) -> None:
+    """Give mastodon-mock an engine without a connection limit, on the same database file.
+
+    Its default pool holds 15 SQLite connections and waits 30 s for a free one. Several of
+    its handlers are `async def` and query on the event loop, while the request's session
+    is only closed (its connection returned) by a task that same loop runs. Once requests
+    that clients timed out on pile up, the pool runs dry, the loop blocks in a handler
+    waiting for a connection that only the loop can free, and every request stalls for
+    30 s at a time: the loopback server's "hang" (1 CI run in 3; reproduced by ten
+    clients with short timeouts). Without a pool each session opens its own connection,
+    which SQLite's file locking coordinates (WAL, 5 s busy timeout, as before).
+    """
+    pooled = app.state.engine
+    engine = create_engine(pooled.url, poolclass=NullPool,
+                           connect_args={"check_same_thread": False})  # fmt: skip
+    _tune_sqlite_connection(engine)
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.pooled_engine = pooled  # keeps the temp file; disposed (deleted) with the app
+
+
+def _finish_regardless(receive: Any) -> Any:
+    """The request's body, then silence: the app never hears that the client hung up.
+
+    Without this, a client that times out mid-request makes Starlette cancel the app
+    (BaseHTTPMiddleware, which mastodon-mock uses three times, cancels on a disconnect),
+    and FastAPI then skips closing the request's DB session. Each such request kept one
+    of mastodon-mock's 15 pooled SQLite connections for good; after 15 client timeouts
+    every request waited 30 s for a connection (the loopback server's "hang", 1 CI run in
+    3). A real server finishes a request the client gave up on; so does this one now.
+    """
+    body_done = False
+
+    async def patient_receive() -> Any:
+        nonlocal body_done
+        if body_done:
+            await asyncio.Event().wait()  # cancelled when the response is complete
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if not message.get("more_body"):
+            body_done = True
+        return message
+
+    return patient_receive
+
+
 class _LateResponses:
     """ASGI wrapper for the faults mastodon-mock cannot stage itself.
 
@@ -174,10 +225,14 @@ class _LateResponses:
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.ignore_keys:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.ignore_keys:
             headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"idempotency-key"]
             scope = {**scope, "headers": headers}
-        taken = self._take(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        receive = _finish_regardless(receive)
+        taken = self._take(scope["method"], scope["path"])
         if taken is None:
             await self.app(scope, receive, send)
             return
@@ -224,6 +279,7 @@ class MastodonServer:
             streaming=StreamingConfig(heartbeat_seconds=0.2),  # short, so streams close fast
         )
         self.app = create_app(self.config)
+        _unpooled(self.app)
         self._late = _LateResponses(self.app)
         self._server = uvicorn.Server(
             uvicorn.Config(
