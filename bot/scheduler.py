@@ -43,32 +43,43 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import json
 import logging
-import signal
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import numpy as np
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bot import config as cfg
 from bot.clock import Clock, SystemClock
+from bot.daemonstate import (
+    HEARTBEAT_SECONDS,
+    ONCE_BEAT,
+    PUBLISH_ATTEMPTS,
+    RETRY_BASE_DELAY_SECONDS,
+    RETRY_MAX_DELAY_SECONDS,
+    RUN_CURSOR,
+    SHUTDOWN_GRACE_SECONDS,
+    STARTED_BEAT,
+    STATE_CURSOR,
+    STOPPED_BEAT,
+    _event_with_traceback,
+    _iso,
+    _PersonaState,
+)
 from bot.delivery import publish_with_retries
 from bot.errors import ConfigError, ModelError, PublishError
-from bot.log import event, format_fields
+from bot.health import Health
+from bot.lifecycle import Lifecycle
+from bot.log import event
 from bot.memory import release_free_memory
 from bot.modelcache import MODELS
-from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
+from bot.persona import Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
 from bot.slots import (
@@ -87,7 +98,7 @@ from bot.slots import (
     slot_key,
     wake_offsets,
 )
-from bot.store import PersonaHealth, SlotRow, Store, isoformat_utc, new_holder
+from bot.store import SlotRow, Store, isoformat_utc, new_holder
 from bot.store.protocol import parse_ts
 
 log = logging.getLogger(__name__)
@@ -96,6 +107,11 @@ __all__ = [
     "EPOCH",
     "FINISHED_SLOT",
     "HEARTBEAT_SECONDS",
+    "ONCE_BEAT",
+    "RUN_CURSOR",
+    "STARTED_BEAT",
+    "STATE_CURSOR",
+    "STOPPED_BEAT",
     "Daemon",
     "GridTrigger",
     "WallClockCronTrigger",
@@ -112,49 +128,10 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------
-HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
-STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
-STARTED_BEAT = "daemon:started"  # written when `bot run` starts: older persona states are stale
-ONCE_BEAT = "daemon:once"  # `bot run --once` beats this, not "daemon": it is no running daemon
-STATE_CURSOR = "state:"  # + persona: its health in the running daemon (`_record_state`), JSON
-RUN_CURSOR = "daemon:run"  # the running daemon's id: a persona state of another run is stale
-SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
-PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
-RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
-RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends the wake...
-MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
-MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... slots
-TAKEOVER_MARGIN = timedelta(seconds=0.5)  # after another holder's lease, before a look
-# ---------------------------------------------------------------------------------------
-
-
 # --- the daemon -------------------------------------------------------------------------
 
 
-def backoff_slots(streak: int) -> int:
-    """Slots a persona skips after `streak` failed wakes in a row: none after one, then
-    2, 4, 8, 16, 16, ..."""
-    return 0 if streak < 2 else min(2 ** (streak - 1), MAX_BACKOFF_WAKES)
-
-
-@dataclass
-class _PersonaState:
-    """What this process knows about one persona between wakes. What every daemon on the
-    store must agree on (failed wakes in a row, the backoff, disabled) lives in the
-    store (`Store.persona_health`); `disabled` here is this process's copy of it."""
-
-    settings: cfg.PersonaSettings
-    runner: Persona
-    publisher: Publisher
-    lock: threading.Lock
-    failures: int = 0  # failed wakes since this process started
-    disabled: str | None = None  # why (seen in the store or found here), until restart
-    replier: Any = None
-    recorded: tuple[str, str] | None = None  # the health last written to the store
-
-
-class Daemon:
+class Daemon(Health, Lifecycle):
     """Every enabled persona on one scheduler, in one process."""
 
     def __init__(
@@ -391,174 +368,6 @@ class Daemon:
                 transient=True,
             )
 
-    def _skip(self, state: _PersonaState, key: str, health: PersonaHealth) -> WakeResult:
-        """A slot of the backoff: whichever daemon claims the slot skips it and counts it
-        off the shared backoff, so N replicas skip N slots, not N x N wakes."""
-        name = state.settings.name
-        claim = self.store.claim_slot(name, key)
-        if claim is None:
-            return WakeResult(key, "already_claimed")
-        if claim.taken_over:
-            self.store.mark_failed(claim)  # an earlier attempt's slot: leave it to a later one
-            return WakeResult(key, "skipped")
-        self.store.take_skip(name)
-        self.store.finish_slot(claim, "skipped")
-        self.store.record_failure(name, key, "backoff",
-                                  f"skipped after {health.streak} failed wakes in a row",
-                                  transient=True)  # fmt: skip
-        event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
-              failed_in_a_row=health.streak, still_to_skip=health.skip_slots - 1)  # fmt: skip
-        self._record_state(state)
-        return WakeResult(key, "skipped")
-
-    def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
-        """A bug or an unexpected error in a wake: traceback to the log, a row in the store."""
-        error = f"{type(err).__name__}: {err}"
-        _event_with_traceback("wake_failed", err, persona=name, slot=key, kind="exception",
-                              error=error)  # fmt: skip
-        try:
-            self.store.record_failure(name, key, "wake", error, transient=False)
-            row = self.store.slot(name, key)
-            if row is not None and row.status == "claimed":
-                self.store.mark_slot(name, key, "failed")
-        except Exception as store_err:  # noqa: BLE001 - the store itself may be what failed
-            _event_with_traceback("record_failed", store_err, persona=name, slot=key)
-        return WakeResult(key, "failed", error=error)
-
-    def _after_wake(
-        self, state: _PersonaState, result: WakeResult, errors: list[PublishError]
-    ) -> None:
-        name = state.settings.name
-        if result.outcome in ("posted", "no_candidate", "unknown"):
-            self.store.wake_succeeded(name)
-            self._record_state(state, PersonaHealth(name))
-            return
-        if result.outcome != "failed":
-            return
-        last = errors[-1] if errors else None
-        if last is not None and last.status_code in (401, 403) and not last.transient:
-            self._disable(state, last)
-            return
-        state.failures += 1
-        health = self.store.wake_failed(name, backoff_slots)
-        if health.streak >= 2:
-            event(log, "backoff", logging.WARNING, persona=name,
-                  failed_in_a_row=health.streak, skip_wakes=health.skip_slots)  # fmt: skip
-        self._record_state(state, health)
-        if last is not None and last.transient:
-            self._schedule_retry(state, result.slot_key, last)
-
-    def _disable(self, state: _PersonaState, err: PublishError) -> None:
-        """The server refused the token: disable the persona here and, through the store,
-        in every daemon on it (each sees it at its next wake or poll)."""
-        name = state.settings.name
-        state.disabled = f"{err.status_code}: {err.message}"
-        self.store.disable_persona(name, state.disabled)
-        event(log, "persona_disabled", logging.CRITICAL, persona=name, status=err.status_code,
-              token_env=getattr(state.publisher, "token_env", None), error=err.message,
-              fix=err.hint, until="restart")  # fmt: skip
-        self._remove_persona_jobs(name)
-        self._record_state(state)
-
-    def _disabled_elsewhere(self, state: _PersonaState, health: PersonaHealth) -> bool:
-        """True when another daemon on the store disabled the persona: adopt it here."""
-        if health.disabled is None:
-            return False
-        name = state.settings.name
-        state.disabled = health.disabled
-        event(log, "persona_disabled", logging.CRITICAL, persona=name, error=health.disabled,
-              by="another daemon on the store", at=health.disabled_at_utc or "",
-              until="restart")  # fmt: skip
-        self._remove_persona_jobs(name)
-        self._record_state(state, health)
-        return True
-
-    def _remove_persona_jobs(self, name: str) -> None:
-        for prefix in ("post", "first", "retry", "takeover", "replies"):
-            self._remove_job(f"{prefix}:{name}")
-
-    def _record_state(self, state: _PersonaState, shared: PersonaHealth | None = None) -> None:
-        """Write the persona's health (ok, failing, backoff, disabled) to the store when it
-        changed, for `bot status`, as this run sees it; `shared` is the store's
-        `persona_health` (read when not given; every daemon on the store shares it). A
-        state older than the daemon's STARTED_BEAT is stale."""
-        if shared is None:
-            shared = self.store.persona_health(state.settings.name)
-        streak, skip = shared.streak, shared.skip_slots
-        failed = f"{streak} failed wake{'s' if streak != 1 else ''} in a row"
-        if state.disabled:
-            health = ("disabled", f"token refused ({state.disabled}); until restart")
-        elif skip:
-            health = ("backoff", f"{failed}; skipping the next {skip}")
-        elif streak:
-            health = ("failing", failed)
-        else:
-            health = ("ok", "")
-        if health == state.recorded:
-            return
-        value = {"state": health[0], "detail": health[1], "run": self.run_id,
-                 "at_utc": isoformat_utc(self.clock.now())}  # fmt: skip
-        self.store.set_cursor(STATE_CURSOR + state.settings.name, json.dumps(value))
-        state.recorded = health
-
-    def _watch_holder(self, state: _PersonaState, key: str) -> None:
-        """Another daemon holds this slot: look again just after its lease ends. A live
-        holder renews its lease, so the look finds it finished or still held (and looks
-        again); a dead one's slot is taken over and finished here (a replica that died
-        mid-wake loses no slot). Not past the persona's next scheduled run."""
-        name = state.settings.name
-        row = self.store.slot(name, key)
-        if (self._once or self._stopping.is_set() or row is None or row.status != "claimed"
-                or row.lease_until_utc is None or state.disabled):  # fmt: skip
-            return
-        when = max(parse_ts(row.lease_until_utc), self.clock.now()) + TAKEOVER_MARGIN
-        job = self.scheduler.get_job(f"post:{name}")
-        upcoming = getattr(job, "next_run_time", None)
-        if upcoming is not None and when >= upcoming:
-            return
-        self._remove_job(f"takeover:{name}")  # (replace_existing misses a pending job)
-        self.scheduler.add_job(self._takeover_job, "date", run_date=when, args=[name, key],
-                               id=f"takeover:{name}", name=f"takeover {name} {key}",
-                               replace_existing=True, max_instances=1, next_run_time=when,
-                               misfire_grace_time=state.settings.schedule.misfire_grace_seconds)  # fmt: skip
-
-    def _schedule_retry(self, state: _PersonaState, key: str, err: PublishError) -> None:
-        """One more try of a transiently failed slot, at the rate limit's reset or after a
-        backoff; bounded by the slot's attempts, the idempotency window and the next slot."""
-        name = state.settings.name
-        row = self.store.slot(name, key)
-        if self._stopping.is_set() or row is None or row.status != "failed":
-            return
-        if self._once:
-            event(log, "retry_later", persona=name, slot=key,
-                  why="--once: the next run inside this slot retries it")  # fmt: skip
-            return
-        now = self.clock.now()
-        if err.retry_after is not None:
-            delay = timedelta(seconds=err.retry_after + 1)
-        else:
-            delay = timedelta(seconds=self.retry_base_delay_seconds * 2**row.attempts)
-        when = now + delay
-        why = None
-        if row.attempts >= MAX_SLOT_ATTEMPTS:
-            why = f"{row.attempts} attempts"
-        elif delay > MAX_RETRY_DELAY:
-            why = f"reset in {delay.total_seconds():.0f} s"
-        else:
-            job = self.scheduler.get_job(f"post:{name}")
-            upcoming = getattr(job, "next_run_time", None)
-            if upcoming is not None and when >= upcoming:
-                why = "the next slot comes first"
-        if why:
-            event(log, "retry_given_up", logging.WARNING, persona=name, slot=key, why=why)
-            return
-        self.scheduler.add_job(self._retry_job, "date", run_date=when, args=[name, key],
-                               id=f"retry:{name}", name=f"retry {name} {key}",
-                               replace_existing=True, max_instances=1, next_run_time=when,
-                               misfire_grace_time=state.settings.schedule.misfire_grace_seconds)  # fmt: skip
-        event(log, "retry_scheduled", persona=name, slot=key, at=isoformat_utc(when),
-              attempt=row.attempts + 1)  # fmt: skip
-
     # -- jobs (each one guarded: nothing escapes into the scheduler) --
 
     def _post_job(self, name: str, trigger: str) -> None:
@@ -636,124 +445,3 @@ class Daemon:
                     self._disable(state, err)
                     return
                 raise
-
-    # -- running --
-
-    def run_once(self) -> list[WakeResult]:
-        """Each persona's current slot, once, in this thread; no scheduler (`--once`)."""
-        self._once = True
-        event(log, "daemon_once", personas=",".join(self.states))
-        results = [self.wake(name, trigger="once") for name in self.states]
-        self._beat()
-        return results
-
-    def run(self) -> bool:
-        """Run until SIGTERM/SIGINT (or `request_stop`). True when every in-flight wake
-        finished; False when one was still going after the grace period (abandoned: its
-        slot stays claimed and is re-tried with the same idempotency key after restart)."""
-        handlers = self._install_signal_handlers()
-        try:
-            self.store.beat(STARTED_BEAT)
-            self.store.set_cursor(RUN_CURSOR, self.run_id)
-            with self.store.transaction():  # `bot status`: these personas are scheduled
-                for state in self.states.values():  # (health was cleared at start)
-                    self._record_state(state, PersonaHealth(state.settings.name))
-            self._beat()
-            for name, (first_run, first_fire) in self._plan.items():
-                state = self.states[name]
-                event(log, "scheduled", persona=name, schedule=state.settings.schedule.describe(),
-                      publisher=state.publisher.name, first_run=_iso(first_run),
-                      next_run=_iso(first_fire),
-                      replies=self.scheduler.get_job(f"replies:{name}") is not None)  # fmt: skip
-                done = self._first_done.get(name)
-                if done is not None:
-                    event(log, "first_run_skipped", persona=name, slot=done.slot_key,
-                          status=done.status, since=done.updated_at_utc, why="one_post_per_slot",
-                          next_run=_iso(first_fire))  # fmt: skip
-                upcoming = first_run or first_fire
-                if upcoming is not None:
-                    self._remember_next(name, upcoming)
-            event(log, "daemon_started", personas=",".join(self.states),
-                  heartbeat_seconds=self.heartbeat_seconds)  # fmt: skip
-            if self._stopping.is_set():
-                self._start_decided.set()  # stopped before it began: nothing to shut down
-            else:
-                self.scheduler.start()  # blocks until shutdown
-        finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-        clean = True
-        if self._stopping.is_set():  # the stopper may not be assigned yet (request_stop races)
-            self._stopper_started.wait(self.shutdown_grace_seconds)
-        if self._stopper is not None:
-            self._stopper.join(max(0.0, self._stop_deadline - time.monotonic()))
-            with self._idle:  # in-flight wakes complete, up to the deadline
-                clean = self._idle.wait_for(
-                    lambda: self._active == 0, max(0.0, self._stop_deadline - time.monotonic())
-                )
-        if not clean:
-            with self._lock:
-                abandoned = dict(self._inflight)
-            for name, key in abandoned.items():
-                event(log, "wake_abandoned", logging.WARNING, persona=name, slot=key,
-                      why=f"still running {self.shutdown_grace_seconds:g} s after stop")  # fmt: skip
-                try:
-                    self.store.record_failure(name, key, "shutdown",
-                                              "abandoned at shutdown; retried after restart",
-                                              transient=True)  # fmt: skip
-                except Exception as err:  # noqa: BLE001 - best effort while exiting
-                    _event_with_traceback("record_failed", err, persona=name, slot=key)
-        try:  # `bot status --check` says "stopped" from now on, not "ok" for 3 minutes
-            self.store.beat(STOPPED_BEAT)
-        except Exception as err:  # noqa: BLE001 - best effort while exiting
-            _event_with_traceback("record_failed", err, persona="daemon")
-        event(log, "daemon_stopped", clean=clean,
-              failures=",".join(f"{n}={s.failures}" for n, s in self.states.items()))  # fmt: skip
-        return clean
-
-    def request_stop(self, reason: str = "request") -> None:
-        """Begin a graceful shutdown from any thread (or a signal handler); returns at once."""
-        with self._lock:
-            if self._stopping.is_set():
-                event(log, "stopping", reason=reason, note="already stopping")
-                return
-            self._stopping.set()
-            self._stop_deadline = time.monotonic() + self.shutdown_grace_seconds
-            in_flight = ",".join(f"{n}@{k}" for n, k in self._inflight.items())
-        event(log, "stopping", reason=reason, in_flight=in_flight or "none")
-        stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
-        stopper.start()  # started before run() can see it (it joins it)
-        self._stopper = stopper
-        self._stopper_started.set()  # run() may already be past the scheduler: it waits for this
-
-    _stop_deadline = 0.0
-
-    def _shutdown(self) -> None:
-        """Stop scheduling new runs. Not `shutdown(wait=True)`: BlockingScheduler's loop only
-        returns after every running job has finished, so one hung wake would hold the exit
-        forever; `run()` waits for the running jobs itself, up to the deadline."""
-        self._start_decided.wait(self.shutdown_grace_seconds)
-        with contextlib.suppress(SchedulerNotRunningError):
-            self.scheduler.shutdown(wait=False)
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.getsignal(signum) or signal.SIG_DFL
-            signal.signal(signum, self._on_signal)
-        return previous
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.request_stop(signal.Signals(signum).name)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return isoformat_utc(moment) if moment is not None else None
-
-
-def _event_with_traceback(name: str, err: BaseException, **fields: Any) -> None:
-    """`event()` at ERROR with `err`'s traceback after the line."""
-    payload = {"event": name, **fields}
-    log.error("%s", format_fields(payload), exc_info=err, extra={"revenant_fields": payload})

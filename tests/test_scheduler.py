@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import Config, Schedule, load_config
+from bot.daemonstate import MAX_BACKOFF_WAKES
 from bot.errors import PublishError
 from bot.publishers.base import Post, Receipt
 from bot.scheduler import (
-    MAX_BACKOFF_WAKES,
     Daemon,
     GridTrigger,
     WallClockCronTrigger,
