@@ -8,15 +8,17 @@ in bot/corpus/commands.py) both import it, and not each other.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from bot.config import Config, load_config
 from bot.errors import BotError
 from bot.log import redact, setup_logging
+from bot.publishers import registry
 
 
 class BotGroup(click.Group):
@@ -72,3 +74,49 @@ def shorten(text: str, width: int) -> str:
     """`text` on one line, cut to `width` characters with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "\u2026"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def persona_option(fn: F) -> F:
+    """`-p/--persona NAME`, repeatable; none given means every persona."""
+    return click.option(
+        "-p",
+        "--persona",
+        "personas",
+        multiple=True,
+        metavar="NAME",
+        help="Persona to act on (repeatable; default: all).",
+    )(fn)
+
+
+class _PublisherChoice(click.Choice):
+    """The registered publisher kinds, read when click looks (a kind registered after
+    import, e.g. by a test, is a valid choice)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        return registry.names()
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # click's __init__ sets it; the registry is the source
+
+
+def publisher_option(fn: F) -> F:
+    """`--publisher KIND` (outbox, mastodon, ...): override every selected persona's publisher."""
+    return click.option(
+        "--publisher",
+        "publisher_name",
+        type=_PublisherChoice(),
+        help="Override the configured publisher.",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    """`--json`: stable, machine-readable output (tested)."""
+    return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(fn)

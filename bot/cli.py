@@ -14,69 +14,23 @@ Every `BotError` raised anywhere under a command becomes one line on stderr and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import click
 
 from bot import __version__
-from bot.app import App, BotGroup, pass_app
+from bot.app import App, BotGroup, json_option, pass_app, persona_option, publisher_option
 from bot.app import counts_text as _counts
-from bot.app import shorten as _shorten
-from bot.config import MAX_TOP_K, Config, PersonaSettings
+from bot.check import check, setup
+from bot.config import Config, PersonaSettings
 from bot.corpus.commands import scrape
 from bot.new import new
+from bot.preview import post, preview
 from bot.publishers import registry
 from bot.report import report
 from bot.status import status
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def persona_option(fn: F) -> F:
-    """`-p/--persona NAME`, repeatable; none given means every persona."""
-    return click.option(
-        "-p",
-        "--persona",
-        "personas",
-        multiple=True,
-        metavar="NAME",
-        help="Persona to act on (repeatable; default: all).",
-    )(fn)
-
-
-class _PublisherChoice(click.Choice):
-    """The registered publisher kinds, read when click looks (a kind registered after
-    import, e.g. by a test, is a valid choice)."""
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    @property  # type: ignore[override]
-    def choices(self) -> Sequence[str]:
-        return registry.names()
-
-    @choices.setter
-    def choices(self, value: Sequence[str]) -> None:
-        pass  # click's __init__ sets it; the registry is the source
-
-
-def publisher_option(fn: F) -> F:
-    """`--publisher KIND` (outbox, mastodon, ...): override every selected persona's publisher."""
-    return click.option(
-        "--publisher",
-        "publisher_name",
-        type=_PublisherChoice(),
-        help="Override the configured publisher.",
-    )(fn)
-
-
-def json_option(fn: F) -> F:
-    """`--json`: stable, machine-readable output (tested)."""
-    return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(fn)
 
 
 @click.group(
@@ -114,309 +68,6 @@ def cli(
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(0)
-
-
-# --- bot check ------------------------------------------------------------------------
-
-
-@cli.command()
-@persona_option
-@click.option(
-    "--online",
-    is_flag=True,
-    help="Also verify Mastodon tokens with their instances (the only networked check).",
-)
-@pass_app
-def check(app: App, personas: tuple[str, ...], online: bool) -> None:
-    """Validate config and persona models offline; show what would run.
-
-    \b
-    Examples:
-      bot check -p nietzsche
-      bot check --online        # token, account, bot flag, the instance's length limit
-    """
-    from bot.sampler import describe_engine
-    from bot.scheduler import next_run_times
-
-    config = app.config()
-    now = datetime.now(UTC)
-    click.echo(f"config: {config.path}")
-    click.echo(f"store: {config.store}")
-    click.echo(f"engine: {describe_engine()}")
-    ready = 0
-    for persona in config.select(personas):
-        if not persona.enabled:
-            click.echo(f"persona {persona.name}: disabled, not checked")
-            continue
-        click.echo(f"persona {persona.name}:")
-        click.echo(f"  model: {_describe_model(persona)}")
-        click.echo(f"  publisher: {_describe_publisher(config, persona)}")
-        click.echo(f"  schedule: {persona.schedule.describe()}")
-        done = _finished_first_slot(config, persona, now)
-        times = next_run_times(persona.schedule, now, 3, first_run=done is None)
-        shown = [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times]
-        if done is not None:  # a second `bot run` in the same slot (hour) posts nothing now
-            jitter = " plus jitter" if persona.schedule.jitter_seconds else ""
-            click.echo(f"  first run: none: slot {done.slot_key} is done ({done.status} at "
-                       f"{done.updated_at_utc}) and a slot gets one post, so `bot run` started "
-                       f"now posts first at {shown[0] if shown else 'no time'}{jitter}")  # fmt: skip
-        click.echo("  next runs: " + ", ".join(shown))
-        if online and registry.of(persona).online_check is not None:
-            _check_online(config, persona)
-        ready += 1
-    click.echo(f"ok: {ready} persona{'s' if ready != 1 else ''} ready")
-
-
-def _finished_first_slot(config: Config, persona: PersonaSettings, now: datetime) -> Any:
-    """The `SlotRow` that a `bot run` started now would find already done (so its first run
-    posts nothing), from a read-only look at the store; None when it would post."""
-    from functools import partial
-
-    from bot.scheduler import finished_first_slot
-    from bot.store import read_only
-
-    if persona.schedule.first_run_seconds is None:
-        return None
-    return read_only(
-        config.store,
-        lambda store: finished_first_slot(persona.schedule, now, partial(store.slot, persona.name)),
-        None,
-    )
-
-
-def _check_online(config: Config, persona: PersonaSettings) -> None:
-    online_check = registry.of(persona).online_check
-    assert online_check is not None
-    info = online_check(config, persona)
-    flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
-    click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
-    click.echo(f"  instance limit: {info['instance_limit']} characters per post")
-    if info["missing_scopes"]:
-        click.echo(f"  token lacks scopes: {' '.join(info['missing_scopes'])} (give it "
-                   f"{info['scopes_wanted']})")  # fmt: skip
-
-
-@cli.command(short_help="Flag Mastodon accounts as bots; optionally set their profile note.")
-@persona_option
-@click.option("--note", help="Set the profile note (the persona's disclaimer) to this text.")
-@pass_app
-def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
-    """Flag each Mastodon persona's account as a bot; optionally set its profile note.
-
-    \b
-    Example:
-      bot setup -p nietzsche --note "Generated text in the voice of F. Nietzsche. A bot."
-    """
-    config = app.config()
-    done = 0
-    for persona in config.select(personas):
-        setup_account = registry.of(persona).setup
-        if setup_account is None:
-            click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
-            continue
-        info = setup_account(config, persona, note)
-        if not info.bot:
-            raise click.ClickException(
-                f"{persona.name}: {info.acct} is still NOT flagged as a bot: the server "
-                "accepted the change but did not keep it (read back); tick 'This is an "
-                "automated account' in the profile settings by hand"
-            )
-        kept = {None: "", True: ", note set", False: ", but the note was NOT kept"}
-        click.echo(f"{persona.name}: {info.acct} is flagged as a bot (read back)"
-                   f"{kept[info.note_kept]}")  # fmt: skip
-        done += 1
-    if not done:
-        raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
-
-
-def _describe_model(persona: PersonaSettings) -> str:
-    """Load the artifact the way the daemon will (card, weights, novelty index)."""
-    from bot.persona import ModelHandle
-
-    loaded = ModelHandle(persona.model).get()
-    card = loaded.sampler.card
-    arch = card.architecture
-    text = f"{persona.model} ({arch.vocab_size} tokens, {arch.n_layer}x{arch.n_hidden} LSTM"
-    bits = card.metrics.get("best_val_bits_per_char")
-    if isinstance(bits, int | float):
-        text += f", {bits:.3f} bits/char on validation"
-    if loaded.novelty_index is None:
-        text += ", no novelty index: not_novel is off"
-    if persona.vocabulary == "known":
-        text += (f", {len(loaded.words):,} known words" if loaded.words is not None
-                 else ", no word list: any word may be written")  # fmt: skip
-    if persona.critic:
-        text += (", a critic ranks" if loaded.critic is not None
-                 else ", no critic (`bot train --critic-only` adds one)")  # fmt: skip
-    return text + ")"
-
-
-def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
-    kind = registry.of(persona)
-    where = kind.describe(config, persona) if kind.describe is not None else kind.name
-    return f"{where}, {persona.visibility}"
-
-
-# --- bot preview / bot post --------------------------------------------------------------
-
-
-def _seeded_rng(seed: int | None) -> Any:
-    import numpy as np
-
-    return np.random.default_rng(seed)
-
-
-@cli.command()
-@persona_option
-# Flag values are checked by Click (exit 2, a usage error); the bounds are config.yaml's.
-@click.option("-n", "--count", default=3, show_default=True, type=click.IntRange(1, 256),
-              help="Posts to show.")  # fmt: skip
-@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
-              help="Sampling temperature (0 = greedy).")  # fmt: skip
-@click.option("--top-k", type=click.IntRange(0, MAX_TOP_K),
-              help="Sample among the k likeliest characters (0 = off).")  # fmt: skip
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
-              help="Nucleus sampling mass (1 = off).")  # fmt: skip
-@click.option("--candidates", type=click.IntRange(1, 256), help="Candidates sampled per round.")
-@click.option("--prompt", help="Prime with this text instead of a configured prompt.")
-@click.option("--seed", type=int, help="Seed for a reproducible preview.")
-@click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
-@json_option
-@pass_app
-def preview(
-    app: App,
-    personas: tuple[str, ...],
-    count: int,
-    temperature: float | None,
-    top_k: int | None,
-    top_p: float | None,
-    candidates: int | None,
-    prompt: str | None,
-    seed: int | None,
-    show_all: bool,
-    as_json: bool,
-) -> None:
-    """Dry run: sample, filter, show posts; sends and stores nothing.
-
-    \b
-    Examples:
-      bot preview
-      bot preview -p nietzsche -n 5 --prompt "Woman " --all
-      bot preview --seed 7 --json
-    """
-    from bot.config import with_overrides
-    from bot.persona import Persona as Runner
-    from bot.persona import length_function
-    from bot.store import read_history
-
-    config = app.config()
-    rng = _seeded_rng(seed)
-    report: list[dict[str, Any]] = []
-    for settings in config.select(personas):
-        settings = with_overrides(
-            settings, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
-        )
-        runner = Runner(settings, rng=rng, length=length_function(settings))
-        history = read_history(config.store, settings.name, settings.filters.history)
-        comp = runner.compose(want=count, prompt=prompt, history=history)
-        report.append(
-            {
-                "persona": settings.name,
-                "prompt": comp.prompt if prompt is not None or len(settings.prompts) < 2 else None,
-                "unknown_chars": comp.unknown_chars,
-                "rounds": comp.rounds,
-                "candidates": len(comp.verdicts),
-                "posts": [
-                    {
-                        "text": c.text,
-                        "prompt": c.prompt,
-                        "mean_logprob": round(c.mean_logprob, 4),
-                        "critic": None if c.critic is None else round(c.critic, 3),
-                        "stop": c.stop,
-                    }
-                    for c in comp.chosen
-                ],
-                "rejections": comp.reason_counts(),
-                "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
-                if show_all
-                else [],
-            }
-        )
-    if as_json:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
-        return
-    for item in report:
-        click.echo(f"== {item['persona']} ({item['candidates']} candidates, "
-                   f"{item['rounds']} rounds; rejected: {_counts(item['rejections'])})")  # fmt: skip
-        if item["unknown_chars"]:
-            chars = "".join(item["unknown_chars"])
-            click.echo(f"note: prompt characters not in the vocabulary were replaced: {chars!r}")
-        if not item["posts"]:
-            click.echo("no candidate survived the filters; try --all to see why")
-        for i, post in enumerate(item["posts"], 1):
-            critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
-            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
-            click.echo(post["text"])
-        if show_all and item["rejected"]:
-            click.echo("\nrejected:")
-            for rej in item["rejected"]:
-                click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
-
-
-@cli.command()
-@persona_option
-@publisher_option
-@click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
-@click.option("--seed", type=int, help="Seed the sampler.")
-@pass_app
-def post(
-    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
-) -> None:
-    """Post once now, through the same path as a scheduled wake.
-
-    \b
-    Examples:
-      bot post                       # the shipped persona, to the local outbox
-      bot post -p ada --publisher mastodon --yes
-    """
-    from bot.config import with_overrides
-    from bot.persona import Persona as Runner
-    from bot.persona import build_publisher, length_function
-    from bot.store import open_store
-
-    config = app.config()
-    rng = _seeded_rng(seed)
-    failed = []
-    with open_store(config.store) as store:
-        for settings in config.select(personas):
-            settings = with_overrides(settings, publisher=publisher_name)
-            publisher = build_publisher(config, settings)
-            if registry.of(settings).remote and not yes:
-                click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
-            runner = Runner(
-                settings, store=store, publisher=publisher, rng=rng,
-                length=length_function(settings),
-            )  # fmt: skip
-            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            result = runner.wake(slot)
-            if result.outcome == "posted" and result.receipt:
-                click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
-                           f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
-                click.echo(result.text or "")
-            elif result.outcome == "no_candidate":
-                failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
-            elif result.outcome == "unknown":
-                failed.append(f"{settings.name}: may have been posted; not sent again "
-                              f"({result.error or 'outcome unknown'})")  # fmt: skip
-            else:
-                failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
-    if failed:
-        # A manual post has its own slot and nothing retries it; a new `bot post` first
-        # looks whether this one reached the server (Persona.recover), so it never doubles.
-        raise click.ClickException(
-            "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
-            " `bot preview --all` and `bot status` for why)"
-        )
 
 
 # --- bot train / bot eval ----------------------------------------------------------------
@@ -689,5 +340,9 @@ def _warn_unused_token(config: Config, selected: list[PersonaSettings]) -> None:
 
 cli.add_command(scrape)
 cli.add_command(status)
+cli.add_command(check)
+cli.add_command(setup)
+cli.add_command(preview)
+cli.add_command(post)
 cli.add_command(new)
 cli.add_command(report)

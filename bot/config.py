@@ -17,27 +17,71 @@ paths in the file are relative to the file's folder; REVENANT_HOME to the workin
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, cast
 
 import yaml
 
+from bot.confignode import (
+    LITERAL_TOKEN_HINT,
+    Inherited,
+    Node,
+    _DuplicateKeyError,
+    _refuse_literal_tokens,
+    _show,
+    _UniqueKeyLoader,
+    _yaml_error,
+)
 from bot.errors import ConfigError
 from bot.log import register_secret
 from bot.publishers import registry
 from bot.publishers.base import VISIBILITIES, Visibility
+from bot.settings import (
+    DEFAULT_PUBLISHER,
+    Config,
+    Filters,
+    LoggingSettings,
+    OnLink,
+    PersonaSettings,
+    Ranking,
+    Replies,
+    Schedule,
+    Secret,
+    Vocabulary,
+)
 from bot.store.location import StoreLocation, parse_store_setting
 
-if TYPE_CHECKING:
-    from apscheduler.triggers.base import BaseTrigger
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "DEFAULT_HOME",
+    "DEFAULT_PUBLISHER",
+    "HOME_ENV",
+    "LITERAL_TOKEN_HINT",
+    "MAX_TOP_K",
+    "STORE_FILE",
+    "Config",
+    "Filters",
+    "LoggingSettings",
+    "Node",
+    "OnLink",
+    "PersonaSettings",
+    "Ranking",
+    "Replies",
+    "Schedule",
+    "Secret",
+    "Vocabulary",
+    "env_value",
+    "load_config",
+    "merge_defaults",
+    "parse_config",
+    "persona_keys",
+    "secret_from_env",
+    "with_overrides",
+]
 
 # ---------------------------------------------------------------------------------------
 # defaults, in one place
@@ -47,15 +91,10 @@ DEFAULT_CONFIG = Path("config.yaml")
 DEFAULT_HOME = Path("var")  # state dir: SQLite store and outbox live here
 STORE_FILE = "revenant.db"
 OUTBOX_DIR = "outbox"
-ENV_NAME_EXAMPLE = "MASTODON_ACCESS_TOKEN"  # in the hint for a bad *_env value
-DEFAULT_PUBLISHER = "outbox"
 RANKINGS = ("best", "weighted")
 VOCABULARIES = ("known", "any")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
-Ranking = Literal["best", "weighted"]
-Vocabulary = Literal["known", "any"]
-OnLink = Literal["reject", "strip"]
 # Upper bounds for numbers: generous for any real use, small enough that a typo (1e20,
 # .inf, an extra zero or three) is refused in one line instead of hanging or eating memory.
 MAX_INTERVAL_MINUTES = 525_600.0  # a year; 1 is the least (the fleet work needs 1-minute slots)
@@ -65,161 +104,6 @@ MAX_TOP_K = 1000  # more than any char vocabulary
 # ---------------------------------------------------------------------------------------
 
 PERSONA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # used in file names
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Mastodon access tokens are 43 url-safe base64 characters; anything long and random-looking
-# in a token-ish key is treated as one.
-TOKEN_LIKE = re.compile(r"^[A-Za-z0-9_\-]{20,}$")
-SECRET_KEYS = ("access_token", "client_secret", "password", "token", "secret")
-LITERAL_TOKEN_HINT = "put it in an environment variable and name it with access_token_env"
-
-
-class Secret:
-    """A value that must never be printed: repr and str are masked, `reveal()` is explicit."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When a persona posts: every `interval_minutes` or on a 5-field `cron`, plus jitter."""
-
-    interval_minutes: float | None = 60.0  # None when `cron` is set
-    cron: str | None = None
-    jitter_seconds: int = 0  # each run moves by a random 0..jitter_seconds
-    timezone: str = "UTC"
-    first_run_seconds: int | None = 5  # post this long after start; None = wait for the schedule
-    coalesce: bool = True  # after downtime, missed runs collapse into one
-    misfire_grace_seconds: int = 300  # a run later than this is skipped
-
-    def trigger(self, *, start: datetime | None = None, jitter: bool = True) -> BaseTrigger:
-        """The APScheduler 3.x trigger; interval runs count from `start` (default: now)."""
-        from apscheduler.triggers.cron import CronTrigger
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        zone = ZoneInfo(self.timezone)
-        spread = (self.jitter_seconds or None) if jitter else None
-        if self.cron is not None:
-            trigger = CronTrigger.from_crontab(self.cron, timezone=zone)
-            if spread:
-                trigger.jitter = spread
-            return trigger
-        assert self.interval_minutes is not None
-        return IntervalTrigger(
-            minutes=self.interval_minutes, start_date=start, timezone=zone, jitter=spread
-        )
-
-    def describe(self) -> str:
-        every = f"cron '{self.cron}'" if self.cron else f"every {self.interval_minutes:g} min"
-        jitter = f" +0..{self.jitter_seconds} s jitter" if self.jitter_seconds else ""
-        return f"{every}{jitter} ({self.timezone})"
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What a candidate must pass; each rejection is stored with a stable reason string."""
-
-    min_chars: int = 20
-    max_chars: int = 500
-    blocklist: tuple[str, ...] = ()
-    default_blocklist: bool = True  # better-profanity's word list on top of `blocklist`
-    novelty_words: int = 8  # reject a run of this many words copied from the corpus
-    duplicate_jaccard: float = 0.6  # word-set overlap with a past post that counts as a repeat
-    history: int = 200  # past posts compared against
-    mentions: OnLink = "reject"
-    urls: OnLink = "reject"
-
-
-@dataclass(frozen=True)
-class Replies:
-    enabled: bool = False
-    interval_minutes: float = 5.0  # how often notifications are polled
-    max_age_minutes: float = 60.0  # older mentions are left unanswered
-    per_account_per_hour: int = 3
-    max_thread_depth: int = 4  # stop answering deeper than this (bot loops)
-    bot_allowlist: tuple[str, ...] = ()  # bot accounts that may be answered at all
-
-
-@dataclass(frozen=True)
-class PersonaSettings:
-    """One persona's settings as config.yaml gives them (the runner is bot.persona.Persona)."""
-
-    name: str
-    model: Path  # models/<name>/ with model.keras + card.json
-    enabled: bool = True
-    prompts: tuple[str, ...] = ()  # primes; {date} {weekday} {time} are filled in
-    include_prompt: bool = False  # the post starts with the prompt
-    temperature: float = 0.8  # 0 = greedy (argmax)
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1 = off
-    candidates: int = 16  # sampled per round, in one batch
-    max_rounds: int = 3  # rounds of sampling before giving up on a slot
-    ranking: Ranking = "weighted"
-    vocabulary: Vocabulary = "known"  # only words of the corpus (words.npz); "any": off
-    critic: bool = True  # rank by the persona's critic (critic.npz) where it has one
-    schedule: Schedule = field(default_factory=Schedule)
-    filters: Filters = field(default_factory=Filters)
-    publisher: str = DEFAULT_PUBLISHER  # a registered kind (bot/publishers/registry.py)
-    # each kind's settings block by kind name (e.g. mastodon); a kind reads its own with
-    # `registry.get(name).settings_of(persona)`, which gives the defaults when absent
-    publisher_settings: Mapping[str, Any] = field(default_factory=dict)
-    visibility: Visibility = "unlisted"
-    spoiler_text: str = ""
-    language: str | None = None  # ISO 639-1, e.g. "de"
-    sensitive: bool = False
-    replies: Replies = field(default_factory=Replies)
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: str = "INFO"
-    json: bool = False
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path  # the file this came from
-    home: Path  # REVENANT_HOME
-    store: StoreLocation  # a Path (SQLite) or a PostgresLocation (bot/store/location.py)
-    outbox: Path
-    timezone: str = "UTC"
-    logging: LoggingSettings = field(default_factory=LoggingSettings)
-    personas: Mapping[str, PersonaSettings] = field(default_factory=dict)
-    lease_seconds: float = 60.0  # a slot claim's lease, renewed every quarter of it
-    models_in_memory: int = 32  # loaded models kept; the least recently used is dropped
-    wake_spacing_seconds: float = 2.0  # personas on one schedule wake this far apart
-
-    @property
-    def label(self) -> str:
-        return str(self.path)
-
-    def persona(self, name: str) -> PersonaSettings:
-        """The persona called `name`, or a ConfigError that suggests the nearest name."""
-        if name in self.personas:
-            return self.personas[name]
-        raise ConfigError(
-            f"{self.label}: no persona named {name!r}", _suggest(name, self.personas, "persona")
-        )
-
-    def select(self, names: Sequence[str] = ()) -> list[PersonaSettings]:
-        """The named personas in the given order, or every persona when none is named."""
-        return [self.persona(n) for n in names] if names else list(self.personas.values())
 
 
 # --- loading --------------------------------------------------------------------------
@@ -324,17 +208,6 @@ def persona_keys() -> tuple[str, ...]:
     """The keys a persona's block may hold: its own fields and each publisher kind's block."""
     blocks = tuple(k.name for k in registry.kinds().values() if k.parse is not None)
     return PERSONA_FIELDS + blocks
-
-
-class Inherited(dict[str, Any]):
-    """A persona's block merged over `defaults:` (a plain dict to the parser); `inherited`
-    names the keys taken from the defaults block at `origin`, so that an error about one
-    of them says where it was written."""
-
-    def __init__(self, data: Mapping[str, Any], inherited: Iterable[str], origin: str) -> None:
-        super().__init__(data)
-        self.inherited = frozenset(inherited)
-        self.origin = origin
 
 
 def merge_defaults(
@@ -562,219 +435,6 @@ def env_value(name: str, env: Mapping[str, str] | None = None) -> str:
     return env.get(name, "").strip()
 
 
-# --- validation helpers ---------------------------------------------------------------
-
-
-class Node:
-    """One mapping in the YAML, with its key path, and typed getters that fail in one line."""
-
-    def __init__(
-        self, label: str, path: str, raw: Any, keys: Iterable[str], *, flags: bool = False
-    ) -> None:
-        self.label, self.path, self.keys, self.flags = label, path, tuple(keys), flags
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(
-                f"{label}: {path or 'the top level'} must be a mapping of "
-                f"key: value (got {_show(raw)})"
-            )
-        self.data: dict[str, Any] = raw
-        for key in raw:
-            if key not in self.keys:
-                raise ConfigError(
-                    f"{label}: unknown key {self.at(str(key))}",
-                    _suggest(str(key), self.keys, "key"),
-                )
-
-    def _key_path(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def at(self, key: str) -> str:
-        """The key as an error names it; one inherited from `defaults:` says so."""
-        if self.flags:
-            return "--" + key.replace("_", "-")
-        if isinstance(self.data, Inherited) and key in self.data.inherited:
-            return f"{self._key_path(key)} (from {self.data.origin}.{key})"
-        return self._key_path(key)
-
-    def fail(self, key: str, problem: str, hint: str = "") -> None:
-        raise ConfigError(f"{self.label}: {self.at(key)} {problem}", hint)
-
-    def node(self, key: str, keys: Iterable[str]) -> Node:
-        return Node(self.label, self._key_path(key), self.data.get(key), keys)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(key, f"must be true or false (got {_show(value)})")
-        return bool(value)
-
-    def whole(self, key: str, default: int, *, lo: int | None = None, hi: int | None = None) -> int:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, f"must be a whole number (got {_show(value)})")
-        if isinstance(value, float):
-            if not value.is_integer():
-                self.fail(key, f"must be a whole number (got {_show(value)})")
-            value = int(value)
-        self._check_range(key, value, lo, hi, lo_open=False)
-        return int(value)
-
-    def number(
-        self,
-        key: str,
-        default: float,
-        *,
-        lo: float | None = None,
-        hi: float | None = None,
-        lo_open: bool = False,
-    ) -> float:
-        value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, f"must be a number (got {_show(value)})")
-        if math.isnan(value):
-            self.fail(key, f"must be a number (got {_show(value)})")
-        self._check_range(key, value, lo, hi, lo_open=lo_open)
-        return float(value)
-
-    def _check_range(
-        self, key: str, value: float, lo: float | None, hi: float | None, *, lo_open: bool
-    ) -> None:
-        low_bad = lo is not None and (value <= lo if lo_open else value < lo)
-        high_bad = hi is not None and value > hi
-        if not (low_bad or high_bad):
-            return
-        if lo is not None and hi is not None:
-            rule = (
-                f"must be greater than {lo:g} and at most {hi:g}"
-                if lo_open
-                else f"must be between {lo:g} and {hi:g}"
-            )
-        elif lo is not None:
-            rule = f"must be greater than {lo:g}" if lo_open else f"must be at least {lo:g}"
-        else:
-            rule = f"must be at most {hi:g}"
-        self.fail(key, f"{rule} (got {_show(value)})")
-
-    def text(self, key: str, default: str | None) -> str | None:
-        value = self.data.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.fail(
-                key,
-                f"must be text (got {_show(value)})",
-                "put it in quotes" if isinstance(value, bool | int | float) else "",
-            )
-        return str(value)
-
-    def choice(self, key: str, default: str, choices: Sequence[str], *, upper: bool = False) -> str:
-        value = self.data.get(key, default)
-        normal = value.upper() if upper and isinstance(value, str) else value
-        if normal not in choices:
-            self.fail(key, f"must be one of {', '.join(choices)} (got {_show(value)})")
-        return str(normal)
-
-    def texts(self, key: str) -> tuple[str, ...]:
-        value = self.data.get(key, [])
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.fail(
-                key, f"must be a list of text (got {_show(value)})", "write one '- item' per line"
-            )
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                self.fail(f"{key}[{i}]", f"must be text (got {_show(item)})", "put it in quotes")
-        return tuple(value)
-
-    def zone(self, key: str, default: str) -> str:
-        value = self.text(key, default) or default
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.fail(
-                key,
-                f"is not a known time zone (got {value!r})",
-                "use an IANA name such as UTC or Europe/Berlin",
-            )
-        return value
-
-    def env_name(self, key: str, default: str | None) -> str | None:
-        value = self.text(key, default)
-        if value is not None and (_looks_like_token(value) or not ENV_NAME.match(value)):
-            if _looks_like_token(value):
-                raise ConfigError(
-                    f"{self.label}: {self.at(key)} looks like a literal token",
-                    LITERAL_TOKEN_HINT,
-                )
-            self.fail(
-                key,
-                f"must name an environment variable (got {value!r})",
-                f"e.g. {ENV_NAME_EXAMPLE}",
-            )
-        return value
-
-
-class _DuplicateKeyError(Exception):
-    pass
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, except that a key given twice in one mapping is an error: YAML would keep
-    the last one silently (two personas named alike, one lost)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: SafeLoader reports it
-                break
-            if duplicate:
-                line = key_node.start_mark.line + 1
-                raise _DuplicateKeyError(f"duplicate key {key!r} at line {line}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _refuse_literal_tokens(label: str, raw: Any, path: str) -> None:
-    """Walk the whole file: a secret written into it is refused before anything else."""
-    if isinstance(raw, list):
-        for i, item in enumerate(raw):
-            _refuse_literal_tokens(label, item, f"{path}[{i}]")
-        return
-    if not isinstance(raw, dict):
-        return
-    for key, value in raw.items():
-        key_path = f"{path}.{key}" if path else str(key)
-        lowered = str(key).lower()
-        if lowered.endswith("_env"):
-            continue
-        named_secret = lowered in SECRET_KEYS
-        tokenish = any(word in lowered for word in ("token", "secret", "password"))
-        if (named_secret and value not in (None, "")) or (
-            tokenish and isinstance(value, str) and TOKEN_LIKE.match(value)
-        ):
-            raise ConfigError(
-                f"{label}: {key_path} is a literal secret",
-                LITERAL_TOKEN_HINT,
-            )
-        _refuse_literal_tokens(label, value, key_path)
-
-
-def _looks_like_token(value: str) -> bool:
-    """Random-looking: long, mixed case and digits. MASTODON_ACCESS_TOKEN is not; a real token is."""
-    return (
-        bool(TOKEN_LIKE.match(value))
-        and any(c.islower() for c in value)
-        and any(c.isupper() for c in value)
-        and any(c.isdigit() for c in value)
-    )
-
-
 def _field_names(settings: type | None) -> tuple[str, ...]:
     """A settings dataclass's field names: the keys its block may hold."""
     if settings is None or not dataclasses.is_dataclass(settings):
@@ -802,39 +462,3 @@ def _resolve(base: Path, text: str | None) -> Path | None:
         return None
     path = Path(text).expanduser()
     return path if path.is_absolute() else base / path
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in YAML, shortened."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, dict):
-        text = "a mapping"
-    elif isinstance(value, list):
-        text = "a list"
-    else:
-        text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _suggest(word: str, valid: Iterable[str], what: str) -> str:
-    options = sorted(valid)
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]}?"
-    return f"valid {what}s: {', '.join(options)}"
-
-
-def _yaml_error(label: str, err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    if mark is not None:
-        return (
-            f"{label}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: "
-            f"{problem}"
-        )
-    return f"{label}: YAML syntax error: {problem}"

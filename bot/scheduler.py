@@ -10,6 +10,8 @@ Jobs, in one `BlockingScheduler`:
     first:NAME     one run `first_run_seconds` after start, for the slot now falls in; left
                    out (logged as `first_run_skipped`) when that slot already has its post
     retry:NAME     one run at a rate limit's reset (or after a backoff) for a failed slot
+    takeover:NAME  a look just after another daemon's lease on this persona's slot ends:
+                   a replica that died mid-wake has its slot finished by another one
     replies:NAME   `bot.replies.Replier.poll()` when replies are on and the publisher has an inbox
     heartbeat      `store.beat("daemon")`, so `bot status --check` can tell it is alive
 
@@ -29,8 +31,11 @@ not posted late. In-process misfires follow APScheduler.
 
 Nothing one persona does may stop the daemon: every job is wrapped; an exception is logged
 with its traceback, recorded in the store and counted; a persona that keeps failing skips
-2, 4, 8 then 16 wakes; a token the server refuses (401/403) disables that persona until
-restart. Every line it logs is one `event=... key=value` line. Never imports TensorFlow.
+2, 4, 8 then 16 slots; a token the server refuses (401/403) disables that persona until
+restart. Both live in the store (`Store.persona_health`), so every daemon on one store
+(replicas on PostgreSQL, processes on one SQLite file) honours them; a daemon that starts
+clears them for its personas. Every line it logs is one `event=... key=value` line.
+Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -38,302 +43,95 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import json
 import logging
-import random
-import signal
 import threading
-import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.base import BaseTrigger
 
 from bot import config as cfg
 from bot.clock import Clock, SystemClock
+from bot.daemonstate import (
+    HEARTBEAT_SECONDS,
+    ONCE_BEAT,
+    PUBLISH_ATTEMPTS,
+    RETRY_BASE_DELAY_SECONDS,
+    RETRY_MAX_DELAY_SECONDS,
+    RUN_CURSOR,
+    SHUTDOWN_GRACE_SECONDS,
+    STARTED_BEAT,
+    STATE_CURSOR,
+    STOPPED_BEAT,
+    _event_with_traceback,
+    _iso,
+    _PersonaState,
+)
 from bot.delivery import publish_with_retries
 from bot.errors import ConfigError, ModelError, PublishError
-from bot.log import event, format_fields
+from bot.health import Health
+from bot.lifecycle import Lifecycle
+from bot.log import event
 from bot.memory import release_free_memory
 from bot.modelcache import MODELS
-from bot.persona import MAX_SLOT_ATTEMPTS, Persona, WakeResult, build_publisher, length_function
+from bot.persona import Persona, WakeResult, build_publisher, length_function
 from bot.publishers import registry
 from bot.publishers.base import Post, Publisher, Receipt
+from bot.slots import (
+    EPOCH,
+    FINISHED_SLOT,
+    GridTrigger,
+    WallClockCronTrigger,
+    cron_slot,
+    finished_first_slot,
+    format_slot,
+    grid_start,
+    interval_seconds,
+    next_run_times,
+    period_seconds,
+    post_trigger,
+    slot_key,
+    wake_offsets,
+)
 from bot.store import SlotRow, Store, isoformat_utc, new_holder
+from bot.store.protocol import parse_ts
 
 log = logging.getLogger(__name__)
 
-# ---------------------------------------------------------------------------------------
-HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
-STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
-STARTED_BEAT = "daemon:started"  # written when `bot run` starts: older persona states are stale
-ONCE_BEAT = "daemon:once"  # `bot run --once` beats this, not "daemon": it is no running daemon
-STATE_CURSOR = "state:"  # + persona: its health in the running daemon (`_record_state`), JSON
-RUN_CURSOR = "daemon:run"  # the running daemon's id: a persona state of another run is stale
-SHUTDOWN_GRACE_SECONDS = 8.0  # an in-flight wake gets this long; systemd/docker allow 10 s
-PUBLISH_ATTEMPTS = 3  # per wake, same idempotency key each time
-RETRY_BASE_DELAY_SECONDS = 2.0  # publish backoff inside a wake: 2, 4 s (with jitter)
-RETRY_MAX_DELAY_SECONDS = 30.0  # a rate limit resetting later than this ends the wake...
-MAX_RETRY_DELAY = timedelta(minutes=30)  # ...and a retry job waits at most this long
-MAX_BACKOFF_WAKES = 16  # a failing persona skips 2, 4, 8, 16, 16, ... wakes
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # interval slots are counted from here, in UTC
-# ---------------------------------------------------------------------------------------
-
-
-# --- slots ------------------------------------------------------------------------------
-
-
-def interval_seconds(schedule: cfg.Schedule) -> float | None:
-    """The interval in seconds (None for cron), rounded to the microsecond."""
-    if schedule.interval_minutes is None:
-        return None
-    return round(schedule.interval_minutes * 60.0, 6)
-
-
-def grid_start(moment: datetime, seconds: float) -> datetime:
-    """Start of the `seconds`-long cell of the UTC grid (anchored at the epoch) holding `moment`."""
-    step = max(1, round(seconds * 1_000_000))
-    elapsed = (moment - EPOCH) // timedelta(microseconds=1)
-    return EPOCH + timedelta(microseconds=elapsed // step * step)
-
-
-def cron_slot(schedule: cfg.Schedule, moment: datetime) -> datetime | None:
-    """The latest cron fire time at or before `moment` (without jitter), or None if none in
-    5 years. Windows grow from an hour, so a frequent cron takes few steps.
-
-    A wall-clock time that happens twice (the hour repeated when DST ends) is one slot: the
-    key is its first occurrence, so `30 2 * * *` posts once on that night, as cron does.
-    """
-    trigger = WallClockCronTrigger(schedule, jitter=False)
-    zone = trigger.zone
-    for window in (timedelta(hours=1), timedelta(days=1), timedelta(days=32), timedelta(days=367),
-                   timedelta(days=5 * 366)):  # fmt: skip
-        fire = trigger.get_next_fire_time(None, moment - window)
-        if fire is None or fire > moment:
-            continue
-        while True:
-            after = trigger.get_next_fire_time(fire, fire)
-            if after is None or after > moment:
-                local = fire.astimezone(zone).replace(fold=0)
-                return local.astimezone(UTC)
-            fire = after
-    return None
-
-
-def format_slot(moment: datetime, step_seconds: float | None = None) -> str:
-    """`2026-11-26T14:00Z`: UTC, to the minute; seconds (or ms) only for sub-minute grids."""
-    moment = moment.astimezone(UTC)
-    if step_seconds is not None and step_seconds % 60:
-        if step_seconds % 1:
-            return isoformat_utc(moment)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return moment.strftime("%Y-%m-%dT%H:%MZ")
-
-
-def slot_key(schedule: cfg.Schedule, moment: datetime) -> str:
-    """The slot a wake at `moment` posts: the same for every wake inside one slot."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return format_slot(grid_start(moment, seconds), seconds)
-    fire = cron_slot(schedule, moment)
-    if fire is None:  # a cron that has not fired for years: the minute is the slot
-        fire = moment.replace(second=0, microsecond=0)
-    return format_slot(fire)
-
-
-class GridTrigger(BaseTrigger):
-    """Every `seconds` on the UTC grid anchored at the epoch, plus 0..`jitter` seconds.
-
-    APScheduler 3's IntervalTrigger counts each run from the previous *jittered* run, so the
-    jitter adds up and runs drift across slot boundaries (two runs in one slot, a slot with
-    none). This trigger snaps back to the grid every time; jitter is capped at half the
-    interval so each run stays inside its own slot.
-    """
-
-    def __init__(self, seconds: float, jitter: float = 0.0, offset: float = 0.0) -> None:
-        self.seconds = seconds
-        self.offset = min(max(0.0, offset), seconds / 2)  # a fixed place in the slot
-        self.jitter = min(max(0.0, jitter), seconds / 2 - self.offset)
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        step = timedelta(seconds=self.seconds)
-        if previous_fire_time is not None:
-            base = grid_start(previous_fire_time, self.seconds) + step
-        else:
-            start = grid_start(now, self.seconds)
-            base = start if start == now else start + step
-        base += timedelta(seconds=self.offset)
-        if self.jitter:
-            base += timedelta(seconds=random.uniform(0, self.jitter))
-        return base
-
-    def __str__(self) -> str:
-        return f"grid[{self.seconds:g}s, offset {self.offset:g}s, jitter {self.jitter:g}s]"
-
-
-class WallClockCronTrigger(BaseTrigger):
-    """The config's cron trigger, made safe across DST changes; fire times are in UTC.
-
-    APScheduler 3.11's CronTrigger compares a folded fire time (the repeated hour when DST
-    ends) by wall clock, so `*/30 * * * *` in Europe/Berlin steps back to 02:30 CEST after
-    02:00 CET, and the scheduler's catch-up loop never ends (agronholm/apscheduler#1021).
-    This wrapper searches from an instant strictly after the previous fire time, in UTC,
-    and never returns an earlier one. Jitter (0..jitter_seconds) is added here.
-    """
-
-    def __init__(self, schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> None:
-        self.inner = schedule.trigger(jitter=False)
-        self.zone = ZoneInfo(schedule.timezone)
-        self.jitter = schedule.jitter_seconds if jitter else 0
-        self.offset = timedelta(seconds=max(0.0, offset))
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        start = now.astimezone(UTC) - self.offset  # fire times are cron times + offset
-        floor = previous_fire_time.astimezone(UTC) if previous_fire_time is not None else None
-        if floor is not None:
-            floor -= self.offset
-        if floor is not None:
-            start = max(start, floor + timedelta(microseconds=1))
-        for _ in range(200):  # each step moves on a minute; DST needs at most 60
-            fire = self.inner.get_next_fire_time(None, start.astimezone(self.zone))
-            if fire is None:
-                return None
-            fire = fire.astimezone(UTC)
-            if fire >= start and (floor is None or fire > floor):
-                fire += self.offset
-                if self.jitter:
-                    fire += timedelta(seconds=random.uniform(0, self.jitter))
-                return fire
-            start += timedelta(minutes=1)
-        raise RuntimeError(f"cron trigger {self.inner} does not move past {start}")
-
-    def __str__(self) -> str:
-        return f"{self.inner} (DST-safe)"
-
-
-def post_trigger(schedule: cfg.Schedule, *, jitter: bool = True, offset: float = 0.0) -> Any:
-    """The post job's trigger: `GridTrigger` for intervals, `WallClockCronTrigger` for cron;
-    each fire time is the slot's start + `offset` (+ jitter)."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return GridTrigger(seconds, schedule.jitter_seconds if jitter else 0.0, offset)
-    return WallClockCronTrigger(schedule, jitter=jitter, offset=offset)
-
-
-def period_seconds(schedule: cfg.Schedule, now: datetime) -> float:
-    """The schedule's interval, or for cron the gap between its next two fire times."""
-    seconds = interval_seconds(schedule)
-    if seconds is not None:
-        return seconds
-    trigger = WallClockCronTrigger(schedule, jitter=False)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first) if first is not None else None
-    if first is None or second is None:
-        return 0.0
-    return (second - first).total_seconds()
-
-
-def wake_offsets(
-    schedules: Mapping[str, cfg.Schedule], spacing: float, now: datetime
-) -> dict[str, float]:
-    """Seconds after its slot's start each persona wakes: personas on the same schedule
-    wake `spacing` seconds apart (in name order) instead of all at once. The spread stays
-    in the first half of the slot (less the jitter), so every wake keeps its own slot; a
-    thousand hourly personas 2 s apart would need 2,000 s, so they get 1.8 s each."""
-    groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
-    for name, s in schedules.items():
-        groups[(s.interval_minutes, s.cron, s.timezone, s.jitter_seconds)].append(name)
-    offsets: dict[str, float] = {}
-    for names in groups.values():
-        schedule = schedules[names[0]]
-        window = max(0.0, period_seconds(schedule, now) / 2 - schedule.jitter_seconds)
-        step = min(spacing, window / len(names))
-        for i, name in enumerate(sorted(names)):
-            offsets[name] = i * step
-    return offsets
-
-
-def next_run_times(
-    schedule: cfg.Schedule,
-    now: datetime,
-    count: int = 3,
-    *,
-    first_run: bool = True,
-    offset: float = 0.0,
-) -> list[datetime]:
-    """When a daemon started at `now` would post (the first run included unless
-    `first_run` is False: its slot already has its post), without jitter; `offset` is the
-    persona's place in its slot (`wake_offsets`)."""
-    zone = ZoneInfo(schedule.timezone)
-    times: list[datetime] = []
-    if schedule.first_run_seconds is not None and first_run:
-        times.append(now + timedelta(seconds=schedule.first_run_seconds + offset))
-    trigger = post_trigger(schedule, jitter=False, offset=offset)
-    previous: datetime | None = None
-    while len(times) < count:
-        fire = trigger.get_next_fire_time(previous, now)
-        if fire is None:
-            break
-        times.append(fire)
-        previous = fire
-    return sorted(t.astimezone(zone) for t in times)
-
-
-FINISHED_SLOT = ("posted", "skipped", "unknown")  # no claim reopens these (bot/store.py)
-
-
-def finished_first_slot(
-    schedule: cfg.Schedule,
-    now: datetime,
-    lookup: Callable[[str], SlotRow | None],
-    offset: float = 0.0,
-) -> SlotRow | None:
-    """The finished slot that a first run `first_run_seconds` (+ `offset`) after `now` falls
-    in, or None when the first run would post. A second `bot run` inside one slot (the same
-    hour, on the shipped schedule) posts nothing then: one post per slot. `lookup(slot_key)`
-    reads it."""
-    if schedule.first_run_seconds is None:
-        return None
-    key = slot_key(schedule, now + timedelta(seconds=schedule.first_run_seconds + offset))
-    row = lookup(key)
-    return row if row is not None and row.status in FINISHED_SLOT else None
+__all__ = [
+    "EPOCH",
+    "FINISHED_SLOT",
+    "HEARTBEAT_SECONDS",
+    "ONCE_BEAT",
+    "RUN_CURSOR",
+    "STARTED_BEAT",
+    "STATE_CURSOR",
+    "STOPPED_BEAT",
+    "Daemon",
+    "GridTrigger",
+    "WallClockCronTrigger",
+    "cron_slot",
+    "finished_first_slot",
+    "format_slot",
+    "grid_start",
+    "interval_seconds",
+    "next_run_times",
+    "period_seconds",
+    "post_trigger",
+    "slot_key",
+    "wake_offsets",
+]
 
 
 # --- the daemon -------------------------------------------------------------------------
 
 
-@dataclass
-class _PersonaState:
-    """What the daemon knows about one persona between wakes."""
-
-    settings: cfg.PersonaSettings
-    runner: Persona
-    publisher: Publisher
-    lock: threading.Lock
-    streak: int = 0  # failed wakes in a row
-    skip: int = 0  # wakes still to skip (backoff)
-    failures: int = 0  # failed wakes since start
-    disabled: str | None = None  # why, until restart
-    replier: Any = None
-    recorded: tuple[str, str] | None = None  # the health last written to the store
-
-
-class Daemon:
+class Daemon(Health, Lifecycle):
     """Every enabled persona on one scheduler, in one process."""
 
     def __init__(
@@ -398,6 +196,7 @@ class Daemon:
             self.states[settings.name] = _PersonaState(
                 settings, runner, publisher, threading.Lock()
             )
+        store.reset_persona_health(self.states)  # a restart is how a fix is picked up
         self.scheduler = self._build_scheduler()
 
     # -- scheduling --
@@ -499,10 +298,13 @@ class Daemon:
             return WakeResult(key, "disabled", error=state.disabled)
         if self._stopping.is_set():
             return WakeResult(key, "stopping")
+        health = self.store.persona_health(name)  # shared by every daemon on the store
+        if self._disabled_elsewhere(state, health):
+            return WakeResult(key, "disabled", error=state.disabled)
         self._beat()
         with state.lock:
-            if slot is None and state.skip:
-                return self._skip(state, key)
+            if slot is None and health.skip_slots:
+                return self._skip(state, key, health)
             event(log, "wake", persona=name, slot=key, trigger=trigger)
             errors: list[PublishError] = []
             with self._lock:
@@ -525,6 +327,8 @@ class Daemon:
                 with self._lock:
                     self._inflight.pop(name, None)
             self._after_wake(state, result, errors)
+        if result.outcome == "already_claimed" and trigger != "once":
+            self._watch_holder(state, key)
         self._log_next_run(name)
         return result
 
@@ -564,126 +368,6 @@ class Daemon:
                 transient=True,
             )
 
-    def _skip(self, state: _PersonaState, key: str) -> WakeResult:
-        name = state.settings.name
-        state.skip -= 1
-        claim = self.store.claim_slot(name, key)
-        if claim is not None and claim.taken_over:
-            self.store.mark_failed(claim)  # an earlier attempt's slot: leave it to a later one
-        elif claim is not None:
-            self.store.finish_slot(claim, "skipped")
-            self.store.record_failure(name, key, "backoff",
-                                      f"skipped after {state.streak} failed wakes in a row",
-                                      transient=True)  # fmt: skip
-        event(log, "wake_skipped", logging.WARNING, persona=name, slot=key, why="backoff",
-              failed_in_a_row=state.streak, still_to_skip=state.skip)  # fmt: skip
-        self._record_state(state)
-        return WakeResult(key, "skipped")
-
-    def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
-        """A bug or an unexpected error in a wake: traceback to the log, a row in the store."""
-        error = f"{type(err).__name__}: {err}"
-        _event_with_traceback("wake_failed", err, persona=name, slot=key, kind="exception",
-                              error=error)  # fmt: skip
-        try:
-            self.store.record_failure(name, key, "wake", error, transient=False)
-            row = self.store.slot(name, key)
-            if row is not None and row.status == "claimed":
-                self.store.mark_slot(name, key, "failed")
-        except Exception as store_err:  # noqa: BLE001 - the store itself may be what failed
-            _event_with_traceback("record_failed", store_err, persona=name, slot=key)
-        return WakeResult(key, "failed", error=error)
-
-    def _after_wake(
-        self, state: _PersonaState, result: WakeResult, errors: list[PublishError]
-    ) -> None:
-        if result.outcome in ("posted", "no_candidate", "unknown"):
-            state.streak = 0
-            self._record_state(state)
-            return
-        if result.outcome != "failed":
-            return
-        last = errors[-1] if errors else None
-        if last is not None and last.status_code in (401, 403) and not last.transient:
-            self._disable(state, last)
-            return
-        state.failures += 1
-        state.streak += 1
-        if state.streak >= 2:
-            state.skip = min(2 ** (state.streak - 1), MAX_BACKOFF_WAKES)
-            event(log, "backoff", logging.WARNING, persona=state.settings.name,
-                  failed_in_a_row=state.streak, skip_wakes=state.skip)  # fmt: skip
-        self._record_state(state)
-        if last is not None and last.transient:
-            self._schedule_retry(state, result.slot_key, last)
-
-    def _disable(self, state: _PersonaState, err: PublishError) -> None:
-        name = state.settings.name
-        state.disabled = f"{err.status_code}: {err.message}"
-        event(log, "persona_disabled", logging.CRITICAL, persona=name, status=err.status_code,
-              token_env=getattr(state.publisher, "token_env", None), error=err.message,
-              fix=err.hint, until="restart")  # fmt: skip
-        for prefix in ("post", "first", "retry", "replies"):
-            self._remove_job(f"{prefix}:{name}")
-        self._record_state(state)
-
-    def _record_state(self, state: _PersonaState) -> None:
-        """Write the persona's health (ok, failing, backoff, disabled) to the store when it
-        changed, for `bot status`: it lives in this process, and dies with it (a state older
-        than the daemon's STARTED_BEAT is stale)."""
-        failed = f"{state.streak} failed wake{'s' if state.streak != 1 else ''} in a row"
-        if state.disabled:
-            health = ("disabled", f"token refused ({state.disabled}); until restart")
-        elif state.skip:
-            health = ("backoff", f"{failed}; skipping the next {state.skip}")
-        elif state.streak:
-            health = ("failing", failed)
-        else:
-            health = ("ok", "")
-        if health == state.recorded:
-            return
-        value = {"state": health[0], "detail": health[1], "run": self.run_id,
-                 "at_utc": isoformat_utc(self.clock.now())}  # fmt: skip
-        self.store.set_cursor(STATE_CURSOR + state.settings.name, json.dumps(value))
-        state.recorded = health
-
-    def _schedule_retry(self, state: _PersonaState, key: str, err: PublishError) -> None:
-        """One more try of a transiently failed slot, at the rate limit's reset or after a
-        backoff; bounded by the slot's attempts, the idempotency window and the next slot."""
-        name = state.settings.name
-        row = self.store.slot(name, key)
-        if self._stopping.is_set() or row is None or row.status != "failed":
-            return
-        if self._once:
-            event(log, "retry_later", persona=name, slot=key,
-                  why="--once: the next run inside this slot retries it")  # fmt: skip
-            return
-        now = self.clock.now()
-        if err.retry_after is not None:
-            delay = timedelta(seconds=err.retry_after + 1)
-        else:
-            delay = timedelta(seconds=self.retry_base_delay_seconds * 2**row.attempts)
-        when = now + delay
-        why = None
-        if row.attempts >= MAX_SLOT_ATTEMPTS:
-            why = f"{row.attempts} attempts"
-        elif delay > MAX_RETRY_DELAY:
-            why = f"reset in {delay.total_seconds():.0f} s"
-        else:
-            job = self.scheduler.get_job(f"post:{name}")
-            upcoming = getattr(job, "next_run_time", None)
-            if upcoming is not None and when >= upcoming:
-                why = "the next slot comes first"
-        if why:
-            event(log, "retry_given_up", logging.WARNING, persona=name, slot=key, why=why)
-            return
-        self.scheduler.add_job(self._retry_job, "date", run_date=when, args=[name, key],
-                               id=f"retry:{name}", name=f"retry {name} {key}",
-                               replace_existing=True, max_instances=1, next_run_time=when,
-                               misfire_grace_time=state.settings.schedule.misfire_grace_seconds)  # fmt: skip
-        event(log, "retry_scheduled", persona=name, slot=key, at=isoformat_utc(when),
-              attempt=row.attempts + 1)  # fmt: skip
-
     # -- jobs (each one guarded: nothing escapes into the scheduler) --
 
     def _post_job(self, name: str, trigger: str) -> None:
@@ -691,6 +375,22 @@ class Daemon:
 
     def _retry_job(self, name: str, key: str) -> None:
         self._guard(name, lambda: self.wake(name, slot=key, trigger="retry"))
+
+    def _takeover_job(self, name: str, key: str) -> None:
+        self._guard(name, lambda: self._take_over(name, key))
+
+    def _take_over(self, name: str, key: str) -> WakeResult | None:
+        """The look `_watch_holder` planned: wake the slot if its holder's lease ran out
+        (the claim takes it over; it is still held or finished otherwise)."""
+        row = self.store.slot(name, key)
+        if row is None or row.status != "claimed" or row.lease_until_utc is None:
+            return None  # finished, or released by its holder (which retries it)
+        if parse_ts(row.lease_until_utc) >= self.clock.now():
+            self._watch_holder(self.states[name], key)  # renewed: the holder is alive
+            return None
+        event(log, "takeover", persona=name, slot=key, holder=row.holder or "",
+              lease_until=row.lease_until_utc)  # fmt: skip
+        return self.wake(name, slot=key, trigger="takeover")
 
     def _heartbeat_job(self) -> None:
         self._guard("daemon", self._beat)
@@ -720,6 +420,8 @@ class Daemon:
         state = self.states[name]
         if state.disabled or self._stopping.is_set():
             return
+        if self._disabled_elsewhere(state, self.store.persona_health(name)):
+            return
         if state.replier is None:
             try:
                 replies = importlib.import_module("bot.replies")
@@ -743,124 +445,3 @@ class Daemon:
                     self._disable(state, err)
                     return
                 raise
-
-    # -- running --
-
-    def run_once(self) -> list[WakeResult]:
-        """Each persona's current slot, once, in this thread; no scheduler (`--once`)."""
-        self._once = True
-        event(log, "daemon_once", personas=",".join(self.states))
-        results = [self.wake(name, trigger="once") for name in self.states]
-        self._beat()
-        return results
-
-    def run(self) -> bool:
-        """Run until SIGTERM/SIGINT (or `request_stop`). True when every in-flight wake
-        finished; False when one was still going after the grace period (abandoned: its
-        slot stays claimed and is re-tried with the same idempotency key after restart)."""
-        handlers = self._install_signal_handlers()
-        try:
-            self.store.beat(STARTED_BEAT)
-            self.store.set_cursor(RUN_CURSOR, self.run_id)
-            with self.store.transaction():  # `bot status`: these personas are scheduled
-                for state in self.states.values():
-                    self._record_state(state)
-            self._beat()
-            for name, (first_run, first_fire) in self._plan.items():
-                state = self.states[name]
-                event(log, "scheduled", persona=name, schedule=state.settings.schedule.describe(),
-                      publisher=state.publisher.name, first_run=_iso(first_run),
-                      next_run=_iso(first_fire),
-                      replies=self.scheduler.get_job(f"replies:{name}") is not None)  # fmt: skip
-                done = self._first_done.get(name)
-                if done is not None:
-                    event(log, "first_run_skipped", persona=name, slot=done.slot_key,
-                          status=done.status, since=done.updated_at_utc, why="one_post_per_slot",
-                          next_run=_iso(first_fire))  # fmt: skip
-                upcoming = first_run or first_fire
-                if upcoming is not None:
-                    self._remember_next(name, upcoming)
-            event(log, "daemon_started", personas=",".join(self.states),
-                  heartbeat_seconds=self.heartbeat_seconds)  # fmt: skip
-            if self._stopping.is_set():
-                self._start_decided.set()  # stopped before it began: nothing to shut down
-            else:
-                self.scheduler.start()  # blocks until shutdown
-        finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-        clean = True
-        if self._stopping.is_set():  # the stopper may not be assigned yet (request_stop races)
-            self._stopper_started.wait(self.shutdown_grace_seconds)
-        if self._stopper is not None:
-            self._stopper.join(max(0.0, self._stop_deadline - time.monotonic()))
-            with self._idle:  # in-flight wakes complete, up to the deadline
-                clean = self._idle.wait_for(
-                    lambda: self._active == 0, max(0.0, self._stop_deadline - time.monotonic())
-                )
-        if not clean:
-            with self._lock:
-                abandoned = dict(self._inflight)
-            for name, key in abandoned.items():
-                event(log, "wake_abandoned", logging.WARNING, persona=name, slot=key,
-                      why=f"still running {self.shutdown_grace_seconds:g} s after stop")  # fmt: skip
-                try:
-                    self.store.record_failure(name, key, "shutdown",
-                                              "abandoned at shutdown; retried after restart",
-                                              transient=True)  # fmt: skip
-                except Exception as err:  # noqa: BLE001 - best effort while exiting
-                    _event_with_traceback("record_failed", err, persona=name, slot=key)
-        try:  # `bot status --check` says "stopped" from now on, not "ok" for 3 minutes
-            self.store.beat(STOPPED_BEAT)
-        except Exception as err:  # noqa: BLE001 - best effort while exiting
-            _event_with_traceback("record_failed", err, persona="daemon")
-        event(log, "daemon_stopped", clean=clean,
-              failures=",".join(f"{n}={s.failures}" for n, s in self.states.items()))  # fmt: skip
-        return clean
-
-    def request_stop(self, reason: str = "request") -> None:
-        """Begin a graceful shutdown from any thread (or a signal handler); returns at once."""
-        with self._lock:
-            if self._stopping.is_set():
-                event(log, "stopping", reason=reason, note="already stopping")
-                return
-            self._stopping.set()
-            self._stop_deadline = time.monotonic() + self.shutdown_grace_seconds
-            in_flight = ",".join(f"{n}@{k}" for n, k in self._inflight.items())
-        event(log, "stopping", reason=reason, in_flight=in_flight or "none")
-        stopper = threading.Thread(target=self._shutdown, name="revenant-stop", daemon=True)
-        stopper.start()  # started before run() can see it (it joins it)
-        self._stopper = stopper
-        self._stopper_started.set()  # run() may already be past the scheduler: it waits for this
-
-    _stop_deadline = 0.0
-
-    def _shutdown(self) -> None:
-        """Stop scheduling new runs. Not `shutdown(wait=True)`: BlockingScheduler's loop only
-        returns after every running job has finished, so one hung wake would hold the exit
-        forever; `run()` waits for the running jobs itself, up to the deadline."""
-        self._start_decided.wait(self.shutdown_grace_seconds)
-        with contextlib.suppress(SchedulerNotRunningError):
-            self.scheduler.shutdown(wait=False)
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.getsignal(signum) or signal.SIG_DFL
-            signal.signal(signum, self._on_signal)
-        return previous
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.request_stop(signal.Signals(signum).name)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return isoformat_utc(moment) if moment is not None else None
-
-
-def _event_with_traceback(name: str, err: BaseException, **fields: Any) -> None:
-    """`event()` at ERROR with `err`'s traceback after the line."""
-    payload = {"event": name, **fields}
-    log.error("%s", format_fields(payload), exc_info=err, extra={"revenant_fields": payload})

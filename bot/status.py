@@ -156,7 +156,7 @@ class DaemonState:
 
 
 def daemon_state(store: Store | None, now: datetime, max_age_seconds: float) -> DaemonState:
-    from bot.scheduler import ONCE_BEAT, STARTED_BEAT, STOPPED_BEAT
+    from bot.daemonstate import ONCE_BEAT, STARTED_BEAT, STOPPED_BEAT
 
     beats = store.heartbeats() if store is not None else {}
     beat, stopped = beats.get("daemon"), beats.get(STOPPED_BEAT)
@@ -223,7 +223,7 @@ def _healths(store: Store | None, daemon: DaemonState) -> dict[str, dict[str, An
     """Each persona's health as the running daemon recorded it (older runs' are stale)."""
     if store is None or not daemon.running:
         return {}
-    from bot.scheduler import RUN_CURSOR, STATE_CURSOR
+    from bot.daemonstate import RUN_CURSOR, STATE_CURSOR
 
     run = store.get_cursor(RUN_CURSOR)
     fresh = {}
@@ -245,7 +245,7 @@ def _persona_summary(
     health: dict[str, Any] | None,
     next_run: str | None,
 ) -> dict[str, Any]:
-    from bot.scheduler import next_run_times, post_trigger, slot_key
+    from bot.slots import next_run_times, post_trigger, slot_key
 
     if not persona.enabled:
         state, detail = "off", "enabled: false in the config"

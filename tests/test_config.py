@@ -394,7 +394,7 @@ def test_next_run_times_in_zone(
             schedule: {cron: "30 9 * * *", timezone: Europe/Berlin, jitter_seconds: 600}
         """
     )
-    from bot.scheduler import next_run_times
+    from bot.slots import next_run_times
 
     schedule = load_config().persona("ada").schedule
     # 2025-03-29 12:00 UTC: Berlin switches to summer time the next night.
@@ -409,7 +409,7 @@ def test_next_run_times_in_zone(
 
 def test_interval_run_times() -> None:
     from bot.config import Schedule
-    from bot.scheduler import next_run_times
+    from bot.slots import next_run_times
 
     now = datetime(2025, 1, 1, 10, 0, 30, tzinfo=UTC)
     times = next_run_times(Schedule(interval_minutes=60), now, 3)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bot.native
 import bot.sampler
 from bot.card import EOS
 from bot.sampler import Sample, Sampler
@@ -26,7 +27,7 @@ needs_c = pytest.mark.skipif(bot.sampler._lstm is None, reason="bot._lstm not bu
 def idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """The threads run together whatever else the test machine is doing (on a busy machine
     the loop would start alone, which the last test covers)."""
-    monkeypatch.setattr(bot.sampler, "_cores_free", lambda: 64)
+    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)
 
 
 SETTINGS = [  # (prompt, max_chars, temperature, top_k, top_p)
@@ -225,7 +226,7 @@ def test_a_helper_stuck_past_the_post_is_detached_and_the_next_post_is_normal(
     what it reads kept alive) instead of being waited for forever: the post comes back
     while the helper is still held."""
     assert bot.sampler._lstm is not None
-    monkeypatch.setattr(bot.sampler, "BARRIER_WAIT_S", 0.02)
+    monkeypatch.setattr(bot.native, "BARRIER_WAIT_S", 0.02)
     sampler = Sampler.load(TINY, threads=2)
     want = _post(sampler, 5, SETTINGS[2])
     bot.sampler._lstm._stall(5, True)

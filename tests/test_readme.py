@@ -124,12 +124,29 @@ def benchmark_memory() -> tuple[str, str]:
     return resident, peak
 
 
+def fleet_memory() -> tuple[str, str]:
+    """The 1,000-persona row of BENCHMARKS.md's fleet table: median and peak resident."""
+    body = section((ROOT / "BENCHMARKS.md").read_text(encoding="utf-8"),
+                   "A fleet in one process: `bench/fleet.py` (issue 18, point 4)")  # fmt: skip
+    [(median, peak)] = re.findall(r"^\| \*\*1,000\*\* \| [^|]+ \| \*\*(\d+) MB\*\* \| "
+                                  r"\*\*(\d+) MB\*\* \|", body, flags=re.MULTILINE)  # fmt: skip
+    return median, peak
+
+
 def test_daemon_memory_figures_are_the_benchmarks_in_one_place() -> None:
     resident, peak = benchmark_memory()
+    fleet, fleet_peak = fleet_memory()
     deploying = section(README, "Deploying")
     assert f"**{resident} MiB resident** (`VmRSS`; peak {peak} MiB)" in deploying
+    assert (
+        f"**1,000 personas in one `bot run` hold {fleet} MB resident\n(peak {fleet_peak} MB)**"
+        in deploying
+    )
     # No other daemon figure anywhere: README, the unit, the Dockerfile.
-    assert re.findall(r"\d+ Mi?B resident", README) == [f"{resident} MiB resident"]
+    assert re.findall(r"\d+ Mi?B resident", README) == [
+        f"{resident} MiB resident",
+        f"{fleet} MB resident",
+    ]
     for name in ("deploy/revenant.service", "Dockerfile"):
         text = (ROOT / name).read_text(encoding="utf-8")
         comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))

@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import Config, Schedule, load_config
+from bot.daemonstate import MAX_BACKOFF_WAKES
 from bot.errors import PublishError
 from bot.publishers.base import Post, Receipt
 from bot.scheduler import (
-    MAX_BACKOFF_WAKES,
     Daemon,
     GridTrigger,
     WallClockCronTrigger,
@@ -323,7 +323,7 @@ def test_a_crashing_persona_is_isolated_and_backs_off(
     # bob: fails, fails (skip 2), fails (skip 4), fails (skip 8) ...
     f, s = "failed", "skipped"
     assert outcomes["bob"] == [f, f, s, s, f, s, s, s, s, f, s, s, s, s, s]
-    assert daemon.states["bob"].failures == 4 and daemon.states["bob"].skip == 3
+    assert daemon.states["bob"].failures == 4 and store.persona_health("bob").skip_slots == 3
     # Each failed wake's slot is closed by the next wake: nothing reached the server.
     assert store.failure_counts("bob") == {"backoff": 11, "wake": 4, "late": 3}
     slot = store.slot("bob", "2026-11-26T15:00Z")
@@ -342,15 +342,17 @@ def test_backoff_is_capped_and_resets_after_success(
 ) -> None:
     publisher = ScriptedPublisher()
     daemon = make_daemon(make_config("ada"), store, clock, ada=publisher)
-    state = daemon.states["ada"]
-    state.streak = 9
+    for _ in range(9):
+        store.wake_failed("ada", lambda streak: 0)  # nine failed wakes, no backoff set
     publisher.script = [PublishError("down", transient=False)]
     assert daemon.wake("ada").outcome == "failed"
-    assert state.skip == MAX_BACKOFF_WAKES
-    state.skip = 0
+    assert store.persona_health("ada").skip_slots == MAX_BACKOFF_WAKES
+    while store.take_skip("ada"):
+        pass
     clock.advance(hours=1)
     assert daemon.wake("ada").outcome == "posted"
-    assert (state.streak, state.skip) == (0, 0)
+    health = store.persona_health("ada")
+    assert (health.streak, health.skip_slots) == (0, 0)
 
 
 # --- publishing failures --------------------------------------------------------------
@@ -406,7 +408,7 @@ def test_rate_limit_keeps_the_slot_and_retries_at_the_reset(
     assert slot is not None and slot.status == "failed"
     retry = daemon.scheduler.get_job("retry:ada")
     assert retry is not None and retry.next_run_time == T0 + timedelta(seconds=601)
-    assert daemon.states["ada"].skip == 0  # one failure is not yet a pattern
+    assert store.persona_health("ada").skip_slots == 0  # one failure is not yet a pattern
     clock.advance(seconds=601)
     retry.func(*retry.args)  # what the scheduler runs at the reset
     [post] = store.recent_posts("ada")

@@ -240,7 +240,7 @@ def test_model_swap_leaves_a_loadable_persona_at_every_step(
     models/NAME, never none (the swap used to rename the old folder away first)."""
     import shutil
 
-    from bot.train import trainer
+    from bot.train import artifacts
 
     class Crash(BaseException):
         pass
@@ -253,7 +253,7 @@ def test_model_swap_leaves_a_loadable_persona_at_every_step(
             out.mkdir(parents=True)
             (out / "card.json").write_text("old")
         else:
-            with trainer._atomic_dir(out) as tmp:
+            with artifacts._atomic_dir(out) as tmp:
                 (tmp / "card.json").write_text("old")
         calls = [0]
 
@@ -267,10 +267,10 @@ def test_model_swap_leaves_a_loadable_persona_at_every_step(
             return call
 
         for owner, name in ((Path, "rename"), (Path, "replace"), (Path, "symlink_to"),
-                            (shutil, "rmtree"), (trainer, "_exchange")):  # fmt: skip
+                            (shutil, "rmtree"), (artifacts, "_exchange")):  # fmt: skip
             monkeypatch.setattr(owner, name, crashing(getattr(owner, name)))
         try:
-            with trainer._atomic_dir(out) as tmp:
+            with artifacts._atomic_dir(out) as tmp:
                 (tmp / "card.json").write_text("new")
             crashed = False
         except Crash:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bot.native
 import bot.sampler
 from bot.card import EOS, UNK, read_card
 from bot.sampler import Sampler
@@ -172,7 +173,7 @@ def test_no_sample_has_a_word_outside_the_vocabulary(
     """The property, at a temperature that invents words freely without the constraint,
     over many seeds, prompts (one ending inside a word, one inside a non-word) and
     settings; posts cut at max_chars included."""
-    monkeypatch.setattr(bot.sampler, "_cores_free", lambda: 64)  # the C loop's 2 threads
+    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)  # the C loop's 2 threads
     prompts = ["The", "Truth is a wom", "", "Xylo", "We"]
     stops, posts, unconstrained = set(), 0, 0
     for seed in range(60):
@@ -208,7 +209,7 @@ def test_a_permissive_constraint_samples_exactly_as_none(
 ) -> None:
     """With every character allowed the masked arithmetic must reduce to the unmasked
     one bit for bit: same posts, same scores, in every path."""
-    monkeypatch.setattr(bot.sampler, "_cores_free", lambda: 64)
+    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)
     everything = WordTrie(
         np.full_like(trie.mask, 255), trie.keys, trie.targets, trie.letter, trie.alphabet,
         trie.itos,

@@ -1,4 +1,5 @@
-"""The state store: slot claims, posts, rejected candidates, cursors, failures, heartbeats.
+"""The state store: slot claims, posts, rejected candidates, cursors, failures, heartbeats,
+and each persona's health (disabled, backoff), shared by every daemon on the store.
 
 `Store` is the protocol every backend implements: `SQLiteStore` (one file, the embedded
 default) and `PostgresStore` (a shared database, for replicas and big fleets). Both run
@@ -14,10 +15,10 @@ the same SQL (sql.py, base.py) and the same named migrations (migrations.py).
 
 The package's modules:
 
-    protocol.py    `Store`, the rows (Claim, SlotRow, PostRow, FailureRow), UTC time text
+    protocol.py    `Store`, the rows (Claim, SlotRow, PostRow, FailureRow, PersonaHealth), UTC time
     sql.py         `SQLStore`: slots and posts (the claim protocol), in SQL both backends take
-    base.py        `SQLBase`: transactions, migration runner; failures, cursors, mentions
-    migrations.py  m001_initial, m002_mentions, m003_leases, ... (never edit a shipped one)
+    base.py        `SQLBase`: transactions, migration runner; failures, health, cursors, mentions
+    migrations.py  m001_initial, ..., m004_persona_health (never edit a shipped one)
     sqlite.py      `SQLiteStore`: WAL, busy timeout, BEGIN IMMEDIATE
     postgres.py    `PostgresStore`: psycopg 3, placeholders and DDL translated, advisory lock
     location.py    config.yaml's `store:`: a path or a postgresql:// URL (password from env)
@@ -43,6 +44,7 @@ from bot.store.protocol import (
     LEASE_SECONDS,
     Claim,
     FailureRow,
+    PersonaHealth,
     PersonaSummary,
     PostKind,
     PostRow,
@@ -63,6 +65,7 @@ __all__ = [
     "Claim",
     "FailureRow",
     "Migration",
+    "PersonaHealth",
     "PersonaSummary",
     "PostKind",
     "PostRow",

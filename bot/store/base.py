@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, Self
 
 from bot.store.migrations import MIGRATIONS
-from bot.store.protocol import FailureRow, PersonaSummary, isoformat_utc, parse_ts, utc_now
+from bot.store.protocol import (
+    FailureRow,
+    PersonaHealth,
+    PersonaSummary,
+    isoformat_utc,
+    parse_ts,
+    utc_now,
+)
 
 
 class DB(Protocol):
@@ -22,7 +29,8 @@ class DB(Protocol):
 
 class SQLBase:
     """The plumbing every backend shares (a lock, nesting transactions, the clock, the
-    migration runner) and the simple records: failures, cursors, heartbeats, mentions.
+    migration runner) and the simple records: failures, persona health, cursors,
+    heartbeats, mentions.
     `SQLStore` adds slots and posts; a backend adds the connection."""
 
     def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
@@ -116,6 +124,85 @@ class SQLBase:
             [*params, limit],
         )
         return [FailureRow(**{**dict(row), "transient": bool(row["transient"])}) for row in rows]
+
+    # --- persona health (shared by every daemon on the store) -------------------------
+
+    def persona_health(self, persona: str) -> PersonaHealth:
+        """The persona's shared state; all clear when it has no row."""
+        rows = self._query(
+            "SELECT persona, streak, skip_slots, disabled, disabled_at_utc, updated_at_utc"
+            " FROM persona_health WHERE persona = ?",
+            (persona,),
+        )
+        return PersonaHealth(**dict(rows[0])) if rows else PersonaHealth(persona)
+
+    def wake_failed(self, persona: str, backoff: Callable[[int], int]) -> PersonaHealth:
+        """One more failed wake in a row, whichever daemon had it (an atomic increment);
+        `backoff(streak)` is how many slots to skip from now (0: none, keep the count)."""
+        now = self._ts()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO persona_health (persona, updated_at_utc) VALUES (?, ?)"
+                " ON CONFLICT (persona) DO NOTHING",
+                (persona, now),
+            )
+            row = db.execute(
+                "UPDATE persona_health SET streak = streak + 1, updated_at_utc = ?"
+                " WHERE persona = ? RETURNING streak",
+                (now, persona),
+            ).fetchone()
+            skip = backoff(int(row[0]))
+            if skip > 0:
+                db.execute(
+                    "UPDATE persona_health SET skip_slots = ? WHERE persona = ?", (skip, persona)
+                )
+            return self.persona_health(persona)
+
+    def wake_succeeded(self, persona: str) -> None:
+        """The persona works: no failures in a row, no backoff (written only on a change)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE persona_health SET streak = 0, skip_slots = 0, updated_at_utc = ?"
+                " WHERE persona = ? AND (streak <> 0 OR skip_slots <> 0)",
+                (self._ts(), persona),
+            )
+
+    def take_skip(self, persona: str) -> bool:
+        """Use up one slot of the backoff; False when none is left (or none was set)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE persona_health SET skip_slots = skip_slots - 1, updated_at_utc = ?"
+                " WHERE persona = ? AND skip_slots > 0",
+                (self._ts(), persona),
+            )
+            return cursor.rowcount == 1
+
+    def disable_persona(self, persona: str, reason: str) -> bool:
+        """Disable the persona for every daemon on the store (its token was refused);
+        False when it already was (the first reason is kept)."""
+        now = self._ts()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO persona_health (persona, disabled, disabled_at_utc, updated_at_utc)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (persona) DO UPDATE SET"
+                " disabled = excluded.disabled, disabled_at_utc = excluded.disabled_at_utc,"
+                " updated_at_utc = excluded.updated_at_utc"
+                " WHERE persona_health.disabled IS NULL",
+                (persona, reason, now, now),
+            )
+            return cursor.rowcount == 1
+
+    def reset_persona_health(self, personas: Iterable[str]) -> None:
+        """Clear the disabled flag and the backoff of `personas`, in one transaction (a
+        daemon starting: a restart is how a fixed token or model is picked up)."""
+        now = self._ts()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE persona_health SET streak = 0, skip_slots = 0, disabled = NULL,"
+                " disabled_at_utc = NULL, updated_at_utc = ? WHERE persona = ?"
+                " AND (disabled IS NOT NULL OR streak <> 0 OR skip_slots <> 0)",
+                [(now, persona) for persona in personas],
+            )
 
     # --- cursors and heartbeats -------------------------------------------------------
 

@@ -153,3 +153,21 @@ def m003_leases(db: SchemaDB) -> None:
     db.execute(f"INSERT INTO posts_duplicates SELECT * FROM posts WHERE id NOT IN ({keep})")
     db.execute(f"DELETE FROM posts WHERE id NOT IN ({keep})")
     db.execute("CREATE UNIQUE INDEX posts_one_per_slot ON posts (persona, slot_key, publisher)")
+
+
+@migration
+def m004_persona_health(db: SchemaDB) -> None:
+    """Issue 18 (replicas): what every daemon on one store must agree on about a persona,
+    one row each: `disabled` (why the server refused its token; a daemon that starts
+    clears it), the failed wakes in a row (`streak`) and the slots still to skip
+    (`skip_slots`, the backoff), whichever replica woke it."""
+    db.execute(
+        """CREATE TABLE persona_health (
+            persona TEXT PRIMARY KEY,
+            streak INTEGER NOT NULL DEFAULT 0,
+            skip_slots INTEGER NOT NULL DEFAULT 0,
+            disabled TEXT,
+            disabled_at_utc TEXT,
+            updated_at_utc TEXT NOT NULL
+        )"""
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,6 +99,21 @@ class FailureRow:
     error: str
     transient: bool
     created_at_utc: str
+
+
+@dataclass(frozen=True)
+class PersonaHealth:
+    """What every daemon on the store agrees on about one persona (`persona_health`):
+    `streak` failed wakes in a row, `skip_slots` slots still to skip (backoff), and
+    `disabled` (why, e.g. "401: ...") once a server refused its token. All zero/None when
+    nothing is known."""
+
+    persona: str
+    streak: int = 0
+    skip_slots: int = 0
+    disabled: str | None = None
+    disabled_at_utc: str | None = None
+    updated_at_utc: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,18 @@ class Store(Protocol):
     def failure_counts(self, persona: str | None = None) -> dict[str, int]: ...
 
     def recent_failures(self, persona: str | None = None, limit: int = 5) -> list[FailureRow]: ...
+
+    def persona_health(self, persona: str) -> PersonaHealth: ...
+
+    def wake_failed(self, persona: str, backoff: Callable[[int], int]) -> PersonaHealth: ...
+
+    def wake_succeeded(self, persona: str) -> None: ...
+
+    def take_skip(self, persona: str) -> bool: ...
+
+    def disable_persona(self, persona: str, reason: str) -> bool: ...
+
+    def reset_persona_health(self, personas: Iterable[str]) -> None: ...
 
     def get_cursor(self, name: str, default: str | None = None) -> str | None: ...
 

@@ -28,15 +28,12 @@ On 2 CPU cores a 3x256 model learns at ~10k chars/s; see BENCHMARKS.md for figur
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +42,6 @@ from typing import Any
 import keras
 import numpy as np
 
-import bot
 from bot.card import (
     CARD_FILE,
     LOSS_PLOT_FILE,
@@ -58,8 +54,10 @@ from bot.card import (
 )
 from bot.errors import CorpusError, ModelError
 from bot.novelty import build_index, save_index
+from bot.train.artifacts import _atomic_dir, _plot, _versions
 from bot.train.curate import CRITIC_FAKES, curate
 from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
+from bot.train.loop import Budget, Checkpoints, WindowDataset, _StopAfter, validation_windows
 from bot.train.model import build_model, distribution_scope
 
 LN2 = math.log(2.0)
@@ -93,140 +91,6 @@ class TrainConfig:
     # (window length, steps) trained before the full seq_len, on a fresh model only
     short_start: tuple[tuple[int, int], ...] = ((16, 300), (32, 200), (64, 150))
     short_start_share: float = 0.5  # at most this share of --max-minutes goes to it
-
-
-class WindowDataset(keras.utils.PyDataset):
-    """Batches of [batch, seq_len] windows over the token stream, x -> next token y.
-
-    Each epoch starts the windows at a new random offset and shuffles them, so the model
-    sees every boundary in different places.
-    """
-
-    def __init__(self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.ids, self.seq_len, self.batch_size = ids, seq_len, batch_size
-        self.rng = np.random.default_rng(seed)
-        if (len(ids) - 1) // seq_len < batch_size:
-            raise CorpusError(
-                f"the training text ({len(ids)} chars) is shorter than one batch "
-                f"({batch_size} x {seq_len})",
-                "use a larger corpus or smaller --batch-size/--seq-len",
-            )
-        self.on_epoch_end()
-
-    def on_epoch_end(self) -> None:
-        offset = int(self.rng.integers(0, self.seq_len))
-        n = (len(self.ids) - 1 - offset) // self.seq_len
-        self.starts = offset + self.seq_len * self.rng.permutation(n)
-
-    def __len__(self) -> int:
-        return len(self.starts) // self.batch_size
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        starts = self.starts[i * self.batch_size : (i + 1) * self.batch_size]
-        idx = starts[:, None] + np.arange(self.seq_len + 1)
-        windows = self.ids[idx]
-        return windows[:, :-1], windows[:, 1:]
-
-
-def validation_windows(ids: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Non-overlapping windows over the held-out stream (the ragged tail is dropped)."""
-    n = (len(ids) - 1) // seq_len
-    if n == 0:
-        raise CorpusError(
-            f"the validation text ({len(ids)} chars) is shorter than one window ({seq_len})",
-            "use a larger corpus, a larger --val-fraction or a smaller --seq-len",
-        )
-    idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)
-    windows = ids[idx]
-    return windows[:, :-1], windows[:, 1:]
-
-
-class Budget(keras.callbacks.Callback):
-    """Learning-rate schedule and wall-clock budget in one place.
-
-    Progress is the larger of steps done / steps planned and minutes spent / budget, so the
-    cosine decay ends when the time does; the run stops cleanly once the budget is spent
-    (Keras still validates the partial epoch, so the best weights are kept).
-    """
-
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, step0: int, elapsed0: float):
-        super().__init__()
-        self.cfg = cfg
-        self.total_steps = max(1, cfg.epochs * steps_per_epoch)
-        self.step = step0
-        self.elapsed0 = elapsed0
-        self.t0 = time.monotonic()
-        self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-        self.out_of_time = False
-
-    @property
-    def elapsed(self) -> float:
-        return self.elapsed0 + time.monotonic() - self.t0
-
-    def lr_at(self, step: int, elapsed: float) -> float:
-        cfg = self.cfg
-        if step < cfg.warmup_steps:
-            return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-        progress = step / self.total_steps
-        if self.budget_s:
-            progress = max(progress, elapsed / self.budget_s)
-        progress = min(progress, 1.0)
-        low = cfg.learning_rate * cfg.min_lr_fraction
-        return low + 0.5 * (cfg.learning_rate - low) * (1 + math.cos(math.pi * progress))
-
-    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.model.optimizer.learning_rate.assign(self.lr_at(self.step, self.elapsed))
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.step += 1
-        if self.budget_s and time.monotonic() - self.t0 >= self.budget_s:
-            self.out_of_time = True
-            self.model.stop_training = True
-
-
-class Checkpoints(keras.callbacks.Callback):
-    """Per epoch: report nats and bits per char, keep the best weights, save for --resume."""
-
-    def __init__(self, workdir: Path, state: dict[str, Any], budget: Budget, verbose: bool):
-        super().__init__()
-        self.workdir, self.state, self.budget, self.verbose = workdir, state, budget, verbose
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        val, loss = float(logs["val_loss"]), float(logs["loss"])
-        state = self.state
-        state["history"].append(
-            {"epoch": epoch + 1, "loss": loss, "val_loss": val, "elapsed_s": self.budget.elapsed}
-        )
-        improved = val < state["best_val_loss"]
-        if improved:
-            state["best_val_loss"], state["best_epoch"] = val, epoch + 1
-            self.model.save_weights(self.workdir / "best.weights.h5")
-        state.update(epoch=epoch + 1, step=self.budget.step, elapsed_s=self.budget.elapsed)
-        self.model.save(self.workdir / "last.keras")  # weights + optimizer, for --resume
-        (self.workdir / "state.json").write_text(json.dumps(state, indent=1))
-        if self.verbose:
-            mark = " *best*" if improved else ""
-            print(
-                f"epoch {epoch + 1}: train {loss:.4f} val {val:.4f} nats/char "
-                f"({val / LN2:.3f} bits/char){mark}  elapsed {self.budget.elapsed / 60:.1f} min",
-                flush=True,
-            )
-
-
-class _StopAfter(keras.callbacks.Callback):
-    """Ends a short-window phase after `steps` batches or once the budget's share is spent."""
-
-    def __init__(self, steps: int, budget: Budget, deadline_s: float | None) -> None:
-        super().__init__()
-        self.steps, self.budget, self.deadline_s, self.done = steps, budget, deadline_s, 0
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.done += 1
-        late = self.deadline_s is not None and self.budget.elapsed >= self.deadline_s
-        if self.done >= self.steps or late:
-            self.model.stop_training = True
 
 
 def short_start(
@@ -336,92 +200,6 @@ def _val_sha256(corpus: Corpus) -> str:
     for document in corpus.val:
         digest.update(document.encode("utf-8") + b"\0")
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of out_dir; on success make it out_dir in one step.
-
-    out_dir is a symlink to a versioned sibling (`.NAME.v<stamp>`), flipped with one
-    rename (`os.replace` of a new link over the old one), so there is no moment without a
-    model folder and a crash at any point leaves the old or the new persona. A real
-    directory from an older version is exchanged for the link atomically where the OS
-    can (Linux renameat2 RENAME_EXCHANGE); elsewhere that one-time conversion has a short
-    window. The previous version is removed after the flip."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    version = out_dir.with_name(f".{out_dir.name}.v{stamp}-{os.getpid()}")
-    tmp.rename(version)
-    link = out_dir.with_name(f".{out_dir.name}.link-{os.getpid()}")
-    link.unlink(missing_ok=True)
-    link.symlink_to(version.name, target_is_directory=True)
-    previous = out_dir.parent / out_dir.readlink() if out_dir.is_symlink() else None
-    if out_dir.is_dir() and not out_dir.is_symlink():  # a folder from an older version
-        if _exchange(link, out_dir):
-            shutil.rmtree(link, ignore_errors=True)  # `link` now names the old folder
-            return
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        previous = old
-    link.replace(out_dir)  # the flip: one rename
-    if previous is not None and previous.resolve() != version.resolve():
-        shutil.rmtree(previous, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the OS or
-    the file system cannot."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return bool(result == 0)
-
-
-def _plot(history: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["loss"] for h in history], label="train")
-    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (nats/char)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _versions() -> dict[str, str]:
-    versions = {"revenant": bot.__version__, "keras": keras.__version__, "numpy": np.__version__}
-    versions["backend"] = keras.backend.backend()
-    if versions["backend"] == "tensorflow":
-        import tensorflow as tf
-
-        versions["tensorflow"] = tf.__version__
-    return versions
 
 
 def train(

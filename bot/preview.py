@@ -1,0 +1,177 @@
+"""`bot preview` (a dry run: posts printed, nothing sent, nothing stored) and `bot post`
+(one post now, recorded like a scheduled one). Registered by bot/cli.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from bot.app import App, json_option, pass_app, persona_option, publisher_option
+from bot.app import counts_text as _counts
+from bot.app import shorten as _shorten
+from bot.config import MAX_TOP_K
+from bot.publishers import registry
+
+# --- bot preview / bot post --------------------------------------------------------------
+
+
+def _seeded_rng(seed: int | None) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+@click.command()
+@persona_option
+# Flag values are checked by Click (exit 2, a usage error); the bounds are config.yaml's.
+@click.option("-n", "--count", default=3, show_default=True, type=click.IntRange(1, 256),
+              help="Posts to show.")  # fmt: skip
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy).")  # fmt: skip
+@click.option("--top-k", type=click.IntRange(0, MAX_TOP_K),
+              help="Sample among the k likeliest characters (0 = off).")  # fmt: skip
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling mass (1 = off).")  # fmt: skip
+@click.option("--candidates", type=click.IntRange(1, 256), help="Candidates sampled per round.")
+@click.option("--prompt", help="Prime with this text instead of a configured prompt.")
+@click.option("--seed", type=int, help="Seed for a reproducible preview.")
+@click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
+@json_option
+@pass_app
+def preview(
+    app: App,
+    personas: tuple[str, ...],
+    count: int,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
+    candidates: int | None,
+    prompt: str | None,
+    seed: int | None,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Dry run: sample, filter, show posts; sends and stores nothing.
+
+    \b
+    Examples:
+      bot preview
+      bot preview -p nietzsche -n 5 --prompt "Woman " --all
+      bot preview --seed 7 --json
+    """
+    from bot.config import with_overrides
+    from bot.persona import Persona as Runner
+    from bot.persona import length_function
+    from bot.store import read_history
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    report: list[dict[str, Any]] = []
+    for settings in config.select(personas):
+        settings = with_overrides(
+            settings, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
+        )
+        runner = Runner(settings, rng=rng, length=length_function(settings))
+        history = read_history(config.store, settings.name, settings.filters.history)
+        comp = runner.compose(want=count, prompt=prompt, history=history)
+        report.append(
+            {
+                "persona": settings.name,
+                "prompt": comp.prompt if prompt is not None or len(settings.prompts) < 2 else None,
+                "unknown_chars": comp.unknown_chars,
+                "rounds": comp.rounds,
+                "candidates": len(comp.verdicts),
+                "posts": [
+                    {
+                        "text": c.text,
+                        "prompt": c.prompt,
+                        "mean_logprob": round(c.mean_logprob, 4),
+                        "critic": None if c.critic is None else round(c.critic, 3),
+                        "stop": c.stop,
+                    }
+                    for c in comp.chosen
+                ],
+                "rejections": comp.reason_counts(),
+                "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
+                if show_all
+                else [],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for item in report:
+        click.echo(f"== {item['persona']} ({item['candidates']} candidates, "
+                   f"{item['rounds']} rounds; rejected: {_counts(item['rejections'])})")  # fmt: skip
+        if item["unknown_chars"]:
+            chars = "".join(item["unknown_chars"])
+            click.echo(f"note: prompt characters not in the vocabulary were replaced: {chars!r}")
+        if not item["posts"]:
+            click.echo("no candidate survived the filters; try --all to see why")
+        for i, post in enumerate(item["posts"], 1):
+            critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
+            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
+            click.echo(post["text"])
+        if show_all and item["rejected"]:
+            click.echo("\nrejected:")
+            for rej in item["rejected"]:
+                click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
+
+
+@click.command()
+@persona_option
+@publisher_option
+@click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
+@click.option("--seed", type=int, help="Seed the sampler.")
+@pass_app
+def post(
+    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
+) -> None:
+    """Post once now, through the same path as a scheduled wake.
+
+    \b
+    Examples:
+      bot post                       # the shipped persona, to the local outbox
+      bot post -p ada --publisher mastodon --yes
+    """
+    from bot.config import with_overrides
+    from bot.persona import Persona as Runner
+    from bot.persona import build_publisher, length_function
+    from bot.store import open_store
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    failed = []
+    with open_store(config.store) as store:
+        for settings in config.select(personas):
+            settings = with_overrides(settings, publisher=publisher_name)
+            publisher = build_publisher(config, settings)
+            if registry.of(settings).remote and not yes:
+                click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
+            runner = Runner(
+                settings, store=store, publisher=publisher, rng=rng,
+                length=length_function(settings),
+            )  # fmt: skip
+            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            result = runner.wake(slot)
+            if result.outcome == "posted" and result.receipt:
+                click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
+                           f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
+                click.echo(result.text or "")
+            elif result.outcome == "no_candidate":
+                failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
+            elif result.outcome == "unknown":
+                failed.append(f"{settings.name}: may have been posted; not sent again "
+                              f"({result.error or 'outcome unknown'})")  # fmt: skip
+            else:
+                failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
+    if failed:
+        # A manual post has its own slot and nothing retries it; a new `bot post` first
+        # looks whether this one reached the server (Persona.recover), so it never doubles.
+        raise click.ClickException(
+            "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
+            " `bot preview --all` and `bot status` for why)"
+        )
