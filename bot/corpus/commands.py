@@ -225,6 +225,61 @@ def scrape_text(
     _report(out, stats, Counter())
 
 
+@scrape.command(name="abc")
+@click.argument("paths", metavar="FILE...", nargs=-1,
+                type=click.Path(exists=True, path_type=Path))  # fmt: skip
+@click.option("--music21", "from_music21", is_flag=True,
+              help="Read the public-domain tune books bundled with music21 "
+                   "(Ryan's 1883, O'Neill's 1850, Aird's 1782-1803).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE.jsonl", help="Output JSONL ('-' for stdout) [default: corpus/<name>.jsonl].")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N tunes.")
+@click.option("--parsing-only", is_flag=True,
+              help="Keep only tunes that abc2midi reads without an error (needs abcmidi).")  # fmt: skip
+def scrape_abc(
+    paths: tuple[Path, ...],
+    from_music21: bool,
+    out: Path | None,
+    limit: int | None,
+    parsing_only: bool,
+) -> None:
+    """Import ABC tune books: one tune per post (a music persona's corpus).
+
+    Each tune keeps its title, meter, unit, tempo and key headers in one fixed order;
+    comments, lyrics, chord symbols and decorations are dropped, and so are tunes
+    without a key, with several voices, or seen already. Folders are read for .abc
+    files. FILE.jsonl is replaced.
+
+    \b
+    Examples:
+      bot scrape abc --music21 --parsing-only -o corpus/tunes.jsonl
+      bot scrape abc book1.abc book2.abc
+    """
+    from bot.corpus.abc import AbcStats, import_abc, music21_books
+
+    sources = list(paths) + (music21_books() if from_music21 else [])
+    if not sources:
+        raise CorpusError("no tune books given", "pass ABC files or folders, or --music21")
+    parses = None
+    if parsing_only:
+        from bot.music import tools
+        from bot.music.filters import abc2midi_errors
+
+        if tools.find("abc2midi") is None:
+            raise CorpusError("--parsing-only needs abc2midi", tools.install_hint(
+                [t for t in tools.TOOLS if t.name == "abc2midi"]))  # fmt: skip
+
+        def parses(text: str) -> bool:
+            return not abc2midi_errors(text)
+
+    stats = AbcStats()
+    out = _default_out(out, "tunes" if from_music21 else (
+        sources[0].stem if sources[0].is_file() else sources[0].name))  # fmt: skip
+    result = run_pipeline(import_abc(sources, stats, parses=parses), out, limit=limit, near_dedupe=False)
+    _report(out, result, Counter())
+    click.echo(stats.format(), err=True)
+
+
 class PipelineStats:
     """What the pipeline removed, and the stats of the corpus it wrote."""
 
@@ -242,6 +297,7 @@ def run_pipeline(
     language: str | None = None,
     since: datetime | None = None,
     append: bool = False,
+    near_dedupe: bool = True,
 ) -> PipelineStats:
     """Filter, dedupe and write `docs` to `out` ('-' = stdout). `append` keeps what `out`
     holds (its posts seed the deduper); otherwise `out` is replaced atomically at the end.
@@ -249,7 +305,7 @@ def run_pipeline(
     from bot.corpus.dedupe import Deduper, dedupe
 
     result = PipelineStats()
-    deduper = Deduper()
+    deduper = Deduper(near=near_dedupe)  # tunes: exact only (bot/corpus/abc.py dedupes bodies)
     to_stdout = out == Path("-")
     existing = list(read_jsonl(out)) if append and not to_stdout and out.exists() else []
     for doc in existing:
