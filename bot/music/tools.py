@@ -1,14 +1,15 @@
 """The external programs a music persona runs, and what `bot check` says when one is missing.
 
     abc2midi       (abcmidi)            parse check, ABC -> MIDI
-    fluidsynth     (fluidsynth)         MIDI -> Ogg Vorbis through a General MIDI soundfont
+    fluidsynth     (fluidsynth)         MIDI -> WAV through a General MIDI soundfont
     FluidR3_GM.sf2 (fluid-soundfont-gm) the soundfont
+    ffmpeg         (ffmpeg)             WAV -> Ogg Vorbis, the release cut to one second
     abcm2ps        (abcm2ps)            ABC -> SVG score
     rsvg-convert   (librsvg2-bin)       SVG -> PNG
 
 All of them are Debian packages (also on Raspberry Pi OS):
 
-    sudo apt-get install --no-install-recommends abcmidi abcm2ps fluidsynth fluid-soundfont-gm librsvg2-bin
+    sudo apt-get install --no-install-recommends abcmidi abcm2ps fluidsynth fluid-soundfont-gm ffmpeg librsvg2-bin
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SOUNDFONTS = (
     Path("/usr/share/soundfonts/FluidR3_GM.sf2"),  # Fedora, Arch
 )
 INSTALL = ("sudo apt-get install --no-install-recommends "
-           "abcmidi abcm2ps fluidsynth fluid-soundfont-gm librsvg2-bin")  # fmt: skip
+           "abcmidi abcm2ps fluidsynth fluid-soundfont-gm ffmpeg librsvg2-bin")  # fmt: skip
 TIMEOUT_SECONDS = 60.0  # one tool run; a tune renders in well under a second
 
 
@@ -39,8 +40,9 @@ class Tool:
 
 TOOLS = (
     Tool("abc2midi", "abcmidi", "checks that a tune parses; MIDI for the audio"),
-    Tool("fluidsynth", "fluidsynth", "MIDI to Ogg Vorbis"),
+    Tool("fluidsynth", "fluidsynth", "MIDI to sound"),
     Tool("soundfont", "fluid-soundfont-gm", "the General MIDI instruments"),
+    Tool("ffmpeg", "ffmpeg", "the sound as Ogg Vorbis"),
     Tool("abcm2ps", "abcm2ps", "the score as SVG"),
     Tool("rsvg-convert", "librsvg2-bin", "the score as PNG"),
 )
