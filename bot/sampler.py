@@ -39,7 +39,17 @@ from types import ModuleType
 import h5py
 import numpy as np
 
-from bot.card import CARD_FILE, CHAR_LSTM, EOS, MODEL_FILE, NORMALISE, UNK, PersonaCard, read_card
+from bot.card import (
+    CARD_FILE,
+    CHAR_LSTM,
+    CHAR_LSTM_KINDS,
+    EOS,
+    MODEL_FILE,
+    NORMALISE,
+    UNK,
+    PersonaCard,
+    read_card,
+)
 from bot.errors import ModelError
 from bot.vocab import WORD, WordTrie
 
@@ -236,7 +246,7 @@ class Sampler:
     @classmethod
     def load(cls, directory: Path, *, threads: int | None = None) -> Sampler:
         card = read_card(directory)
-        if card.kind != CHAR_LSTM:
+        if card.kind not in CHAR_LSTM_KINDS:
             raise ModelError(
                 f"{directory / CARD_FILE}: model kind {card.kind!r} is not {CHAR_LSTM}",
                 "load it with bot.engines.load_engine",
