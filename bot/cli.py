@@ -148,6 +148,7 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
             continue
         click.echo(f"persona {persona.name}:")
         click.echo(f"  model: {_describe_model(persona)}")
+        _check_music_tools(persona)
         click.echo(f"  publisher: {_describe_publisher(config, persona)}")
         click.echo(f"  schedule: {persona.schedule.describe()}")
         done = _finished_first_slot(config, persona, now)
@@ -238,6 +239,11 @@ def _describe_model(persona: PersonaSettings) -> str:
     bits = card.metrics.get("best_val_bits_per_char")
     if isinstance(bits, int | float):
         text += f", {bits:.3f} bits/char on validation"
+    from bot.card import ABC_LSTM, BARS_FILE
+
+    if card.kind == ABC_LSTM:
+        index = "phrase index" if (persona.model / BARS_FILE).is_file() else "no phrase index"
+        return text + f", tunes: music filters, {index})"
     if loaded.novelty_index is None:
         text += ", no novelty index: not_novel is off"
     if persona.vocabulary == "known":
@@ -247,6 +253,30 @@ def _describe_model(persona: PersonaSettings) -> str:
         text += (", a critic ranks" if loaded.critic is not None
                  else ", no critic (`bot train --critic-only` adds one)")  # fmt: skip
     return text + ")"
+
+
+def _check_music_tools(persona: PersonaSettings) -> None:
+    """For a music persona: the rendering tools found or missing, and the fix. Without
+    abc2midi no tune can be checked; without the others a tune is posted as notation only
+    (`media_fallback: notation`) or not at all, which is an error here."""
+    from bot.card import ABC_LSTM, read_kind
+    from bot.music import tools
+
+    if read_kind(persona.model) != ABC_LSTM:
+        return
+    missing = tools.missing()
+    if not missing:
+        click.echo("  music tools: " + ", ".join(t.name for t in tools.TOOLS) + " (all found)")
+        return
+    names = ", ".join(f"{t.name} ({t.package})" for t in missing)
+    fix = f"install them: {tools.install_hint(missing)}"
+    if persona.media_fallback == "notation" and tools.find("abc2midi") is not None:
+        click.echo(f"  music tools: missing {names}: tunes are posted as notation only ({fix})")
+        return
+    raise click.ClickException(
+        f"persona {persona.name}: music tools missing: {names}; it cannot post tunes "
+        f"({fix}{'' if tools.find('abc2midi') is None else ', or set media_fallback: notation'})"
+    )
 
 
 def _describe_publisher(config: Config, persona: PersonaSettings) -> str:
@@ -279,6 +309,9 @@ def _seeded_rng(seed: int | None) -> Any:
 @click.option("--prompt", help="Prime with this text instead of a configured prompt.")
 @click.option("--seed", type=int, help="Seed for a reproducible preview.")
 @click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
+@click.option("--media-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Music personas: write sound and score here "
+                   "[default: $REVENANT_HOME/preview/NAME/<time>].")  # fmt: skip
 @json_option
 @pass_app
 def preview(
@@ -292,9 +325,12 @@ def preview(
     prompt: str | None,
     seed: int | None,
     show_all: bool,
+    media_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Dry run: sample, filter, show posts; sends and stores nothing.
+
+    A music persona's tunes are rendered (sound and score) into a folder it prints.
 
     \b
     Examples:
@@ -317,6 +353,7 @@ def preview(
         runner = Runner(settings, rng=rng, length=length_function(settings))
         history = read_history(config.store, settings.name, settings.filters.history)
         comp = runner.compose(want=count, prompt=prompt, history=history)
+        media = _preview_media(config, settings.name, runner, comp.chosen, media_dir)
         report.append(
             {
                 "persona": settings.name,
@@ -331,8 +368,9 @@ def preview(
                         "mean_logprob": round(c.mean_logprob, 4),
                         "critic": None if c.critic is None else round(c.critic, 3),
                         "stop": c.stop,
+                        **({"media": media[i]} if media is not None else {}),
                     }
-                    for c in comp.chosen
+                    for i, c in enumerate(comp.chosen)
                 ],
                 "rejections": comp.reason_counts(),
                 "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
@@ -355,10 +393,35 @@ def preview(
             critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
             click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
             click.echo(post["text"])
+            for path in post.get("media", []):
+                click.echo(f"   {path}")
         if show_all and item["rejected"]:
             click.echo("\nrejected:")
             for rej in item["rejected"]:
                 click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
+
+
+def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
+                   media_dir: Path | None) -> list[list[str]] | None:  # fmt: skip
+    """For a music persona: each chosen tune's sound and score in a fresh folder (printed);
+    None for other personas. Rendering failures are one Error line naming the tool."""
+    if not chosen or not runner.is_music():
+        return None
+    from bot.music import tools
+    from bot.music.render import render
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = media_dir or config.home / "preview" / name / stamp
+    out: list[list[str]] = []
+    for number, cand in enumerate(chosen, 1):
+        try:
+            done = render(cand.text, folder, stem=f"{number}-{cand.text.split(chr(10))[0][2:]}")
+        except tools.ToolError as err:
+            raise click.ClickException(f"{err} ({tools.INSTALL})") from err
+        out.append([str(done.audio), str(done.image)])
+    click.echo(f"sound and score of {len(out)} tune{'s' if len(out) != 1 else ''}: {folder}",
+               err=True)  # fmt: skip
+    return out
 
 
 @cli.command()
@@ -475,6 +538,8 @@ def post(
 @click.option("--from", "from_dir", type=click.Path(path_type=Path),
               help="Fine-tune from this persona folder (e.g. models/nietzsche).")  # fmt: skip
 @click.option("--mixed-precision", is_flag=True, help="Compute in float16 (GPU only).")
+@click.option("--kind", type=click.Choice(["char_lstm", "abc_lstm"]), default="char_lstm",
+              show_default=True, help="abc_lstm: a music persona over ABC tunes.")  # fmt: skip
 @click.option("--seed", default=1337, show_default=True, help="Seed for the split and weights.")
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Persona folder to write [default: models/NAME].")  # fmt: skip

@@ -51,6 +51,7 @@ ENV_NAME_EXAMPLE = "MASTODON_ACCESS_TOKEN"  # in the hint for a bad *_env value
 DEFAULT_PUBLISHER = "outbox"
 RANKINGS = ("best", "weighted")
 VOCABULARIES = ("known", "any")
+MEDIA_FALLBACKS = ("skip", "notation")  # a music persona whose tune cannot be rendered
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
 Ranking = Literal["best", "weighted"]
@@ -184,6 +185,9 @@ class PersonaSettings:
     language: str | None = None  # ISO 639-1, e.g. "de"
     sensitive: bool = False
     replies: Replies = field(default_factory=Replies)
+    # a music persona (abc_lstm) whose tune cannot be rendered (tools missing or failing):
+    # "skip" the slot, or post the "notation" alone
+    media_fallback: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -443,6 +447,7 @@ def _parse_persona(
         replies=_parse_replies(
             p.node("replies", tuple(f.name for f in dataclasses.fields(Replies)))
         ),
+        media_fallback=p.choice("media_fallback", "skip", MEDIA_FALLBACKS),
     )
 
 

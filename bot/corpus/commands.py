@@ -243,7 +243,7 @@ def scrape_abc(
     limit: int | None,
     parsing_only: bool,
 ) -> None:
-    """Import ABC tune books: one tune per post (a music persona's corpus).
+    """Import ABC tune books, one tune per post (music personas).
 
     Each tune keeps its title, meter, unit, tempo and key headers in one fixed order;
     comments, lyrics, chord symbols and decorations are dropped, and so are tunes
@@ -275,7 +275,9 @@ def scrape_abc(
     stats = AbcStats()
     out = _default_out(out, "tunes" if from_music21 else (
         sources[0].stem if sources[0].is_file() else sources[0].name))  # fmt: skip
-    result = run_pipeline(import_abc(sources, stats, parses=parses), out, limit=limit, near_dedupe=False)
+    result = run_pipeline(
+        import_abc(sources, stats, parses=parses), out, limit=limit, near_dedupe=False
+    )
     _report(out, result, Counter())
     click.echo(stats.format(), err=True)
 
