@@ -30,8 +30,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && python -c "import bot._lstm"
 
 # A music persona (models/tunes) renders each tune to sound and score with Debian's tools:
-# 325 MB more on the dev machine (apt: 182 MB of packages, the soundfont 140 MB of it),
-# more on a slim image; build with --build-arg MUSIC=0 for text personas only.
+# a few hundred megabytes more (README.md, Music personas, has the figure); build with
+# --build-arg MUSIC=0 for text personas only.
 ARG MUSIC=1
 RUN if [ "$MUSIC" = 1 ]; then apt-get update && apt-get install -y --no-install-recommends \
         abcmidi abcm2ps fluidsynth fluid-soundfont-gm ffmpeg librsvg2-bin \
