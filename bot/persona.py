@@ -422,6 +422,8 @@ class Persona:
                 post = self._post(comp.chosen[0].text, slot_key)
             except music_tools.ToolError as err:
                 return self._media_failed(claim, err)
+        for media in post.media:  # rendered for this send; a retry renders them again
+            media.path.unlink(missing_ok=True)
         return self._finish(claim, post, done, rejected, counts, stop=stop)
 
     def _media_failed(self, claim: Claim, err: music_tools.ToolError) -> WakeResult:

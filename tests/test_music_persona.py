@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import load_config
 from bot.music import tools
+from bot.music.post import MEDIA_ROOT
 from bot.persona import Persona
 from bot.publishers.mastodon import MastodonPublisher
 from bot.publishers.outbox import Outbox
@@ -133,6 +134,8 @@ def test_a_wake_posts_the_tune_with_sound_and_score_to_the_outbox(tunes_config: 
     assert [m["mime_type"] for m in entry["media"]] == ["audio/ogg", "image/png"]
     assert "\u201cThe Test Reel\u201d" in entry["media"][0]["description"]
     assert all((tmp_path / "outbox" / m["file"]).stat().st_size > 1000 for m in entry["media"])
+    rendered = MEDIA_ROOT / "tunes" / "2026-12-02T14-00Z"
+    assert not rendered.with_suffix(".ogg").exists() and not rendered.with_suffix(".png").exists()
 
 
 @needs_tools
