@@ -166,3 +166,16 @@ def test_bars_duration_and_description() -> None:
     jig = read_tune(JIG)
     assert jig.qpm == pytest.approx(150.0)  # Q:3/8=100
     assert describe(REEL).startswith("Test Reel: a tune in 4/4 in G, 9 bars")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "T:x\nM:3/0\nL:1/0\nQ:1/0=120\nK:G\nGABc|",  # zero denominators in the header
+        "T:x\nM:4/4\nL:1/8\nK:G\nA/0 B/0|(0abc (1d|>B c|",  # in the body, a stray >
+        'T:x\nM:4/4\nL:1/8\nK:G\n[CEG|{ab|"unclosed|!trill',  # unclosed chord, grace, text
+    ],
+    ids=["header", "body", "unclosed"],
+)
+def test_what_a_model_may_write_is_judged_not_raised(text: str) -> None:
+    assert verdict(text) in REASONS

@@ -85,14 +85,16 @@ def parse_meter(text: str) -> Fraction | None:
     if text in ("C", "c", "C|", "c|"):  # common time and cut time: a whole note a bar
         return Fraction(1)
     match = re.fullmatch(r"\(?([\d+]+)\)?\s*/\s*(\d+)", text)
-    if match is None:
+    if match is None or int(match.group(2)) == 0:
         return None
     return Fraction(sum(int(x) for x in match.group(1).split("+") if x), int(match.group(2)))
 
 
 def parse_fraction(text: str) -> Fraction | None:
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    return Fraction(int(match.group(1)), int(match.group(2))) if match else None
+    if match is None or int(match.group(2)) == 0:
+        return None
+    return Fraction(int(match.group(1)), int(match.group(2)))
 
 
 def parse_tempo(text: str, unit: Fraction) -> float | None:
@@ -136,7 +138,7 @@ def _length(text: str) -> tuple[Fraction, int]:
     num, slashes, den = match.groups()
     value = Fraction(int(num) if num else 1)
     if slashes:
-        value /= int(den) if den else 2 ** len(slashes)
+        value /= int(den) if den and int(den) else 2 ** len(slashes)  # A/0 read as A/
     return value, match.end()
 
 
@@ -262,7 +264,7 @@ def _read_body(body: str, tune: Tune) -> None:
         if ch == "(" and i + 1 < n and body[i + 1].isdigit():
             match = re.match(r"\((\d)(?::(\d)?)?(?::(\d))?", body[i:])
             assert match is not None
-            p = int(match.group(1))
+            p = max(2, int(match.group(1)))  # (0 and (1 are no tuplets; read as (2
             q = int(match.group(2)) if match.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(
                 p, 3 if meter is not None and meter.numerator % 3 == 0 and meter.numerator > 3
                 else 2)  # fmt: skip
@@ -277,7 +279,7 @@ def _read_body(body: str, tune: Tune) -> None:
             count = j - i
             dotted = 2 - Fraction(1, 2**count)
             short = Fraction(1, 2**count)
-            if last is not None:
+            if last is not None and bar.notes and bar.notes[-1] is last:
                 factor = dotted if ch == ">" else short
                 bar.notes[-1] = last = Note(last.pitch, last.duration * factor)
                 broken = short if ch == ">" else dotted
