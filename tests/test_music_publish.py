@@ -141,3 +141,20 @@ def test_media_that_never_finish_processing_keep_the_slot(
         pub.publish(tune_post(media))
     assert slow.value.transient and not slow.value.maybe_sent
     assert mastodon_server.statuses() == []
+
+
+def test_a_file_over_the_instances_limit_is_refused_before_uploading(
+    mastodon_server: MastodonServer, media: tuple[Media, Media]
+) -> None:
+    # A real Mastodon's /api/v2/instance shape, with a small image limit.
+    instance = {"domain": "mastodon.example", "configuration": {
+        "statuses": {"max_characters": 500},
+        "media_attachments": {"image_size_limit": 100, "video_size_limit": 41943040}}}  # fmt: skip
+    mastodon_server.inject_error(200, path="/api/v2/instance/", methods=["GET"], body=instance,
+                                 count=None)  # fmt: skip
+    with pytest.raises(
+        PublishError, match=r"takes image files up to 100 bytes; tune.png has 208"
+    ) as big:
+        publisher(mastodon_server, Sleeps()).publish(tune_post(media))
+    assert not big.value.transient  # retrying cannot help
+    assert mastodon_server.media_uploads == 0 and mastodon_server.statuses() == []

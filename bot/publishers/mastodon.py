@@ -236,6 +236,7 @@ class MastodonPublisher:
         self._me: str | None = None
         self._lock = threading.Lock()
         self._uploaded: dict[tuple[str, str], str] = {}  # (idempotency key, file) -> media id
+        self._media_limits: dict[str, int] = {}  # bytes by media type, from the instance
         self.media_wait_seconds = media_wait_seconds
         self._sleep = sleep
 
@@ -295,6 +296,18 @@ class MastodonPublisher:
         idempotency key in this process, then waiting until the server has processed it
         (Mastodon answers an upload 202 with `url: null` while it transcodes). A failed
         upload is a PublishError that is never `maybe_sent`: no status was sent."""
+        self.max_chars()  # reads the instance once: its media limits come with it
+        host = urlsplit(self.base_url).netloc or self.base_url
+        for media in post.media:
+            kind = media.mime_type.split("/", 1)[0]
+            limit = self._media_limits.get(kind)
+            size = media.path.stat().st_size
+            if limit is not None and size > limit:
+                raise PublishError(
+                    f"{host} takes {kind} files up to {limit:,} bytes; {media.path.name} "
+                    f"has {size:,}",
+                    "shorter tunes make smaller files: lower the persona's filters.max_chars",
+                )
         ids = []
         for media in post.media:
             slot = (post.idempotency_key, str(media.path))
@@ -503,6 +516,7 @@ class MastodonPublisher:
                 continue
             limit = _limit_from_instance(instance) if isinstance(instance, Mapping) else None
             if limit is not None:
+                self._media_limits = _media_limits(instance)
                 return limit, True
         return DEFAULT_MAX_CHARS, definitive
 
@@ -571,6 +585,20 @@ class MastodonPublisher:
             # Mastodon.py parsed the reset too (both formats, clock-corrected).
             seconds = max(0.0, float(self._client.ratelimit_reset) - time.time())
         return seconds
+
+
+def _media_limits(instance: Mapping[str, Any]) -> dict[str, int]:
+    """Upload size limits in bytes by media type, from configuration.media_attachments:
+    images by `image_size_limit`, audio and video by `video_size_limit` (Mastodon
+    applies the video limit to audio)."""
+    media = (instance.get("configuration") or {}).get("media_attachments") or {}
+    limits = {}
+    for kind, key in (("image", "image_size_limit"), ("audio", "video_size_limit"),
+                      ("video", "video_size_limit")):  # fmt: skip
+        value = media.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limits[kind] = value
+    return limits
 
 
 def _limit_from_instance(instance: Mapping[str, Any]) -> int | None:
