@@ -260,18 +260,7 @@ def scrape_abc(
     sources = list(paths) + (music21_books() if from_music21 else [])
     if not sources:
         raise CorpusError("no tune books given", "pass ABC files or folders, or --music21")
-    parses = None
-    if parsing_only:
-        from bot.music import tools
-        from bot.music.filters import abc2midi_errors
-
-        if tools.find("abc2midi") is None:
-            raise CorpusError("--parsing-only needs abc2midi", tools.install_hint(
-                [t for t in tools.TOOLS if t.name == "abc2midi"]))  # fmt: skip
-
-        def parses(text: str) -> bool:
-            return not abc2midi_errors(text)
-
+    parses = _parses if parsing_only else None
     stats = AbcStats()
     out = _default_out(out, "tunes" if from_music21 else (
         sources[0].stem if sources[0].is_file() else sources[0].name))  # fmt: skip
@@ -280,6 +269,59 @@ def scrape_abc(
     )
     _report(out, result, Counter())
     click.echo(stats.format(), err=True)
+
+
+@scrape.command(name="score")
+@click.argument("paths", metavar="FILE...", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
+@click.option("--music21-mozart", "mozart", is_flag=True,
+              help="Read the Mozart movements bundled with music21 (quartets, K. 545).")  # fmt: skip
+@click.option("--bars", default=16, show_default=True, type=click.IntRange(4, 64),
+              help="Bars per phrase (one post each).")  # fmt: skip
+@click.option("--parsing-only", is_flag=True,
+              help="Keep only phrases that abc2midi reads without an error (needs abcmidi).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE.jsonl", help="Output JSONL ('-' for stdout) [default: corpus/<name>.jsonl].")  # fmt: skip
+def scrape_score(
+    paths: tuple[Path, ...], mozart: bool, bars: int, parsing_only: bool, out: Path | None
+) -> None:
+    """Import MusicXML scores: the top part's melody as ABC phrases (needs music21).
+
+    Chords become their top note; phrases with tuplets or a change of key or meter are
+    skipped. For a "Mozart-like" persona, fine-tune a tunes persona on the result.
+
+    \b
+    Examples:
+      bot scrape score --music21-mozart -o corpus/mozart.jsonl
+      bot train -p mozart --kind abc_lstm --corpus corpus/mozart.jsonl --from models/tunes
+    """
+    import importlib.util
+
+    from bot.corpus.score import ScoreStats, import_scores, mozart_scores
+
+    if importlib.util.find_spec("music21") is None:
+        raise CorpusError("bot scrape score needs music21", "pip install -r requirements-train.txt")
+    sources = list(paths) + (mozart_scores() if mozart else [])
+    if not sources:
+        raise CorpusError("no scores given", "pass MusicXML files, or --music21-mozart")
+    stats = ScoreStats()
+    docs = import_scores(sources, bars=bars, stats=stats)
+    if parsing_only:
+        docs = (d for d in docs if _parses(d.text))
+    out = _default_out(out, "mozart" if mozart else sources[0].stem)
+    result = run_pipeline(docs, out, near_dedupe=False)
+    _report(out, result, Counter())
+    click.echo(stats.format(), err=True)
+
+
+def _parses(text: str) -> bool:
+    from bot.music import tools
+    from bot.music.filters import abc2midi_errors
+
+    if tools.find("abc2midi") is None:
+        raise CorpusError("--parsing-only needs abc2midi",
+                          tools.install_hint([t for t in tools.TOOLS if t.name == "abc2midi"]))  # fmt: skip
+    return not abc2midi_errors(text)
 
 
 class PipelineStats:
