@@ -157,6 +157,24 @@ def test_a_wake_posts_once_to_mastodon_with_two_attachments_when_retried(
     assert mastodon_server.media_uploads == 2  # the retry reused the uploads
 
 
+@needs_tools
+def test_a_lost_answer_is_found_among_the_accounts_posts_not_sent_again(
+    tunes_config: Path, mastodon_server: MastodonServer
+) -> None:
+    mastodon_server.process_media(polls=1)
+    mastodon_server.ignore_idempotency_keys()  # only the look at the account can save us
+    mastodon_server.inject_late_response(2.0)  # created, but the client hears nothing
+    publisher = MastodonPublisher(mastodon_server.base_url, mastodon_server.bot.token or "",
+                                  request_timeout_seconds=0.5, settle_seconds=0.0,
+                                  sleep=lambda s: None)  # fmt: skip
+    result = wake(tunes_config, publisher)
+    mastodon_server.drain()
+    assert result.outcome == "posted", result  # type: ignore[attr-defined]
+    statuses = mastodon_server.statuses()
+    assert len(statuses) == 1  # found by its text (ABC, as the server renders it in HTML)
+    assert [m["type"] for m in statuses[0]["media_attachments"]] == ["audio", "image"]
+
+
 def test_check_names_missing_tools_and_the_install_command(
     tunes_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
