@@ -51,11 +51,16 @@ class Bar:
         return sum((n.duration for n in self.notes), Fraction(0))
 
     @property
+    def opens_section(self) -> bool:
+        """Opened by a repeat, an ending (`[1`, `|2`) or a double bar."""
+        return any(e in self.opens for e in (":", "[", "||")) or self.opens[-1:].isdigit()
+
+    @property
     def at_section_edge(self) -> bool:
         """Next to a repeat, an ending, a double bar or the end: where a short bar may
         complete a pickup."""
-        edges = (":", "[", "]", "||")
-        return any(e in self.opens for e in edges) or any(e in self.closes for e in edges)
+        closes = any(e in self.closes for e in (":", "]", "||"))
+        return self.opens_section or closes or "]" in self.opens
 
 
 @dataclass

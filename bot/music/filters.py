@@ -31,7 +31,7 @@ import numpy as np
 
 from bot.filters import Candidate, Verdict
 from bot.music import tools
-from bot.music.abc import Tune, read_tune
+from bot.music.abc import Bar, Tune, read_tune
 from bot.music.novelty import copied_phrases, phrase_hashes
 
 REASONS = (
@@ -106,18 +106,16 @@ def off_meter_bar(tune: Tune) -> int | None:
         length = bar.duration
         if length > bar.meter:
             return number
-        short_ok = number in (1, len(bars)) or bar.at_section_edge or _ends_line_edge(bars, number)
+        short_ok = number in (1, len(bars)) or bar.at_section_edge or _before_section(bars, number)
         if length < bar.meter and not short_ok:
             return number
     return None
 
 
-def _ends_line_edge(bars: list, number: int) -> bool:
-    """A short bar followed by a bar that opens a section (`|:`, `[1`, `||`)."""
-    if number < len(bars):
-        nxt = bars[number]
-        return any(e in nxt.opens for e in (":", "[", "||")) or nxt.opens[-1:].isdigit()
-    return False
+def _before_section(bars: list[Bar], number: int) -> bool:
+    """Whether bar `number` (1-based) is followed by one that opens a section (`|:`, `[1`,
+    `|2`, `||`): the short bar before it completes a pickup."""
+    return number < len(bars) and bars[number].opens_section
 
 
 def abc2midi_errors(text: str) -> list[str]:
