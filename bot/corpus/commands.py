@@ -285,7 +285,7 @@ def scrape_abc(
 def scrape_score(
     paths: tuple[Path, ...], mozart: bool, bars: int, parsing_only: bool, out: Path | None
 ) -> None:
-    """Import MusicXML scores: the top part's melody as ABC phrases (needs music21).
+    """Import MusicXML scores as ABC phrases of their melody (music21).
 
     Chords become their top note; phrases with tuplets or a change of key or meter are
     skipped. For a "Mozart-like" persona, fine-tune a tunes persona on the result.
