@@ -32,6 +32,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && python -c "import bot._lstm"
 
+# A music persona (models/tunes) renders each tune to sound and score with Debian's tools:
+# a few hundred megabytes more (README.md, Music personas, has the figure); build with
+# --build-arg MUSIC=0 for text personas only.
+ARG MUSIC=1
+RUN if [ "$MUSIC" = 1 ]; then apt-get update && apt-get install -y --no-install-recommends \
+        abcmidi abcm2ps fluidsynth fluid-soundfont-gm ffmpeg librsvg2-bin \
+    && rm -rf /var/lib/apt/lists/*; fi
+
 # The shipped config and persona; mount your own over them (-v ...:/app/config.yaml:ro).
 COPY config.yaml ./
 COPY models ./models

@@ -9,6 +9,7 @@
                     that cannot invent a word
       critic.npz    the critic that ranks candidates (bot/critic.py)
       loss.png      training and validation curves
+      bars.npy      (abc_lstm) sorted uint64 hashes of the corpus's 4-bar phrases (bot/music)
 
 Shared by the trainer and the online path, so it must never import TensorFlow or Keras.
 Token ids: 0 is the end-of-post token, 1 the unknown-character token, 2.. single characters.
@@ -25,11 +26,14 @@ from bot.errors import ModelError
 
 CARD_FORMAT = 1
 CHAR_LSTM = "char_lstm"  # the model kind of every card before #18, which named none
+ABC_LSTM = "abc_lstm"  # a char LSTM over ABC tunes: music filters, posts with sound and score
+CHAR_LSTM_KINDS = (CHAR_LSTM, ABC_LSTM)  # kinds whose model.keras the NumPy sampler runs
 CARD_FILE = "card.json"
 MODEL_FILE = "model.keras"
 NGRAMS_FILE = "ngrams.npy"
 WORDS_FILE = "words.npz"  # the corpus' words as a trie (bot.vocab): constrained decoding
 LOSS_PLOT_FILE = "loss.png"
+BARS_FILE = "bars.npy"  # abc_lstm: the corpus's 4-bar phrases, transposition-invariant
 
 EOS = 0  # end of post: the model learns where a post ends
 UNK = 1  # a character too rare to get its own id

@@ -46,6 +46,7 @@ def check(app: App, personas: tuple[str, ...], online: bool) -> None:
             continue
         click.echo(f"persona {persona.name}:")
         click.echo(f"  model: {_describe_model(persona)}")
+        _check_music_tools(persona)
         click.echo(f"  publisher: {_describe_publisher(config, persona)}")
         click.echo(f"  schedule: {persona.schedule.describe()}")
         done = _finished_first_slot(config, persona, now)
@@ -136,6 +137,11 @@ def _describe_model(persona: PersonaSettings) -> str:
     bits = card.metrics.get("best_val_bits_per_char")
     if isinstance(bits, int | float):
         text += f", {bits:.3f} bits/char on validation"
+    from bot.card import ABC_LSTM, BARS_FILE
+
+    if card.kind == ABC_LSTM:
+        index = "phrase index" if (persona.model / BARS_FILE).is_file() else "no phrase index"
+        return text + f", tunes: music filters, {index})"
     if loaded.novelty_index is None:
         text += ", no novelty index: not_novel is off"
     if persona.vocabulary == "known":
@@ -145,6 +151,30 @@ def _describe_model(persona: PersonaSettings) -> str:
         text += (", a critic ranks" if loaded.critic is not None
                  else ", no critic (`bot train --critic-only` adds one)")  # fmt: skip
     return text + ")"
+
+
+def _check_music_tools(persona: PersonaSettings) -> None:
+    """For a music persona: the rendering tools found or missing, and the fix. Without
+    abc2midi no tune can be checked; without the others a tune is posted as notation only
+    (`media_fallback: notation`) or not at all, which is an error here."""
+    from bot.card import ABC_LSTM, read_kind
+    from bot.music import tools
+
+    if read_kind(persona.model) != ABC_LSTM:
+        return
+    missing = tools.missing()
+    if not missing:
+        click.echo("  music tools: " + ", ".join(t.name for t in tools.TOOLS) + " (all found)")
+        return
+    names = ", ".join(f"{t.name} ({t.package})" for t in missing)
+    fix = f"install them: {tools.install_hint(missing)}"
+    if persona.media_fallback == "notation" and tools.find("abc2midi") is not None:
+        click.echo(f"  music tools: missing {names}: tunes are posted as notation only ({fix})")
+        return
+    raise click.ClickException(
+        f"persona {persona.name}: music tools missing: {names}; it cannot post tunes "
+        f"({fix}{'' if tools.find('abc2midi') is None else ', or set media_fallback: notation'})"
+    )
 
 
 def _describe_publisher(config: Config, persona: PersonaSettings) -> str:

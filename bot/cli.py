@@ -128,6 +128,8 @@ def cli(
 @click.option("--from", "from_dir", type=click.Path(path_type=Path),
               help="Fine-tune from this persona folder (e.g. models/nietzsche).")  # fmt: skip
 @click.option("--mixed-precision", is_flag=True, help="Compute in float16 (GPU only).")
+@click.option("--kind", type=click.Choice(["char_lstm", "abc_lstm"]), default="char_lstm",
+              show_default=True, help="abc_lstm: a music persona over ABC tunes.")  # fmt: skip
 @click.option("--seed", default=1337, show_default=True, help="Seed for the split and weights.")
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Persona folder to write [default: models/NAME].")  # fmt: skip

@@ -93,6 +93,7 @@ STORE_FILE = "revenant.db"
 OUTBOX_DIR = "outbox"
 RANKINGS = ("best", "weighted")
 VOCABULARIES = ("known", "any")
+MEDIA_FALLBACKS = ("skip", "notation")  # a music persona whose tune cannot be rendered
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ON_LINK = ("reject", "strip")  # what the filters do with @mentions and URLs
 # Upper bounds for numbers: generous for any real use, small enough that a typo (1e20,
@@ -316,6 +317,7 @@ def _parse_persona(
         replies=_parse_replies(
             p.node("replies", tuple(f.name for f in dataclasses.fields(Replies)))
         ),
+        media_fallback=p.choice("media_fallback", "skip", MEDIA_FALLBACKS),
     )
 
 

@@ -2,7 +2,9 @@
 
     sampler = load_engine(Path("models/ada"))    # card.json "kind": "char_lstm" (the default)
 
-Today the one kind is `char_lstm`: the NumPy sampler (bot/sampler.py) over model.keras.
+Two kinds run the NumPy sampler (bot/sampler.py) over model.keras: `char_lstm` (prose)
+and `abc_lstm` (ABC tunes; the persona applies the music filters and posts sound and
+score, bot/music/).
 The critic is not a kind: it is an optional companion file (critic.npz) of a persona of
 any kind. A new kind registers a factory that returns an engine with the sampler's
 interface; an unknown kind is one ModelError line naming it. Never imports TensorFlow.
@@ -14,13 +16,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.card import CARD_FILE, CHAR_LSTM, read_kind
+from bot.card import ABC_LSTM, CARD_FILE, CHAR_LSTM, read_kind
 from bot.errors import ModelError
 from bot.sampler import Sampler
 
 Factory = Callable[[Path], Sampler]
 
-_FACTORIES: dict[str, Factory] = {CHAR_LSTM: Sampler.load}
+_FACTORIES: dict[str, Factory] = {CHAR_LSTM: Sampler.load, ABC_LSTM: Sampler.load}
 _lock = threading.Lock()
 
 

@@ -26,14 +26,18 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot import config as cfg
+from bot.card import ABC_LSTM, BARS_FILE
 from bot.delivery import Delivery, LeaseKeeper, deliver
 from bot.errors import ModelError
 from bot.faults import crash_point
 from bot.filters import Candidate, Rules, Verdict, apply, default_blocklist, rank
 from bot.log import event
 from bot.modelcache import MODELS, Loaded, ModelHandle
+from bot.music import tools as music_tools
+from bot.music.filters import MusicRules, apply_music
+from bot.music.novelty import load_bar_index
 from bot.publishers import registry
-from bot.publishers.base import Post, Publisher, Receipt
+from bot.publishers.base import Media, Post, Publisher, Receipt
 from bot.store import LEASE_SECONDS, Claim, Store
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,14 @@ class Persona:
             urls=f.urls,
         )
 
+    def is_music(self, loaded: Loaded | None = None) -> bool:
+        """A music persona (card kind abc_lstm): tunes, music filters, sound and score."""
+        return (loaded or self.model.get()).sampler.card.kind == ABC_LSTM
+
+    def music_rules(self, history: list[str]) -> MusicRules:
+        return MusicRules(phrase_index=load_bar_index(self.settings.model / BARS_FILE),
+                          history=history)  # fmt: skip
+
     def pick_prompt(self) -> str:
         prompts = self.settings.prompts
         if not prompts:
@@ -201,12 +213,15 @@ class Persona:
         loaded = self.model.get()
         if history is None:
             history = self.store.recent_texts(self.name, s.filters.history) if self.store else []
+        music = self.is_music(loaded)
         rules = self.rules(history, loaded)
+        tune_rules = self.music_rules(history) if music else None
         n = candidates or s.candidates
-        constraint = loaded.words if s.vocabulary == "known" else None
-        critic = loaded.critic if s.critic else None
+        constraint = loaded.words if s.vocabulary == "known" and not music else None
+        critic = loaded.critic if s.critic and not music else None
         comp = Composition(prompt="", unknown_chars=[])
-        limit = self.max_chars()
+        # a tune's length is its own (the post carries sound and score, the ABC if it fits)
+        limit = s.filters.max_chars if music else self.max_chars()
         rounds_left = s.max_rounds + want - 1
         while len(comp.chosen) < want and rounds_left > 0:
             this_prompt = prompt if prompt is not None else self.pick_prompt()
@@ -216,7 +231,7 @@ class Persona:
                 comp.rounds += 1
                 primed = loaded.sampler.prime(this_prompt)
                 comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
-                budget = limit - (len(this_prompt) if s.include_prompt else 0)
+                budget = limit - (len(this_prompt) if s.include_prompt or music else 0)
                 samples = loaded.sampler.generate(
                     this_prompt,
                     n=n,
@@ -230,14 +245,16 @@ class Persona:
                 )
                 cands = [
                     Candidate(
-                        join_post(this_prompt, x.text, s.include_prompt),
+                        (this_prompt + x.text).strip()
+                        if music  # a prompt opens the tune
+                        else join_post(this_prompt, x.text, s.include_prompt),
                         x.mean_logprob,
                         x.stop,
                         prompt=this_prompt,
                     )
                     for x in samples
                 ]
-                verdicts = apply(cands, rules)
+                verdicts = apply_music(cands, tune_rules) if tune_rules else apply(cands, rules)
                 comp.verdicts += verdicts
                 survivors = [v.candidate for v in verdicts if v.ok]
             if not survivors:
@@ -250,12 +267,34 @@ class Persona:
             comp.chosen.append(pick)
             comp.prompt = comp.prompt or this_prompt
             rules.remember(pick.text)  # later posts of this compose never repeat it
+            if tune_rules is not None:
+                tune_rules.remember(pick.text)
         return comp
 
     # -- posting -------------------------------------------------------------------------
 
-    def _post(self, text: str, slot_key: str) -> Post:
+    def _post(self, text: str, slot_key: str, *, with_media: bool = True) -> Post:
+        """The Post for a slot's written-ahead text. A music persona's text is the tune:
+        the post is its title and ABC (where it fits) with the rendered sound and score,
+        the same for every retry of the slot. Without media (rendering failed and
+        `media_fallback: notation`, or only reconciling) it is the text alone. Raises
+        ToolError when the tune cannot be rendered and the persona may not go without."""
         s = self.settings
+        media: tuple[Media, ...] = ()
+        if self.is_music():
+            from bot.music.post import MEDIA_ROOT, carries_notation, post_text, render_media
+
+            tune = text
+            limit = self.publisher.max_chars() if self.publisher is not None else self.max_chars()
+            text = post_text(tune, limit, self.length)
+            if with_media:
+                try:
+                    media = render_media(tune, MEDIA_ROOT / self.name, slot_key)
+                except music_tools.ToolError:
+                    if s.media_fallback != "notation" or not carries_notation(text):
+                        raise
+                    event(log, "media_skipped", logging.WARNING, persona=self.name,
+                          slot=slot_key, why="render_failed", fallback="notation")  # fmt: skip
         return Post(
             persona=self.name,
             text=text,
@@ -264,6 +303,7 @@ class Persona:
             spoiler_text=s.spoiler_text,
             language=s.language,
             sensitive=s.sensitive,
+            media=media,
         )
 
     def wake(
@@ -312,7 +352,7 @@ class Persona:
                 if claim.text is None:
                     self._end_without_post(claim, "late")
                 else:
-                    post = self._post(claim.text, claim.slot_key)
+                    post = self._post(claim.text, claim.slot_key, with_media=False)
                     done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
                                    now=self.now, wait=wait, may_send=False)  # fmt: skip
                     self._finish(claim, post, done, [], {}, stop="late")
@@ -363,7 +403,10 @@ class Persona:
             if not store.write_ahead(claim, text, comp.prompt):
                 return WakeResult(slot_key, "already_claimed", error="lease lost")
             crash_point("after_compose")
-        post = self._post(text, slot_key)
+        try:
+            post = self._post(text, slot_key, with_media=stop is None)
+        except music_tools.ToolError as err:
+            return self._media_failed(claim, err)
         for recomposed in (False, True):
             done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
                            publish=publish, now=self.now, wait=wait,
@@ -375,8 +418,24 @@ class Persona:
             comp = self.compose()
             if not comp.chosen or not store.write_ahead(claim, comp.chosen[0].text, comp.prompt):
                 break
-            post = self._post(comp.chosen[0].text, slot_key)
+            try:
+                post = self._post(comp.chosen[0].text, slot_key)
+            except music_tools.ToolError as err:
+                return self._media_failed(claim, err)
+        for media in post.media:  # rendered for this send; a retry renders them again
+            media.path.unlink(missing_ok=True)
         return self._finish(claim, post, done, rejected, counts, stop=stop)
+
+    def _media_failed(self, claim: Claim, err: music_tools.ToolError) -> WakeResult:
+        """A tune that cannot be rendered is not posted (media_fallback: skip): the slot
+        ends skipped, the failure names the tool."""
+        assert self.store is not None
+        hint = f"install the audio tools: {music_tools.INSTALL}, or set media_fallback: notation"
+        self.store.record_failure(self.name, claim.slot_key, "media", str(err), transient=False)
+        self.store.finish_slot(claim, "skipped")
+        event(log, "media_failed", logging.ERROR, persona=self.name, slot=claim.slot_key,
+              error=str(err))  # fmt: skip
+        return WakeResult(claim.slot_key, "failed", error=str(err), hint=hint)
 
     def _end_without_post(self, claim: Claim, why: str) -> WakeResult:
         assert self.store is not None

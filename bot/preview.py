@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ import click
 from bot.app import App, json_option, pass_app, persona_option, publisher_option
 from bot.app import counts_text as _counts
 from bot.app import shorten as _shorten
-from bot.config import MAX_TOP_K
+from bot.config import MAX_TOP_K, Config
 from bot.publishers import registry
 
 # --- bot preview / bot post --------------------------------------------------------------
@@ -39,6 +40,9 @@ def _seeded_rng(seed: int | None) -> Any:
 @click.option("--prompt", help="Prime with this text instead of a configured prompt.")
 @click.option("--seed", type=int, help="Seed for a reproducible preview.")
 @click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
+@click.option("--media-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Music personas: write sound and score here "
+                   "[default: $REVENANT_HOME/preview/NAME/<time>].")  # fmt: skip
 @json_option
 @pass_app
 def preview(
@@ -52,9 +56,12 @@ def preview(
     prompt: str | None,
     seed: int | None,
     show_all: bool,
+    media_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Dry run: sample, filter, show posts; sends and stores nothing.
+
+    A music persona's tunes are rendered (sound and score) into a folder it prints.
 
     \b
     Examples:
@@ -77,6 +84,7 @@ def preview(
         runner = Runner(settings, rng=rng, length=length_function(settings))
         history = read_history(config.store, settings.name, settings.filters.history)
         comp = runner.compose(want=count, prompt=prompt, history=history)
+        media = _preview_media(config, settings.name, runner, comp.chosen, media_dir)
         report.append(
             {
                 "persona": settings.name,
@@ -91,8 +99,9 @@ def preview(
                         "mean_logprob": round(c.mean_logprob, 4),
                         "critic": None if c.critic is None else round(c.critic, 3),
                         "stop": c.stop,
+                        **({"media": media[i]} if media is not None else {}),
                     }
-                    for c in comp.chosen
+                    for i, c in enumerate(comp.chosen)
                 ],
                 "rejections": comp.reason_counts(),
                 "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
@@ -115,10 +124,35 @@ def preview(
             critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
             click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
             click.echo(post["text"])
+            for path in post.get("media", []):
+                click.echo(f"   {path}")
         if show_all and item["rejected"]:
             click.echo("\nrejected:")
             for rej in item["rejected"]:
                 click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
+
+
+def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
+                   media_dir: Path | None) -> list[list[str]] | None:  # fmt: skip
+    """For a music persona: each chosen tune's sound and score in a fresh folder (printed);
+    None for other personas. Rendering failures are one Error line naming the tool."""
+    if not chosen or not runner.is_music():
+        return None
+    from bot.music import tools
+    from bot.music.render import render
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = media_dir or config.home / "preview" / name / stamp
+    out: list[list[str]] = []
+    for number, cand in enumerate(chosen, 1):
+        try:
+            done = render(cand.text, folder, stem=f"{number}-{cand.text.split(chr(10))[0][2:]}")
+        except tools.ToolError as err:
+            raise click.ClickException(f"{err} ({tools.INSTALL})") from err
+        out.append([str(done.audio), str(done.image)])
+    click.echo(f"sound and score of {len(out)} tune{'s' if len(out) != 1 else ''}: {folder}",
+               err=True)  # fmt: skip
+    return out
 
 
 @click.command()

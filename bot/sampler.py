@@ -26,7 +26,17 @@ from types import ModuleType
 
 import numpy as np
 
-from bot.card import CARD_FILE, CHAR_LSTM, EOS, MODEL_FILE, NORMALISE, UNK, PersonaCard, read_card
+from bot.card import (
+    CARD_FILE,
+    CHAR_LSTM,
+    CHAR_LSTM_KINDS,
+    EOS,
+    MODEL_FILE,
+    NORMALISE,
+    UNK,
+    PersonaCard,
+    read_card,
+)
 from bot.draw import (
     SENTENCE_END,
     SOFT_LIMIT,
@@ -111,7 +121,7 @@ class Sampler(NativeLoop):
     @classmethod
     def load(cls, directory: Path, *, threads: int | None = None) -> Sampler:
         card = read_card(directory)
-        if card.kind != CHAR_LSTM:
+        if card.kind not in CHAR_LSTM_KINDS:
             raise ModelError(
                 f"{directory / CARD_FILE}: model kind {card.kind!r} is not {CHAR_LSTM}",
                 "load it with bot.engines.load_engine",

@@ -140,6 +140,9 @@ class PersonaSettings:
     language: str | None = None  # ISO 639-1, e.g. "de"
     sensitive: bool = False
     replies: Replies = field(default_factory=Replies)
+    # a music persona (abc_lstm) whose tune cannot be rendered (tools missing or failing):
+    # "skip" the slot, or post the "notation" alone
+    media_fallback: str = "skip"
 
 
 @dataclass(frozen=True)

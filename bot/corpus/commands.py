@@ -225,6 +225,105 @@ def scrape_text(
     _report(out, stats, Counter())
 
 
+@scrape.command(name="abc")
+@click.argument("paths", metavar="FILE...", nargs=-1,
+                type=click.Path(exists=True, path_type=Path))  # fmt: skip
+@click.option("--music21", "from_music21", is_flag=True,
+              help="Read the public-domain tune books bundled with music21 "
+                   "(Ryan's 1883, O'Neill's 1850, Aird's 1782-1803).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE.jsonl", help="Output JSONL ('-' for stdout) [default: corpus/<name>.jsonl].")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Stop after N tunes.")
+@click.option("--parsing-only", is_flag=True,
+              help="Keep only tunes that abc2midi reads without an error (needs abcmidi).")  # fmt: skip
+def scrape_abc(
+    paths: tuple[Path, ...],
+    from_music21: bool,
+    out: Path | None,
+    limit: int | None,
+    parsing_only: bool,
+) -> None:
+    """Import ABC tune books, one tune per post (music personas).
+
+    Each tune keeps its title, meter, unit, tempo and key headers in one fixed order;
+    comments, lyrics, chord symbols and decorations are dropped, and so are tunes
+    without a key, with several voices, or seen already. Folders are read for .abc
+    files. FILE.jsonl is replaced.
+
+    \b
+    Examples:
+      bot scrape abc --music21 --parsing-only -o corpus/tunes.jsonl
+      bot scrape abc book1.abc book2.abc
+    """
+    from bot.corpus.abc import AbcStats, import_abc, music21_books
+
+    sources = list(paths) + (music21_books() if from_music21 else [])
+    if not sources:
+        raise CorpusError("no tune books given", "pass ABC files or folders, or --music21")
+    parses = _parses if parsing_only else None
+    stats = AbcStats()
+    out = _default_out(out, "tunes" if from_music21 else (
+        sources[0].stem if sources[0].is_file() else sources[0].name))  # fmt: skip
+    result = run_pipeline(
+        import_abc(sources, stats, parses=parses), out, limit=limit, near_dedupe=False
+    )
+    _report(out, result, Counter())
+    click.echo(stats.format(), err=True)
+
+
+@scrape.command(name="score")
+@click.argument("paths", metavar="FILE...", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
+@click.option("--music21-mozart", "mozart", is_flag=True,
+              help="Read the Mozart movements bundled with music21 (quartets, K. 545).")  # fmt: skip
+@click.option("--bars", default=16, show_default=True, type=click.IntRange(4, 64),
+              help="Bars per phrase (one post each).")  # fmt: skip
+@click.option("--parsing-only", is_flag=True,
+              help="Keep only phrases that abc2midi reads without an error (needs abcmidi).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE.jsonl", help="Output JSONL ('-' for stdout) [default: corpus/<name>.jsonl].")  # fmt: skip
+def scrape_score(
+    paths: tuple[Path, ...], mozart: bool, bars: int, parsing_only: bool, out: Path | None
+) -> None:
+    """Import MusicXML scores as ABC phrases of their melody (music21).
+
+    Chords become their top note; phrases with tuplets or a change of key or meter are
+    skipped. For a "Mozart-like" persona, fine-tune a tunes persona on the result.
+
+    \b
+    Examples:
+      bot scrape score --music21-mozart -o corpus/mozart.jsonl
+      bot train -p mozart --kind abc_lstm --corpus corpus/mozart.jsonl --from models/tunes
+    """
+    import importlib.util
+
+    from bot.corpus.score import ScoreStats, import_scores, mozart_scores
+
+    if importlib.util.find_spec("music21") is None:
+        raise CorpusError("bot scrape score needs music21", "pip install -r requirements-train.txt")
+    sources = list(paths) + (mozart_scores() if mozart else [])
+    if not sources:
+        raise CorpusError("no scores given", "pass MusicXML files, or --music21-mozart")
+    stats = ScoreStats()
+    docs = import_scores(sources, bars=bars, stats=stats)
+    if parsing_only:
+        docs = (d for d in docs if _parses(d.text))
+    out = _default_out(out, "mozart" if mozart else sources[0].stem)
+    result = run_pipeline(docs, out, near_dedupe=False)
+    _report(out, result, Counter())
+    click.echo(stats.format(), err=True)
+
+
+def _parses(text: str) -> bool:
+    from bot.music import tools
+    from bot.music.filters import abc2midi_errors
+
+    if tools.find("abc2midi") is None:
+        raise CorpusError("--parsing-only needs abc2midi",
+                          tools.install_hint([t for t in tools.TOOLS if t.name == "abc2midi"]))  # fmt: skip
+    return not abc2midi_errors(text)
+
+
 class PipelineStats:
     """What the pipeline removed, and the stats of the corpus it wrote."""
 
@@ -242,6 +341,7 @@ def run_pipeline(
     language: str | None = None,
     since: datetime | None = None,
     append: bool = False,
+    near_dedupe: bool = True,
 ) -> PipelineStats:
     """Filter, dedupe and write `docs` to `out` ('-' = stdout). `append` keeps what `out`
     holds (its posts seed the deduper); otherwise `out` is replaced atomically at the end.
@@ -249,7 +349,7 @@ def run_pipeline(
     from bot.corpus.dedupe import Deduper, dedupe
 
     result = PipelineStats()
-    deduper = Deduper()
+    deduper = Deduper(near=near_dedupe)  # tunes: exact only (bot/corpus/abc.py dedupes bodies)
     to_stdout = out == Path("-")
     existing = list(read_jsonl(out)) if append and not to_stdout and out.exists() else []
     for doc in existing:

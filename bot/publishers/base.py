@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Literal, Protocol
 
 Visibility = Literal["public", "unlisted", "private", "direct"]
@@ -18,8 +19,19 @@ VISIBILITIES: tuple[Visibility, ...] = ("public", "unlisted", "private", "direct
 
 
 @dataclass(frozen=True)
+class Media:
+    """A file attached to a post (a tune's audio or score), with its alt text."""
+
+    path: Path
+    description: str  # alt text: what a screen reader says instead of the file
+    mime_type: str  # e.g. "audio/ogg", "image/png"
+
+
+@dataclass(frozen=True)
 class Post:
-    """One status to publish. `idempotency_key` is derived from persona + slot key."""
+    """One status to publish. `idempotency_key` is derived from persona + slot key.
+    `media` are attached in order; a publisher without media support refuses a post
+    that has any (a `PublishError`), never drops them silently."""
 
     persona: str
     text: str
@@ -29,6 +41,7 @@ class Post:
     language: str | None = None
     sensitive: bool = False
     in_reply_to_id: str | None = None
+    media: tuple[Media, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ caller looks among the account's own statuses (`find`) before re-sending anythin
 `settle_seconds` have passed since the send (how long a slow server may still apply a
 request after the client gave up).
 
+Media (a music persona's audio and score) are uploaded before the status through
+Mastodon.py's media API, with their alt text, and attached once the server has processed
+them (a 202 upload is looked at until it has a URL). A retried publish reuses the
+attachments it already uploaded for that idempotency key; an upload whose answer was
+lost is uploaded again, and the orphan is never attached (the server deletes it).
+
 Length is counted as the server counts it (`length`: URLs 23, `@user@domain` as `@user`,
 the content warning included). The limit comes from the instance (`max_chars`: v2, then
 v1 with and without the trailing slash, then 500); a refusal for length (422) lowers it
@@ -39,7 +45,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -67,6 +73,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CHARS = 500  # Mastodon's stock limit, used when the instance does not say
 KEY_LIFETIME = timedelta(hours=1)  # Mastodon keeps an Idempotency-Key for 3600 s
 SETTLE_SECONDS = 60.0  # a send may still be applied this long after it started
+MEDIA_WAIT_SECONDS = 120.0  # an upload still processing after this: retry the slot later
+MEDIA_POLL_SECONDS = 1.0  # between looks at an upload that is processing
 FIND_PAGE = 40  # statuses per page when looking for a post (Mastodon's maximum)
 FIND_PAGES = 5  # pages looked at; a claim older than these is "cannot tell"
 CLOCK_SKEW = timedelta(minutes=5)  # the server's created_at against our claim time
@@ -203,6 +211,8 @@ class MastodonPublisher:
         request_timeout_seconds: float = 10.0,
         token_env: str = DEFAULT_TOKEN_ENV,
         settle_seconds: float = SETTLE_SECONDS,
+        media_wait_seconds: float = MEDIA_WAIT_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token_env = token_env
@@ -225,6 +235,10 @@ class MastodonPublisher:
         self._learnt: int | None = None  # a lower limit learnt from a refusal for length
         self._me: str | None = None
         self._lock = threading.Lock()
+        self._uploaded: dict[tuple[str, str], str] = {}  # (idempotency key, file) -> media id
+        self._media_limits: dict[str, int] = {}  # bytes by media type, from the instance
+        self.media_wait_seconds = media_wait_seconds
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"MastodonPublisher(base_url={self.base_url!r}, token=***)"
@@ -241,7 +255,10 @@ class MastodonPublisher:
     # -- Publisher --
 
     def publish(self, post: Post) -> Receipt:
-        """Post once; the same `post.idempotency_key` always yields the same status."""
+        """Post once; the same `post.idempotency_key` always yields the same status.
+        Media are uploaded first (once per post and file: a retry reuses the attachments
+        already uploaded) and attached when the server has processed them."""
+        media_ids = self._upload_media(post) if post.media else None
         try:
             status = self._client.status_post(
                 post.text,
@@ -251,6 +268,7 @@ class MastodonPublisher:
                 spoiler_text=post.spoiler_text or None,
                 language=post.language,
                 idempotency_key=post.idempotency_key,
+                media_ids=media_ids,
             )
         except MastodonIllegalArgumentError:
             raise  # our bug, not the server's
@@ -262,6 +280,9 @@ class MastodonPublisher:
                 failure.too_long = True
             raise failure from None
         receipt = self._receipt(status)
+        with self._lock:  # posted: its uploads are attached, no retry will want them
+            for media in post.media:
+                self._uploaded.pop((post.idempotency_key, str(media.path)), None)
         log.info(
             "event=published persona=%s remote_id=%s url=%s",
             post.persona,
@@ -269,6 +290,65 @@ class MastodonPublisher:
             receipt.url,
         )
         return receipt
+
+    def _upload_media(self, post: Post) -> list[str]:
+        """The attachment ids for the post's media, uploading each file at most once per
+        idempotency key in this process, then waiting until the server has processed it
+        (Mastodon answers an upload 202 with `url: null` while it transcodes). A failed
+        upload is a PublishError that is never `maybe_sent`: no status was sent."""
+        self.max_chars()  # reads the instance once: its media limits come with it
+        host = urlsplit(self.base_url).netloc or self.base_url
+        for media in post.media:
+            kind = media.mime_type.split("/", 1)[0]
+            limit = self._media_limits.get(kind)
+            size = media.path.stat().st_size
+            if limit is not None and size > limit:
+                raise PublishError(
+                    f"{host} takes {kind} files up to {limit:,} bytes; {media.path.name} "
+                    f"has {size:,}",
+                    "shorter tunes make smaller files: lower the persona's filters.max_chars",
+                )
+        ids = []
+        for media in post.media:
+            slot = (post.idempotency_key, str(media.path))
+            try:
+                with self._lock:
+                    media_id = self._uploaded.get(slot)
+                if media_id is None:
+                    attachment = self._client.media_post(
+                        str(media.path), mime_type=media.mime_type, description=media.description
+                    )
+                    media_id = str(attachment["id"])
+                    with self._lock:
+                        self._uploaded[slot] = media_id
+                    ready = attachment.get("url") is not None
+                else:
+                    ready = False
+                if not ready:
+                    self._wait_processed(media_id)
+            except MastodonIllegalArgumentError:
+                raise
+            except MastodonError as err:
+                failure = self._translate(err, "upload media")
+                failure.maybe_sent = False  # the status itself was not sent
+                raise failure from None
+            ids.append(media_id)
+        return ids
+
+    def _wait_processed(self, media_id: str) -> None:
+        deadline = time.monotonic() + self.media_wait_seconds
+        while True:
+            attachment = self._client.media(media_id)
+            if attachment.get("url") is not None:
+                return
+            if time.monotonic() >= deadline:
+                raise PublishError(
+                    f"{self.base_url} still processing media {media_id} after "
+                    f"{self.media_wait_seconds:.0f} s",
+                    "the slot is kept and retried; the upload is reused",
+                    transient=True,
+                )
+            self._sleep(MEDIA_POLL_SECONDS)
 
     def max_chars(self) -> int:
         """The instance's character limit: v2 instance, then v1 (`/api/v1/instance/` as
@@ -436,6 +516,7 @@ class MastodonPublisher:
                 continue
             limit = _limit_from_instance(instance) if isinstance(instance, Mapping) else None
             if limit is not None:
+                self._media_limits = _media_limits(instance)
                 return limit, True
         return DEFAULT_MAX_CHARS, definitive
 
@@ -504,6 +585,20 @@ class MastodonPublisher:
             # Mastodon.py parsed the reset too (both formats, clock-corrected).
             seconds = max(0.0, float(self._client.ratelimit_reset) - time.time())
         return seconds
+
+
+def _media_limits(instance: Mapping[str, Any]) -> dict[str, int]:
+    """Upload size limits in bytes by media type, from configuration.media_attachments:
+    images by `image_size_limit`, audio and video by `video_size_limit` (Mastodon
+    applies the video limit to audio)."""
+    media = (instance.get("configuration") or {}).get("media_attachments") or {}
+    limits = {}
+    for kind, key in (("image", "image_size_limit"), ("audio", "video_size_limit"),
+                      ("video", "video_size_limit")):  # fmt: skip
+        value = media.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limits[kind] = value
+    return limits
 
 
 def _limit_from_instance(instance: Mapping[str, Any]) -> int | None:

@@ -1,6 +1,9 @@
 """The local outbox, the embedded default publisher: one JSON line per post, no account.
 
     <outbox>/<persona>.jsonl   {"id": "ada-1", "text": ..., "idempotency_key": ..., ...}
+    <outbox>/<persona>.media/  a post's media files, copied: ada-1.1.ogg, ada-1.2.png
+                               (its entry lists them: "media": [{"file", "description",
+                               "mime_type"}], each file relative to the outbox folder)
 
 Same contract as the Mastodon publisher: a Post in, a Receipt out, and a second publish
 with the same idempotency key returns the first Receipt without writing again (also from
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -90,7 +94,8 @@ class Outbox:
                 entry_id = f"{post.persona}-{len(entries) + 1}"
                 data = {
                     "id": entry_id,
-                    **{k: v for k, v in asdict(post).items() if k != "persona"},
+                    **{k: v for k, v in asdict(post).items() if k not in ("persona", "media")},
+                    **self._store_media(post, entry_id),
                     "created_at_utc": self._now()
                     .astimezone(UTC)
                     .isoformat(timespec="seconds")
@@ -108,6 +113,24 @@ class Outbox:
                 "check that REVENANT_HOME, or `outbox:` in config.yaml, is a writable folder",
             ) from err
         return self._receipt(path, entry_id)
+
+    def _store_media(self, post: Post, entry_id: str) -> dict[str, Any]:
+        """Copy the post's media next to the JSONL (before the line that names them is
+        written, so an entry never points at a missing file); the entry's "media"."""
+        if not post.media:
+            return {}
+        folder = self.directory / f"{post.persona}.media"
+        folder.mkdir(parents=True, exist_ok=True)
+        listed = []
+        for number, media in enumerate(post.media, 1):
+            target = folder / f"{entry_id}.{number}{media.path.suffix}"
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(media.path, tmp)
+            tmp.replace(target)
+            listed.append({"file": target.relative_to(self.directory).as_posix(),
+                           "description": media.description,
+                           "mime_type": media.mime_type})  # fmt: skip
+        return {"media": listed}
 
     def read(self, persona: str) -> list[dict[str, Any]]:
         """Every entry in the persona's outbox, oldest first."""

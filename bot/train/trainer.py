@@ -43,7 +43,10 @@ import keras
 import numpy as np
 
 from bot.card import (
+    ABC_LSTM,
+    BARS_FILE,
     CARD_FILE,
+    CHAR_LSTM,
     LOSS_PLOT_FILE,
     MODEL_FILE,
     N_SPECIAL,
@@ -87,6 +90,7 @@ class TrainConfig:
     seed: int = 1337
     novelty_n: int = 8
     mixed_precision: bool = False
+    kind: str = CHAR_LSTM  # abc_lstm: a music persona (bars.npy, no word list or critic)
     jit_compile: bool = False  # measured slower on CPU (BENCHMARKS.md)
     # (window length, steps) trained before the full seq_len, on a fresh model only
     short_start: tuple[tuple[int, int], ...] = ((16, 300), (32, 200), (64, 150))
@@ -371,6 +375,7 @@ def train(
         },
         versions=_versions(),
         novelty_n=cfg.novelty_n,
+        kind=cfg.kind,
         created_at_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     with _atomic_dir(out_dir) as tmp:
@@ -379,8 +384,15 @@ def train(
         save_index(build_index(corpus.train + corpus.val, cfg.novelty_n), tmp / NGRAMS_FILE)
         _plot(state["history"], tmp / LOSS_PLOT_FILE, f"{cfg.name}: best {best:.3f} nats/char")
         card = _with_samples(tmp, card, cfg.seed)
-        card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed,
-                      fakes=critic_samples, say=say)  # fmt: skip
+        if cfg.kind == ABC_LSTM:  # tunes: the phrase index; no word list, no prose critic
+            from bot.music.novelty import build_bar_index, save_bar_index
+
+            index = build_bar_index(corpus.train + corpus.val)
+            save_bar_index(index, tmp / BARS_FILE)
+            say(f"phrase index: {len(index):,} distinct 4-bar phrases")
+        else:
+            card = curate(tmp, corpus.train + corpus.val, corpus.train, seed=cfg.seed,
+                          fakes=critic_samples, say=say)  # fmt: skip
     say(
         f"wrote {out_dir}: best validation loss {best:.4f} nats/char "
         f"({best / LN2:.3f} bits/char) at epoch {state['best_epoch']}"

@@ -77,6 +77,7 @@ import asyncio
 import contextlib
 import faulthandler
 import fnmatch
+import json
 import sys
 import threading
 import time
@@ -205,12 +206,21 @@ class _LateResponses:
     and that applies the request late.
 
     Ignoring keys: drop the `Idempotency-Key` header before the app sees it.
+
+    Media processing (mastodon-mock stores an upload and answers 200 with its URL at
+    once): with `media_polls` set, an upload is answered 202 with `url: null`, as
+    Mastodon answers while it transcodes, and the next `media_polls` GETs of that
+    attachment answer 206 with `url: null`; then it is ready (200, with its URL).
+    `uploads` counts media uploads the app stored.
     """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.rules: list[dict[str, Any]] = []  # {path, methods, delay, remaining, kind}
         self.ignore_keys = False
+        self.media_polls: int | None = None
+        self.uploads = 0
+        self._processing: dict[str, int] = {}  # media id -> GETs still answered "not ready"
         self._lock = threading.Lock()
 
     def _take(self, method: str, path: str) -> tuple[str, float] | None:
@@ -233,6 +243,9 @@ class _LateResponses:
             scope = {**scope, "headers": headers}
         receive = _finish_regardless(receive)
         taken = self._take(scope["method"], scope["path"])
+        if taken is None and scope["path"].startswith(("/api/v1/media", "/api/v2/media")):
+            await self._media(scope, receive, send)
+            return
         if taken is None:
             await self.app(scope, receive, send)
             return
@@ -247,6 +260,42 @@ class _LateResponses:
             await send(message)
 
         await self.app(scope, receive, late_send)
+
+    async def _media(self, scope: Any, receive: Any, send: Any) -> None:
+        """An upload or a look at an attachment, answered as a processing server does."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        body = b"".join(chunks)
+        status = int(start.get("status", 500))
+        upload = scope["method"] == "POST" and scope["path"] in ("/api/v1/media", "/api/v2/media")
+        if status == 200 and scope["method"] in ("GET", "POST"):
+            entity = json.loads(body)
+            media_id = str(entity.get("id"))
+            with self._lock:
+                if upload:
+                    self.uploads += 1
+                    if self.media_polls is not None:
+                        self._processing[media_id] = self.media_polls
+                        status = 202
+                elif self._processing.get(media_id, 0) > 0:
+                    self._processing[media_id] -= 1
+                    status = 206
+                processing = status in (202, 206)
+            if processing:
+                entity["url"] = entity["preview_url"] = None
+                body = json.dumps(entity).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _stalled(self, scope: Any, receive: Any, send: Any, delay: float) -> None:
         body: list[Any] = []
@@ -491,11 +540,24 @@ class MastodonServer:
         """Drop `Idempotency-Key` from every request (until `clear_faults`/`reset`)."""
         self._late.ignore_keys = ignore
 
+    def process_media(self, polls: int = 2) -> None:
+        """From now on, uploads answer 202 and are ready only after `polls` looks (206)."""
+        self._late.media_polls = polls
+
+    @property
+    def media_uploads(self) -> int:
+        """Media uploads stored since the last reset (orphans included)."""
+        return self._late.uploads
+
     def clear_faults(self) -> None:
-        """Drop every fault rule, the mock's and the wrapper's (late, stall, keys)."""
+        """Drop every fault rule, the mock's and the wrapper's (late, stall, keys, media
+        processing), and zero the upload count."""
         self.control("DELETE", "/faults")
         with self._late._lock:
             self._late.rules.clear()
+            self._late.media_polls = None
+            self._late.uploads = 0
+            self._late._processing.clear()
         self._late.ignore_keys = False
 
     # -- accounts and statuses --
