@@ -322,22 +322,25 @@ def run_daemon(app: App, personas: tuple[str, ...], publisher_name: str | None, 
 
 
 def _warn_unused_token(config: Config, selected: list[PersonaSettings]) -> None:
-    """A Mastodon token in the environment while every persona posts to a local publisher
-    is the stock Docker image run with `-e MASTODON_ACCESS_TOKEN` and the shipped config
-    (#21): say so loudly instead of filling the outbox in silence."""
+    """A network's token in the environment (a kind's `token_env`, e.g.
+    MASTODON_ACCESS_TOKEN) while every persona posts to a local publisher is the stock
+    Docker image run with `-e MASTODON_ACCESS_TOKEN` and the shipped config (#21): say so
+    loudly instead of filling the outbox in silence."""
     import logging
     import os
 
-    from bot.publishers.mastodon import DEFAULT_TOKEN_ENV
-
-    if not os.environ.get(DEFAULT_TOKEN_ENV) or any(registry.of(p).remote for p in selected):
+    if any(registry.of(p).remote for p in selected):
         return
-    logging.getLogger(__name__).warning(
-        "event=token_unused var=%s config=%s personas=%s hint=%s", DEFAULT_TOKEN_ENV, config.path,
-        ",".join(p.name for p in selected) or "none",
-        "no persona has `publisher: mastodon`, so posts go to the local outbox; set it (and "
-        "mastodon.base_url) in the config, in Docker the file mounted at /app/config.yaml",
-    )  # fmt: skip
+    for kind in registry.kinds().values():
+        if kind.token_env is None or not os.environ.get(kind.token_env):
+            continue
+        logging.getLogger(__name__).warning(
+            "event=token_unused var=%s config=%s personas=%s hint=%s", kind.token_env,
+            config.path, ",".join(p.name for p in selected) or "none",
+            f"no persona has `publisher: {kind.name}`, so posts go to the local outbox; set "
+            f"it (and its {kind.name} block) in the config, in Docker the file mounted at "
+            "/app/config.yaml",
+        )  # fmt: skip
 
 
 cli.add_command(scrape)

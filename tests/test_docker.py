@@ -75,7 +75,9 @@ def test_apt_and_pip_leave_no_caches_and_no_compiler(dockerfile: DockerfileParse
         if "apt-get install" in run:
             assert "--no-install-recommends" in run and "-y" in run  # DL3015, DL3014
             assert "rm -rf /var/lib/apt/lists/*" in run  # DL3009
-            assert "apt-get purge -y gcc" in run  # the compiler leaves in the same layer
+            if " gcc " in run:  # the compiler leaves in the same layer it came in
+                assert "apt-get purge -y gcc" in run
+    assert any(" gcc " in run for run in runs)  # the C loop is built in the image
     assert dockerfile.envs["PIP_NO_CACHE_DIR"] == "1"  # DL3042's intent
     installs = [r for r in runs if "pip install -r" in r]
     assert [re.search(r"-r (\S+)", r)[1] for r in installs] == ["requirements.txt"]  # type: ignore[index]

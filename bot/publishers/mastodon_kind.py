@@ -308,5 +308,6 @@ KIND = registry.register(
         online_check=online_check,
         setup=setup_account,
         exclusive_keys=(("base_url", "base_url_env"),),
+        token_env=DEFAULT_TOKEN_ENV,
     )
 )

@@ -74,6 +74,9 @@ class PublisherKind:
     # groups of alternative keys in its block (a persona giving one of them drops the others
     # it would inherit from `defaults:`), e.g. (("base_url", "base_url_env"),)
     exclusive_keys: tuple[tuple[str, ...], ...] = ()
+    # the environment variable its token is read from by default (e.g.
+    # MASTODON_ACCESS_TOKEN): `bot run` warns when it is set but no persona uses the kind
+    token_env: str | None = None
 
     def settings_of(self, persona: PersonaSettings) -> Any:
         """The persona's settings block for this kind (the defaults when not given)."""
