@@ -179,3 +179,15 @@ def test_bars_duration_and_description() -> None:
 )
 def test_what_a_model_may_write_is_judged_not_raised(text: str) -> None:
     assert verdict(text) in REASONS
+
+
+@needs_abc2midi
+def test_a_blank_line_inside_a_sample_is_taken_out_before_judging_and_posting() -> None:
+    """The tunes persona once wrote `K:B`, a blank line, then the music: abc2midi and
+    abcm2ps end a tune at a blank line, so it posted a title, a score with no staff and a
+    silent second of audio, though every filter had passed on the bars it counted."""
+    sampled = REEL.replace("K:G\n", "K:G\n\n", 1).replace("G4:|\n", "G4:|\n  \n", 1)
+    judged = judge_tune(Candidate(sampled, -1.0, "eos"), MusicRules())
+    assert judged.reason is None
+    assert judged.candidate.text == REEL  # what is posted and rendered: the whole tune
+    assert duration_seconds(read_tune(judged.candidate.text)) == duration_seconds(read_tune(REEL))

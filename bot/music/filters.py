@@ -136,8 +136,11 @@ def with_x(text: str) -> str:
 
 
 def judge_tune(candidate: Candidate, rules: MusicRules, *, parse: bool = True) -> Verdict:
-    """One candidate tune -> Verdict; the first failing check names the reason."""
-    text = candidate.text.strip()
+    """One candidate tune -> Verdict; the first failing check names the reason. Blank
+    lines are taken out first: in ABC a blank line ends the tune, so abc2midi and abcm2ps
+    would render only what comes before it (a title and no music) while our own reader
+    counted every bar."""
+    text = "\n".join(line for line in candidate.text.strip().splitlines() if line.strip())
     candidate = Candidate(text, candidate.mean_logprob, candidate.stop, candidate.prompt,
                           candidate.critic)  # fmt: skip
 
