@@ -50,7 +50,10 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
     shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
     config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
-    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.2", "--base",
+    # A budget the first epoch cannot use up: on a quiet machine a 0.2-minute budget ended
+    # with epoch 1, the persona was written before the Ctrl-C arrived, and nothing was
+    # left to resume (CI, 1 run in 1).
+    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.75", "--base",
             str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
     checkpoint = tmp_path / "models" / ".aphorist.train" / "state.json"
 
@@ -72,7 +75,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     # interrupted at the config phase: one line naming the file and the fix, exit 1.
     assert first.returncode == 1, first.stdout + first.stderr
     resumed = (
-        f"resuming after epoch {saved['epoch']}, {saved['elapsed_s'] / 60:.1f} of 0.2 min spent"
+        f"resuming after epoch {saved['epoch']}, {saved['elapsed_s'] / 60:.1f} of 0.75 min spent"
     )
     assert f"[2/4] train: {resumed}" in first.stdout
     assert first.stderr.strip().splitlines() == [
