@@ -20,7 +20,8 @@ from bot.publishers import registry
 @click.option(
     "--online",
     is_flag=True,
-    help="Also verify Mastodon tokens with their instances (the only networked check).",
+    help="Also verify each account with its server: Mastodon tokens, Bluesky sessions "
+    "(the only networked check).",
 )
 @pass_app
 def check(app: App, personas: tuple[str, ...], online: bool) -> None:
@@ -85,20 +86,27 @@ def _check_online(config: Config, persona: PersonaSettings) -> None:
     online_check = registry.of(persona).online_check
     assert online_check is not None
     info = online_check(config, persona)
-    flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
+    if info["bot"] is None:  # a network without a bot flag (Bluesky): the profile says it
+        flag = ("its profile says it is automated" if info.get("disclosed") else
+                "its profile does NOT say it is automated (run `bot setup`)")  # fmt: skip
+    else:
+        flag = "flagged as a bot" if info["bot"] else "NOT flagged as a bot (run `bot setup`)"
     click.echo(f"  account: {info['acct']} at {info['instance']}, {flag}")
-    click.echo(f"  instance limit: {info['instance_limit']} characters per post")
+    unit = info.get("limit_unit", "characters")
+    click.echo(f"  instance limit: {info['instance_limit']} {unit} per post")
     if info["missing_scopes"]:
         click.echo(f"  token lacks scopes: {' '.join(info['missing_scopes'])} (give it "
                    f"{info['scopes_wanted']})")  # fmt: skip
 
 
-@click.command(short_help="Flag Mastodon accounts as bots; optionally set their profile note.")
+@click.command(short_help="Mark accounts as bots (Mastodon's flag, Bluesky's profile).")
 @persona_option
 @click.option("--note", help="Set the profile note (the persona's disclaimer) to this text.")
 @pass_app
 def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
-    """Flag each Mastodon persona's account as a bot; optionally set its profile note.
+    """Mark each persona's account as automated: Mastodon's bot flag (and, with --note,
+    the profile note); on Bluesky, which has no bot flag, the profile description (the
+    note, with a line saying the account is automated when it does not say so).
 
     \b
     Example:
@@ -112,18 +120,23 @@ def setup(app: App, personas: tuple[str, ...], note: str | None) -> None:
             click.echo(f"{persona.name}: publishes to the {persona.publisher}, nothing to set up")
             continue
         info = setup_account(config, persona, note)
+        marker = getattr(info, "marker", "flagged as a bot")
         if not info.bot:
+            by_hand = ("tick 'This is an automated account' in the profile settings" if
+                       marker == "flagged as a bot" else "edit the profile's description")  # fmt: skip
             raise click.ClickException(
-                f"{persona.name}: {info.acct} is still NOT flagged as a bot: the server "
-                "accepted the change but did not keep it (read back); tick 'This is an "
-                "automated account' in the profile settings by hand"
+                f"{persona.name}: {info.acct} is still NOT {marker}: the server accepted "
+                f"the change but did not keep it (read back); {by_hand} by hand"
             )
         kept = {None: "", True: ", note set", False: ", but the note was NOT kept"}
-        click.echo(f"{persona.name}: {info.acct} is flagged as a bot (read back)"
+        click.echo(f"{persona.name}: {info.acct} is {marker} (read back)"
                    f"{kept[info.note_kept]}")  # fmt: skip
         done += 1
     if not done:
-        raise click.ClickException("no persona publishes to Mastodon (set `publisher: mastodon`)")
+        remote = " or ".join(k.name for k in registry.kinds().values() if k.setup is not None)
+        raise click.ClickException(
+            f"no persona publishes to an account to set up (set `publisher:` to {remote})"
+        )
 
 
 def _describe_model(persona: PersonaSettings) -> str:

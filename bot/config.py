@@ -288,7 +288,7 @@ def _parse_persona(
         for kind in registry.kinds().values()
         if kind.parse is not None
     }
-    return PersonaSettings(
+    persona = PersonaSettings(
         name=name,
         model=model,
         enabled=enabled,
@@ -319,6 +319,10 @@ def _parse_persona(
         ),
         media_fallback=p.choice("media_fallback", "skip", MEDIA_FALLBACKS),
     )
+    kind = registry.get(publisher)
+    if not path and kind.ready is not None:
+        kind.ready(persona)  # what the network cannot take (e.g. Bluesky: a content warning)
+    return persona
 
 
 def _parse_schedule(s: Node, timezone: str) -> Schedule:

@@ -10,7 +10,8 @@ One poll reads the account's `mention` notifications after the cursor kept in th
             max_thread_depth | per_account_per_hour replies already sent to the author
     answer  claim slot `reply:<notification id>` (leased, as posts are) -> compose(prompt =
             the mention's text, mentions and links removed) through the persona's filters,
-            written ahead -> publish "@author <text>" in reply to the mention, never more
+            written ahead -> publish "@author <text>" (Mastodon; "<text>" on Bluesky, where
+            the reply's reference reaches the author) in reply to the mention, never more
             public than the mention, with idempotency key
             `revenant:<persona>:reply:<notification id>` (bot/delivery.py)
     record  the reply (or the skip and its reason) and the cursor, in one transaction
@@ -272,7 +273,7 @@ class Replier:
     ) -> ReplyResult:
         s = self.runner.settings
         store, slot_key = self.store, claim.slot_key
-        handle = f"@{acct}"
+        handle = f"@{acct} " if self.inbox.addresses_author else ""
         status_id = str(status["id"])
         spoiler = s.spoiler_text or str(status.get("spoiler_text") or "")
         gave_up = claim.attempts > MAX_SLOT_ATTEMPTS
@@ -353,7 +354,8 @@ class Replier:
         status: Mapping[str, Any],
         claim: Claim,
     ) -> tuple[str | None, list[tuple[str, str]]]:
-        """A reply text ("@author ...") that fits with its content warning, or None."""
+        """A reply text ("@author ..." where the network addresses the author) that fits
+        with its content warning, or None."""
         persona = self._persona_for(handle, spoiler)
         try:
             comp = persona.compose(prompt=mention_prompt(str(status.get("content") or "")) or None)
@@ -368,7 +370,7 @@ class Replier:
                 self.store.record_rejections(self.name, claim.slot_key, rejected)
                 self.store.finish_slot(claim, "skipped")
             return None, rejected
-        return f"{handle} {comp.chosen[0].text}", rejected
+        return f"{handle}{comp.chosen[0].text}", rejected
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -428,11 +430,11 @@ class Replier:
         return sorted(items, key=lambda n: _id_key(str(n["id"])))
 
     def _persona_for(self, handle: str, spoiler: str) -> Persona:
-        """The runner with room for `handle ` and the reply's content warning in the
-        instance limit, counted as the server counts them, and without the prompt echoed
+        """The runner with room for `handle` ("@author " or "") and the reply's content
+        warning in the limit, counted as the server counts them, and without the prompt echoed
         (a reply never repeats what it was told)."""
         publisher = self.publisher
-        budget = publisher.max_chars() - publisher.length(handle + " ", spoiler)
+        budget = publisher.max_chars() - publisher.length(handle, spoiler)
         if budget not in self._personas:
             r = self.runner
             self._personas[budget] = Persona(

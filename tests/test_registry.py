@@ -75,6 +75,7 @@ def parse_pigeon(node: cfg.Node, used: bool) -> PigeonSettings:
 
 class PigeonInbox:
     host = ""
+    addresses_author = True
 
     def account_id(self) -> str:
         return "me"
@@ -194,7 +195,7 @@ def test_new_kind_settings_errors_are_one_line(
             "config.yaml: unknown key personas.ada.pigeon.lofty (did you mean loft?)"
         ),
         "personas: {ada: {publisher: owl}}": (
-            "config.yaml: personas.ada.publisher must be one of outbox, mastodon, pigeon"
+            "config.yaml: personas.ada.publisher must be one of outbox, mastodon, bluesky, pigeon"
             " (got 'owl')"
         ),
     }

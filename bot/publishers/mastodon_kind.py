@@ -156,6 +156,8 @@ class MastodonInbox:
     translated into PublishErrors the way `publish` translates them (an illegal
     argument is a bug in our call and is raised as it is)."""
 
+    addresses_author = True
+
     def __init__(self, publisher: MastodonPublisher) -> None:
         self.publisher = publisher
         self.host = urlsplit(publisher.base_url).netloc.lower()

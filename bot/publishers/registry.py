@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bot.publishers.base import Publisher
 
 # The modules that register the built-in kinds, in the order `names()` lists them.
-BUILTIN = ("bot.publishers.outbox", "bot.publishers.mastodon_kind")
+BUILTIN = ("bot.publishers.outbox", "bot.publishers.mastodon_kind", "bot.publishers.bluesky_kind")
 
 
 class Inbox(Protocol):
@@ -39,6 +39,9 @@ class Inbox(Protocol):
     raises `PublishError` (translated at the network's boundary) when the read fails."""
 
     host: str  # the account's home host, e.g. "mastodon.example" ("" when it has none)
+    # a reply starts with "@author" (Mastodon: that is who sees it); False where the
+    # reply's reference alone reaches the author (Bluesky)
+    addresses_author: bool
 
     def account_id(self) -> str:
         """The id of the account the publisher posts as."""
