@@ -5,7 +5,8 @@ identity directory (PLC), a PDS, the Bluesky AppView (with bsync, and the Ozone 
 service TestNetwork always builds), every server listening on 127.0.0.1 only, on free ports.
 The AppView keeps its tables in a fresh database of the session's PostgreSQL server
 (tests/fakes/postgres.py); the PDS keeps SQLite files in a temporary folder, deleted at the
-end. Node and the packages come from tests/atproto/install.sh (pinned by its
+end. The launcher exits when its stdin closes, so a test session killed with SIGKILL leaves
+no server behind (the next session deletes its folder). Node and the packages come from tests/atproto/install.sh (pinned by its
 package-lock.json; .ci/run runs it). Without tests/atproto/node_modules every test that asks
 for the network SKIPS, naming install.sh; CI installs it, so CI runs them.
 
@@ -96,6 +97,8 @@ INSTALL_HINT = (
 )
 START_TIMEOUT = 120.0  # seconds from launch to the ready line (about 7 s on 2 cores)
 STOP_TIMEOUT = 15.0
+PREFIX = "revenant-bsky-"  # the session's folder under the temporary folder
+OWNER_FILE = "owner.pid"  # the test process that started the launcher
 SCHEMA = "revenant"  # DB_POSTGRES_SCHEMA: letters and _ only
 PASSWORD_CHARS = re.compile(r"[^a-z0-9]")
 _counter = itertools.count(1)
@@ -341,6 +344,20 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # anything it left in its group
 
 
+def _reap_orphans(parent: Path) -> None:
+    """Delete the folders of sessions that were killed (their owner process is gone; their
+    launcher exited when its stdin closed)."""
+    for root in parent.glob(PREFIX + "*"):
+        try:
+            os.kill(int((root / OWNER_FILE).read_text()), 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def installed() -> bool:
     return NODE.exists() and INSTALL_STAMP.exists()
 
@@ -350,7 +367,10 @@ def running_bsky_network(database: PostgresDatabase) -> Iterator[BlueskyNetwork]
     """Start the launcher against `database`; stop it (and delete its files) on exit."""
     if not installed():
         raise BlueskyUnavailable(INSTALL_HINT)
-    root = Path(tempfile.mkdtemp(prefix="revenant-bsky-"))
+    parent = Path(tempfile.gettempdir())
+    _reap_orphans(parent)
+    root = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     stdout_path, stderr_path = root / "stdout.log", root / "stderr.log"
     (root / "tmp").mkdir()
     env = {
