@@ -31,6 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,12 +156,15 @@ def scrape_account(
 ) -> Iterator[Document]:
     """The account's posts as Documents, newest first (see the module docstring).
 
-    `actor` is a handle or DID (see `parse_actor`). `since` (aware datetime) stops the
-    walk at older posts. The cursor is saved under `cursor_name` (default
-    `scrape:bluesky:<actor>`) after each page has been consumed.
+    `actor` is a handle, DID or profile URL (see `parse_actor`). The account is looked up
+    and its consent checked now, so a refusal raises here, before anything is iterated (or
+    written); the walk itself is lazy. `since` (aware datetime) stops the walk at older
+    posts. The cursor is saved under `cursor_name` (default `scrape:bluesky:<actor>`) after
+    each page has been consumed.
     """
     options = options or CleanOptions()
     skipped = skipped if skipped is not None else Counter()
+    actor = parse_actor(actor)
     call = _Caller(client, actor, sleep)
     profile = get_model_as_dict(call(client.get_profile, actor))
     handle = str(profile.get("handle") or actor)
@@ -174,66 +178,104 @@ def scrape_account(
         )
     if progress is not None:
         progress.start(profile.get("postsCount"))
-    did = str(profile["did"])
-    name = cursor_name or f"scrape:bluesky:{actor.lower()}"
-    state = _load_cursor(store, name)
-    stop = _mark(state["stop"])
-    source = f"bluesky:{handle}"
-    while True:
-        page = get_model_as_dict(
-            call(
-                client.get_author_feed,
-                did,
-                cursor=state["cursor"],
-                filter="posts_with_replies",
-                limit=page_size,
+    walk = _Walk(
+        call=call,
+        client=client,
+        did=str(profile["did"]),
+        source=f"bluesky:{handle}",
+        options=options,
+        since=since,
+        store=store,
+        name=cursor_name or f"scrape:bluesky:{actor}",
+        progress=progress,
+        skipped=skipped,
+        page_size=page_size,
+    )
+    return walk.documents()
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """One walk down an account's author feed (what `scrape_account` set up)."""
+
+    call: _Caller
+    client: Client
+    did: str
+    source: str
+    options: CleanOptions
+    since: datetime | None
+    store: CursorStore | None
+    name: str
+    progress: Progress | None
+    skipped: Counter[str]
+    page_size: int
+
+    def documents(self) -> Iterator[Document]:
+        """Page through the author feed from the saved cursor (see the module docstring)."""
+        state = _load_cursor(self.store, self.name)
+        stop = _mark(state["stop"])
+        while True:
+            page = get_model_as_dict(
+                self.call(
+                    self.client.get_author_feed,
+                    self.did,
+                    cursor=state["cursor"],
+                    filter="posts_with_replies",
+                    limit=self.page_size,
+                )
             )
+            feed = [item for item in page.get("feed") or [] if not _is_pin(item)]
+            if self.progress is not None and feed:  # postsCount counts own posts only
+                self.progress.advance(sum(_author(item) == self.did for item in feed))
+            if feed and state["top"] is None:
+                state["top"] = _item_mark(feed[0])
+            finished = False
+            for item in feed:
+                moment = _parse(_item_mark(item)["at"])
+                if stop is not None and (item["post"]["uri"] == stop[0] or _older(moment, stop[1])):
+                    finished = True  # the last complete walk began here
+                    break
+                if self.since is not None and _older(moment, self.since):
+                    finished = True
+                    break
+                doc = self.document(item)
+                if doc is not None:
+                    yield doc
+            cursor = page.get("cursor")
+            if finished or not page.get("feed") or not cursor or cursor == state["cursor"]:
+                break
+            state["cursor"] = str(cursor)
+            _save_cursor(self.store, self.name, state)
+        # Complete: next time, stop at the newest post this walk saw.
+        final = {"cursor": None, "top": None, "stop": state["top"] or state["stop"]}
+        _save_cursor(self.store, self.name, final)
+
+    def document(self, item: Mapping[str, Any]) -> Document | None:
+        """The item as a Document, or None (counted in `skipped` by reason)."""
+        reason = _skip_reason(item, self.did, self.options)
+        record = item["post"].get("record") or {}
+        text = str(record.get("text") or "")
+        text = "" if reason else facets_to_text(text, record.get("facets"), self.options)
+        if not text:
+            self.skipped[reason or "empty"] += 1
+            return None
+        return Document(
+            text=text,
+            created_at=_iso(record.get("createdAt")),
+            source=self.source,
+            id=str(item["post"]["uri"]),
+            language=(record.get("langs") or [None])[0],
         )
-        feed = [item for item in page.get("feed") or [] if not _is_pin(item)]
-        if progress is not None and feed:
-            progress.advance(len(feed))
-        if feed and state["top"] is None:
-            state["top"] = _item_mark(feed[0])
-        finished = False
-        for item in feed:
-            mark = _item_mark(item)
-            moment = _moment(mark)
-            if stop is not None and (mark["uri"] == stop[0] or _older(moment, stop[1])):
-                finished = True  # the last complete walk began here
-                break
-            if since is not None and _older(moment, since):
-                finished = True
-                break
-            reason = _skip_reason(item, did, options)
-            record = item["post"].get("record") or {}
-            text = (
-                ""
-                if reason
-                else facets_to_text(str(record.get("text") or ""), record.get("facets"), options)
-            )
-            if not text:
-                skipped[reason or "empty"] += 1
-                continue
-            yield Document(
-                text=text,
-                created_at=_iso(record.get("createdAt")),
-                source=source,
-                id=str(item["post"]["uri"]),
-                language=(record.get("langs") or [None])[0],
-            )
-        cursor = page.get("cursor")
-        if finished or not page.get("feed") or not cursor or cursor == state["cursor"]:
-            break
-        state["cursor"] = str(cursor)
-        _save_cursor(store, name, state)
-    # Complete: next time, stop at the newest post this walk saw.
-    _save_cursor(store, name, {"cursor": None, "top": None, "stop": state["top"] or state["stop"]})
+
+
+def _author(item: Mapping[str, Any]) -> str | None:
+    return item["post"].get("author", {}).get("did")
 
 
 def _skip_reason(item: Mapping[str, Any], did: str, options: CleanOptions) -> str | None:
     post = item["post"]
     reason = item.get("reason") or {}
-    if "repost" in str(reason.get("$type", "")) or post.get("author", {}).get("did") != did:
+    if "repost" in str(reason.get("$type", "")) or _author(item) != did:
         return "repost"
     record = post.get("record") or {}
     reply = record.get("reply")
@@ -276,10 +318,6 @@ def _mark(saved: Any) -> tuple[str, datetime | None] | None:
     if not isinstance(saved, dict) or not saved.get("uri"):
         return None
     return (str(saved["uri"]), _parse(saved.get("at")))
-
-
-def _moment(mark: Mapping[str, str]) -> datetime | None:
-    return _parse(mark["at"])
 
 
 def _older(moment: datetime | None, than: datetime | None) -> bool:
