@@ -94,14 +94,20 @@ class _TextExtractor(HTMLParser):
             return ""
         # Mastodon shortens URL text with invisible spans ("example.com/pa…"); the href is
         # the real thing. Anchor text that is not a URL is words, and words stay.
-        looks_like_url = (
-            not stripped
-            or stripped.startswith(("http://", "https://", "www."))
-            or (" " not in stripped and "." in stripped and "/" in stripped)
-        )
-        if not looks_like_url:
+        if not looks_like_url(stripped):
             return text
         return href if self.keep_links else ""
+
+
+def looks_like_url(text: str) -> bool:
+    """Is a link's visible text a (possibly shortened) URL rather than words? Empty counts
+    as a URL: there are no words to keep."""
+    text = text.strip()
+    return (
+        not text
+        or text.startswith(("http://", "https://", "www."))
+        or (" " not in text and "." in text and "/" in text)
+    )
 
 
 def tidy(text: str) -> str:

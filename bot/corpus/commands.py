@@ -1,4 +1,4 @@
-"""`bot scrape`: gather a corpus from a Mastodon account, an archive or text files.
+"""`bot scrape`: gather a corpus from a Mastodon or Bluesky account, an archive or text files.
 
 Every subcommand runs the same pipeline after its importer: date filter, language
 filter, exact and near-duplicate removal, `--limit`, then one JSONL line per post, and a
@@ -9,6 +9,7 @@ with `cli.add_command(scrape)`; BotErrors raised here become one line there (bot
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections import Counter
@@ -81,6 +82,7 @@ def scrape() -> None:
     \b
     Examples:
       bot scrape mastodon @ada@example.social -o corpus/ada.jsonl
+      bot scrape bluesky @ada.bsky.social --include-replies
       bot scrape archive archive-20240501.zip --include-replies
       bot scrape text pg11.txt letters/ -o corpus/mary.jsonl
     """
@@ -159,6 +161,84 @@ def scrape_mastodon(
         docs = scrape_account(
             client,
             handle.user if same_server else handle.acct,
+            options=CleanOptions(include_cw, include_replies, keep_links, hashtags),
+            consent=consent,
+            since=_utc(since),
+            store=store,
+            cursor_name=name,
+            progress=bar,
+            skipped=skipped,
+        )
+        stats = run_pipeline(docs, out, limit=limit, language=language, append=True)
+    _report(out, stats, skipped)
+
+
+@scrape.command(name="bluesky")
+@click.argument("handle")
+@output_options
+@post_options
+@click.option(
+    "--i-have-consent",
+    "consent",
+    is_flag=True,
+    help="Scrape an account that opted out (#nobot, !no-unauthenticated): only with its"
+    " owner's OK.",
+)
+@click.option(
+    "--appview",
+    metavar="URL",
+    default="https://public.api.bsky.app",
+    show_default=True,
+    help="Bluesky AppView to ask (read without a login).",
+)
+def scrape_bluesky(
+    handle: str,
+    out: Path | None,
+    limit: int | None,
+    language: str | None,
+    since: datetime | None,
+    include_cw: bool,
+    include_replies: bool,
+    keep_links: bool,
+    hashtags: HashtagMode,
+    consent: bool,
+    appview: str,
+) -> None:
+    """Scrape a Bluesky account's posts (HANDLE, DID or profile URL).
+
+    Appends to FILE and resumes: an interrupted run continues where it stopped, and a
+    later run fetches only posts newer than the last one. Reposts are never taken;
+    self-labelled posts (nudity, porn, graphic media) count as content-warned. Accounts
+    that opted out (#nobot, #noscrape, #noai, !no-unauthenticated) are refused.
+
+    \b
+    Examples:
+      bot scrape bluesky @ada.bsky.social -o corpus/ada.jsonl
+      bot scrape bluesky https://bsky.app/profile/did:plc:abc123 --since 2024-01-01
+    """
+    from atproto import Client, Request
+
+    from bot import __version__
+    from bot.corpus.bluesky import parse_actor, scrape_account
+
+    actor = parse_actor(handle)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # else a line per page (-v shows them)
+    request = Request(timeout=30)
+    request.add_additional_header("User-Agent", f"revenant/{__version__} (bot scrape)")
+    client = Client(base_url=appview.rstrip("/"), request=request)
+    out = _default_out(out, actor.replace(":", "-"))
+    store = _open_store() if out != Path("-") else None
+    name = f"scrape:bluesky:{actor}:{out.resolve()}"
+    if store is not None and not out.exists():
+        store.set_cursor(name, "")  # no file, nothing to resume: start from the top
+    skipped: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack, _Bar("posts") as bar:
+        if store is not None:
+            stack.callback(store.close)
+        docs = scrape_account(
+            client,
+            actor,
             options=CleanOptions(include_cw, include_replies, keep_links, hashtags),
             consent=consent,
             since=_utc(since),
@@ -442,8 +522,9 @@ def _open_store() -> Any:
 class _Bar:
     """`bot.corpus.mastodon.Progress` as a click progress bar on stderr (statuses fetched)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "statuses") -> None:
         self._bar: Any = None
+        self._label = label
 
     def __enter__(self) -> Self:
         return self
@@ -454,7 +535,7 @@ class _Bar:
 
     def start(self, total: int | None) -> None:
         self._bar = click.progressbar(
-            length=max(total or 0, 1), label="statuses", file=sys.stderr, show_pos=True
+            length=max(total or 0, 1), label=self._label, file=sys.stderr, show_pos=True
         )
 
     def advance(self, count: int) -> None:
