@@ -152,5 +152,10 @@ def setup_logging(
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # The HTTP clients under the Bluesky SDK log every request at INFO: a line per post,
+    # notification page or scraped page. Shown with DEBUG (-v) only.
+    quiet = logging.WARNING if root.getEffectiveLevel() > logging.DEBUG else logging.NOTSET
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
     _handler = handler
     return handler

@@ -135,3 +135,16 @@ def test_bot_check_with_token_does_not_print_it(
     assert result.exit_code == 0, result.output
     assert "token from $MASTODON_ACCESS_TOKEN" in result.output
     assert TOKEN not in result.output
+
+
+def test_http_client_request_lines_show_only_with_debug() -> None:
+    """The Bluesky SDK's httpx logs each request at INFO; a daemon's log stays one line per
+    event unless -v asks for the detail."""
+    from bot.log import setup_logging
+
+    setup_logging("INFO", stream=io.StringIO())
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    setup_logging("DEBUG", stream=io.StringIO())
+    assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    setup_logging("INFO", stream=io.StringIO())

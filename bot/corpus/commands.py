@@ -9,7 +9,6 @@ with `cli.add_command(scrape)`; BotErrors raised here become one line there (bot
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from collections import Counter
@@ -222,8 +221,6 @@ def scrape_bluesky(
     from bot.corpus.bluesky import parse_actor, scrape_account
 
     actor = parse_actor(handle)
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # else a line per page (-v shows them)
     request = Request(timeout=30)
     request.add_additional_header("User-Agent", f"revenant/{__version__} (bot scrape)")
     client = Client(base_url=appview.rstrip("/"), request=request)
