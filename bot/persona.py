@@ -295,6 +295,7 @@ class Persona:
                         raise
                     event(log, "media_skipped", logging.WARNING, persona=self.name,
                           slot=slot_key, why="render_failed", fallback="notation")  # fmt: skip
+            media = self._media_taken(media, slot_key)
         return Post(
             persona=self.name,
             text=text,
@@ -305,6 +306,20 @@ class Persona:
             sensitive=s.sensitive,
             media=media,
         )
+
+    def _media_taken(self, media: tuple[Media, ...], slot_key: str) -> tuple[Media, ...]:
+        """The media the publisher's network takes (Bluesky: images, no audio); what it
+        does not take is left out of the post, and the log says so."""
+        name = self.publisher.name if self.publisher is not None else self.settings.publisher
+        kind = registry.kinds().get(name)
+        if kind is None or not media:
+            return media
+        taken = tuple(m for m in media if m.mime_type.startswith(kind.media_types))
+        if len(taken) < len(media):
+            left = ",".join(m.mime_type for m in media if m not in taken)
+            event(log, "media_skipped", persona=self.name, slot=slot_key,
+                  why="not_taken_by_publisher", publisher=name, types=left)  # fmt: skip
+        return taken
 
     def wake(
         self,

@@ -436,3 +436,43 @@ def test_check_online_then_setup_says_the_account_is_automated(
                         params={"repo": bot.account.did, "collection": "app.bsky.actor.profile",
                                 "rkey": "self"}, timeout=10).json()  # fmt: skip
     assert profile["value"]["description"].startswith("Nietzsche, generated. Automated account")
+
+
+# --- a music persona: the score as an image, no sound -----------------------------------------
+
+REEL = """\
+T:The Test Reel
+M:4/4
+L:1/8
+K:G
+|:GABc dBGB|cBcd efge|dBGB AGFA|GBdB G4:|
+|:gfge dBGB|cBcd edef|gfga bgdB|1 cAFA G4:|2 cAFA G2z2|]"""
+
+
+@pytest.mark.skipif(bool(__import__("bot.music.tools", fromlist=["missing"]).missing()),
+                    reason="needs the music tools (apt; .ci/run installs them)")  # fmt: skip
+def test_a_tune_goes_to_bluesky_with_its_score_and_without_sound(bot: Bot, tmp_path: Path) -> None:
+    from tests.fakes.tune_persona import make_tune_persona
+
+    model = make_tune_persona(tmp_path / "models" / "tunes")
+    settings = cfg.PersonaSettings(
+        name="tunes", model=model, prompts=(REEL,), candidates=2, max_rounds=1,
+        vocabulary="any", filters=cfg.Filters(max_chars=1500), publisher="bluesky",
+        publisher_settings={"bluesky": BlueskySettings(handle=bot.account.handle,
+                                                       pds_url=bot.network.pds_url)},
+    )  # fmt: skip
+    store = SQLiteStore(tmp_path / "state.db")
+    persona = Persona(settings, store=store, publisher=bot.publisher(),
+                      rng=np.random.default_rng(1), now=lambda: datetime.now(UTC))  # fmt: skip
+    result = persona.wake("2026-12-02T14:00Z", wait=lambda s: False)
+    store.close()
+
+    assert result.outcome == "posted", result
+    (record,) = bot.records()
+    value = record["value"]
+    assert value["text"].startswith("The Test Reel")
+    assert len(value["text"]) <= 300
+    (image,) = value["embed"]["images"]  # the score; Bluesky takes no audio
+    assert value["embed"]["$type"] == "app.bsky.embed.images"
+    assert image["image"]["mimeType"] == "image/png" and image["image"]["size"] > 1000
+    assert "\u201cThe Test Reel\u201d" in image["alt"]

@@ -196,3 +196,19 @@ def test_the_sdk_is_loaded_only_to_post_to_bluesky(write_config, make_persona) -
     result = subprocess.run([sys.executable, "-c", PROBE, str(path)], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
     assert result.stdout.strip() == ""
+
+
+def test_the_readme_example_posts_one_voice_to_both_networks(
+    tmp_path: Path, make_persona, monkeypatch  # noqa: ANN001
+) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**One persona, one publisher.**", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    make_persona("ada")
+    path = tmp_path / "config.yaml"
+    path.write_text(example, encoding="utf-8")
+    config = cfg.load_config(path)
+    ada, bsky = config.personas["ada"], config.personas["ada-bsky"]
+    assert (ada.publisher, bsky.publisher) == ("mastodon", "bluesky")
+    assert ada.model == bsky.model == tmp_path / "models" / "ada"
+    assert registry.get("bluesky").settings_of(bsky).handle == "ada-ebooks.bsky.social"

@@ -406,6 +406,7 @@ KIND = registry.register(
         online_check=online_check,
         setup=setup_account,
         exclusive_keys=(("handle", "handle_env"),),
+        media_types=("image/",),
         token_env=DEFAULT_PASSWORD_ENV,
     )
 )

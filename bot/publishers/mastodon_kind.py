@@ -310,6 +310,7 @@ KIND = registry.register(
         online_check=online_check,
         setup=setup_account,
         exclusive_keys=(("base_url", "base_url_env"),),
+        media_types=("audio/", "image/", "video/"),
         token_env=DEFAULT_TOKEN_ENV,
     )
 )

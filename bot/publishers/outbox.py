@@ -188,5 +188,6 @@ KIND = registry.register(
         length=plain_length,
         key_lifetime=KEY_LIFETIME,
         describe=_describe,
+        media_types=("",),  # the files are copied, whatever they are
     )
 )

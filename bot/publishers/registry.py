@@ -80,6 +80,9 @@ class PublisherKind:
     # the environment variable its token is read from by default (e.g.
     # MASTODON_ACCESS_TOKEN): `bot run` warns when it is set but no persona uses the kind
     token_env: str | None = None
+    # MIME type prefixes its posts may carry, e.g. ("image/",); a music persona's post
+    # leaves out the media its network does not take (its score without the sound)
+    media_types: tuple[str, ...] = ()
 
     def settings_of(self, persona: PersonaSettings) -> Any:
         """The persona's settings block for this kind (the defaults when not given)."""
