@@ -1,6 +1,7 @@
 """`bot new NAME`: from a source to a persona that is trained, configured and previewed.
 
     bot new ada --from @ada@mastodon.example          scrape (bot scrape mastodon's checks)
+    bot new ada --from @ada.bsky.social               scrape (bot scrape bluesky's checks)
     bot new mary --text frankenstein.txt letters/      books, Gutenberg files, folders of .txt
     bot new me --archive archive-20240501.zip          a Mastodon or Twitter/X archive
 
@@ -90,7 +91,7 @@ class NewState:
 
 
 def _describe(source: dict[str, Any]) -> str:
-    if source.get("kind") == "mastodon":
+    if source.get("kind") in ("mastodon", "bluesky"):
         return f"--from {source.get('acct')}"
     return f"--{source.get('kind')} " + " ".join(source.get("paths", []))
 
@@ -102,12 +103,14 @@ def _phase(number: int, name: str, text: str) -> None:
 @click.command(name="new", short_help="Make a persona from an account, texts or an archive.")
 @click.argument("name")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--from", "acct", metavar="@USER@HOST", help="Scrape this Mastodon account.")
+@click.option("--from", "acct", metavar="ACCOUNT",
+              help="Scrape this account: Mastodon @user@host or Bluesky @handle.bsky.social.")
 @click.option("--text", "is_text", is_flag=True, help="PATHS are text files or folders of .txt.")
 @click.option("--archive", "is_archive", is_flag=True,
               help="PATHS is a Mastodon or Twitter/X archive (.zip, folder, outbox.json).")  # fmt: skip
 @click.option("--instance", metavar="URL",
-              help="With --from: the API server to ask [default: https://HOST].")  # fmt: skip
+              help="With --from: the API server to ask [default: https://HOST; for Bluesky, "
+                   "the public AppView].")  # fmt: skip
 @click.option("--i-have-consent", "consent", is_flag=True,
               help="Scrape an account that opted out (#nobot, noindex): only with its owner's OK.")  # fmt: skip
 @click.option("--minutes", default=DEFAULT_MINUTES, show_default=True,
@@ -139,6 +142,7 @@ def new(
     \b
     Examples:
       bot new ada --from @ada@mastodon.example
+      bot new bea --from @bea.bsky.social
       bot new mary --text frankenstein.txt letters/ --minutes 60
       bot new me --archive archive-20240501.zip
     """
@@ -192,7 +196,8 @@ def new(
         _phase(4, "eval", "done")
     _preview(settings, figures, seed)
     click.echo(f"\n{name} is ready: `bot preview -p {name}`, `bot post -p {name}`; "
-               f"switch `publisher:` to mastodon in {config_path} to post for real.")  # fmt: skip
+               f"switch `publisher:` to mastodon or bluesky in {config_path} to post for "
+               "real.")  # fmt: skip
 
 
 def _source(
@@ -206,7 +211,7 @@ def _source(
     if acct:
         if paths:
             raise click.UsageError("--from takes no PATHS")
-        return {"kind": "mastodon", "acct": acct}
+        return {"kind": network_of(acct), "acct": acct}
     if not paths:
         raise click.UsageError(f"{chosen[0]} needs at least one PATH")
     if is_archive and len(paths) != 1:
@@ -215,9 +220,20 @@ def _source(
     return {"kind": kind, "paths": [str(p.resolve()) for p in paths]}
 
 
+def network_of(acct: str) -> str:
+    """Which network an account address names: Bluesky for a handle with a dot and no
+    host part (`@ada.bsky.social`), a DID or a bsky.app profile URL; otherwise Mastodon
+    (`@ada@mastodon.example`, `ada` with --instance, `https://host/@ada`)."""
+    text = acct.strip()
+    if text.startswith(("did:", "https://bsky.app/profile/")):
+        return "bluesky"
+    bare = text.removeprefix("@")
+    return "bluesky" if "@" not in bare and "/" not in bare and "." in bare else "mastodon"
+
+
 def _corpus_phase(name: str, source: dict[str, Any], work: Path, consent: bool) -> dict[str, Any]:
     """Scrape or import through the `bot scrape` commands; returns the paths to train on."""
-    from bot.corpus.commands import scrape_archive, scrape_mastodon
+    from bot.corpus.commands import scrape_archive, scrape_bluesky, scrape_mastodon
 
     ctx = click.get_current_context()
     posts = work / "posts.jsonl"
@@ -225,6 +241,12 @@ def _corpus_phase(name: str, source: dict[str, Any], work: Path, consent: bool) 
         _phase(1, "corpus", f"scraping {source['acct']} into {posts}")
         ctx.invoke(scrape_mastodon, acct=source["acct"], out=posts, consent=consent,
                    instance=source.get("instance"))  # fmt: skip
+        paths = [posts]
+    elif source["kind"] == "bluesky":
+        _phase(1, "corpus", f"scraping {source['acct']} (Bluesky) into {posts}")
+        appview = source.get("instance")
+        ctx.invoke(scrape_bluesky, handle=source["acct"], out=posts, consent=consent,
+                   **({"appview": appview} if appview else {}))  # fmt: skip
         paths = [posts]
     elif source["kind"] == "archive":
         _phase(1, "corpus", f"importing {source['paths'][0]} into {posts}")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,13 +20,13 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import load_config
 from bot.errors import ConfigError
-from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start
+from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start, network_of
 from tests.test_corpus import seed_account
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
 
-pytest_plugins = ["tests.fakes.mastodon_server"]  # the mastodon_server fixture
+pytest_plugins = ["tests.fakes.mastodon_server", "tests.fakes.bluesky"]  # their fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 BOT = Path(sys.executable).with_name("bot")
@@ -204,3 +204,66 @@ def test_bot_new_imports_an_archive_through_bot_scrape(
     posts = (tmp_path / "corpus" / "arch" / "posts.jsonl").read_text().splitlines()
     assert posts and all(json.loads(line)["text"] for line in posts)
     assert "too little to train on" in result.output.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("acct", "network"),
+    [
+        ("@ada@mastodon.example", "mastodon"),
+        ("ada@mastodon.example", "mastodon"),
+        ("ada", "mastodon"),  # with --instance
+        ("https://mastodon.example/@ada", "mastodon"),
+        ("@ada.bsky.social", "bluesky"),
+        ("ada.bsky.social", "bluesky"),
+        ("did:plc:abcdefghijklmnopqrstuvwx", "bluesky"),
+        ("https://bsky.app/profile/ada.bsky.social", "bluesky"),
+    ],
+)
+def test_from_names_its_network_by_the_address(acct: str, network: str) -> None:
+    assert network_of(acct) == network
+
+
+def _bluesky_account(network: Any, name: str, posts: list[str], description: str = "") -> Any:
+    from atproto import Client
+
+    account = network.create_account(name)
+    client = Client(base_url=network.pds_url)
+    client.login(account.handle, account.password)
+    if description:
+        client.com.atproto.repo.put_record({"repo": account.did, "collection": "app.bsky.actor.profile",
+                                            "rkey": "self", "record": {"$type": "app.bsky.actor.profile",
+                                                                       "description": description}})  # fmt: skip
+    for text in posts:
+        client.send_post(text)
+    network.process_all()
+    return account
+
+
+def test_bot_new_from_a_bluesky_account_that_opted_out_is_refused(
+    bsky_network: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--from @handle goes through `bot scrape bluesky`: its consent checks and refusal."""
+    monkeypatch.chdir(tmp_path)
+    shy = _bluesky_account(bsky_network, "shy", ["a fern", "a fen"], "Painter. #noai")
+    args = ["new", "shy", "--from", f"@{shy.handle}", "--instance", bsky_network.appview_url]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert f"[1/4] corpus: scraping @{shy.handle} (Bluesky)" in result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: ") and "--i-have-consent" in last and "#noai" in last
+    assert not (tmp_path / "models").exists()
+
+
+def test_bot_new_from_a_bluesky_account_scrapes_its_posts(
+    bsky_network: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bea = _bluesky_account(bsky_network, "bea", ["The sea is a mirror.", "Stones remember rain."])
+    args = ["new", "bea", "--from", bea.handle, "--instance", bsky_network.appview_url]
+    result = CliRunner().invoke(cli, args)
+    # two posts are too little to train on: it stops before training, with the corpus kept
+    assert result.exit_code == 1
+    assert "too little to train on" in result.output.splitlines()[-1]
+    posts = [json.loads(line) for line in (tmp_path / "corpus" / "bea" / "posts.jsonl").open()]
+    assert sorted(p["text"] for p in posts) == ["Stones remember rain.", "The sea is a mirror."]
+    assert {p["source"] for p in posts} == {f"bluesky:{bea.handle}"}
