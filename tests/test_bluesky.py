@@ -397,6 +397,37 @@ def test_bots_and_nobot_profiles_are_not_answered(
     store.close()
 
 
+def test_deep_threads_and_busy_accounts_get_no_reply(
+    bsky_network: Any, bot: Bot, tmp_path: Path
+) -> None:
+    from atproto import models
+
+    own = bot.publisher().publish(post("Stones remember rain."))
+    (record,) = bot.records()
+    alice = bsky_network.create_account("alice")
+    client = _client(bsky_network, alice)
+    ref = models.create_strong_ref(models.ComAtprotoRepoStrongRef.Main(uri=own.remote_id,
+                                                                       cid=record["cid"]))  # fmt: skip
+    client.send_post("do they?", reply_to=models.AppBskyFeedPost.ReplyRef(parent=ref, root=ref))
+    bsky_network.process_all()
+    store = SQLiteStore(tmp_path / "state.db")
+    clock = Clock()
+
+    (deep,) = _replier(bot, store, clock, max_thread_depth=0).poll()  # one post above it
+
+    assert (deep.acct, deep.outcome, deep.reason) == (alice.handle, "skipped", "thread_too_deep")
+    for words in ("first question", "second question"):
+        _mention(client, bot, words)
+    bsky_network.process_all()
+    results = _replier(bot, store, clock, per_account_per_hour=1).poll()
+    assert [(r.outcome, r.reason) for r in results] == [
+        ("replied", None),
+        ("skipped", "account_limit"),
+    ]
+    assert len(bot.records()) == 2  # the post and one reply
+    store.close()
+
+
 # --- bot check --online, bot setup -------------------------------------------------------------
 
 
