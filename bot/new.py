@@ -103,8 +103,12 @@ def _phase(number: int, name: str, text: str) -> None:
 @click.command(name="new", short_help="Make a persona from an account, texts or an archive.")
 @click.argument("name")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--from", "acct", metavar="ACCOUNT",
-              help="Scrape this account: Mastodon @user@host or Bluesky @handle.bsky.social.")
+@click.option(
+    "--from",
+    "acct",
+    metavar="ACCOUNT",
+    help="Scrape this account: Mastodon @user@host or Bluesky @handle.bsky.social.",
+)
 @click.option("--text", "is_text", is_flag=True, help="PATHS are text files or folders of .txt.")
 @click.option("--archive", "is_archive", is_flag=True,
               help="PATHS is a Mastodon or Twitter/X archive (.zip, folder, outbox.json).")  # fmt: skip

@@ -35,6 +35,7 @@ from bot.publishers.bluesky import BlueskyPublisher, forget_sessions
 from bot.publishers.bluesky_kind import BlueskySettings
 from bot.replies import Replier
 from bot.store import SQLiteStore
+from tests.test_music_persona import REEL
 
 pytest_plugins = ["tests.fakes.postgres", "tests.fakes.bluesky"]
 
@@ -470,14 +471,6 @@ def test_check_online_then_setup_says_the_account_is_automated(
 
 
 # --- a music persona: the score as an image, no sound -----------------------------------------
-
-REEL = """\
-T:The Test Reel
-M:4/4
-L:1/8
-K:G
-|:GABc dBGB|cBcd efge|dBGB AGFA|GBdB G4:|
-|:gfge dBGB|cBcd edef|gfga bgdB|1 cAFA G4:|2 cAFA G2z2|]"""
 
 
 @pytest.mark.skipif(bool(__import__("bot.music.tools", fromlist=["missing"]).missing()),

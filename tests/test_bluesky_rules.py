@@ -198,9 +198,7 @@ def test_the_sdk_is_loaded_only_to_post_to_bluesky(write_config, make_persona) -
     assert result.stdout.strip() == ""
 
 
-def test_the_readme_example_posts_one_voice_to_both_networks(
-    tmp_path: Path, make_persona, monkeypatch  # noqa: ANN001
-) -> None:
+def test_the_readme_example_posts_one_voice_to_both_networks(tmp_path: Path, make_persona) -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("**One persona, one publisher.**", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]

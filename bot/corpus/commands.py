@@ -149,15 +149,9 @@ def scrape_mastodon(
         user_agent=f"revenant/{__version__} (bot scrape)",
     )
     out = _default_out(out, handle.user)
-    store = _open_store() if out != Path("-") else None
-    name = f"scrape:mastodon:{handle.acct.lower()}:{out.resolve()}"
-    if store is not None and not out.exists():
-        store.set_cursor(name, "")  # no file, nothing to resume: start from the top
-    skipped: Counter[str] = Counter()
-    with contextlib.ExitStack() as stack, _Bar() as bar:
-        if store is not None:
-            stack.callback(store.close)
-        docs = scrape_account(
+    _scrape_live(
+        f"mastodon:{handle.acct.lower()}", out, "statuses", limit, language,
+        lambda store, name, bar, skipped: scrape_account(
             client,
             handle.user if same_server else handle.acct,
             options=CleanOptions(include_cw, include_replies, keep_links, hashtags),
@@ -167,9 +161,8 @@ def scrape_mastodon(
             cursor_name=name,
             progress=bar,
             skipped=skipped,
-        )
-        stats = run_pipeline(docs, out, limit=limit, language=language, append=True)
-    _report(out, stats, skipped)
+        ),
+    )  # fmt: skip
 
 
 @scrape.command(name="bluesky")
@@ -225,15 +218,9 @@ def scrape_bluesky(
     request.add_additional_header("User-Agent", f"revenant/{__version__} (bot scrape)")
     client = Client(base_url=appview.rstrip("/"), request=request)
     out = _default_out(out, actor.replace(":", "-"))
-    store = _open_store() if out != Path("-") else None
-    name = f"scrape:bluesky:{actor}:{out.resolve()}"
-    if store is not None and not out.exists():
-        store.set_cursor(name, "")  # no file, nothing to resume: start from the top
-    skipped: Counter[str] = Counter()
-    with contextlib.ExitStack() as stack, _Bar("posts") as bar:
-        if store is not None:
-            stack.callback(store.close)
-        docs = scrape_account(
+    _scrape_live(
+        f"bluesky:{actor}", out, "posts", limit, language,
+        lambda store, name, bar, skipped: scrape_account(
             client,
             actor,
             options=CleanOptions(include_cw, include_replies, keep_links, hashtags),
@@ -243,7 +230,31 @@ def scrape_bluesky(
             cursor_name=name,
             progress=bar,
             skipped=skipped,
-        )
+        ),
+    )  # fmt: skip
+
+
+def _scrape_live(
+    account: str,
+    out: Path,
+    unit: str,
+    limit: int | None,
+    language: str | None,
+    walk: Callable[[Any, str, _Bar, Counter[str]], Iterable[Document]],
+) -> None:
+    """A live account's scrape into `out`: `walk(store, cursor name, bar, skipped)` gives
+    its Documents and saves its place under the cursor (named by the account and the
+    output file) in the state database, so an interrupted scrape resumes and a finished
+    one later fetches only newer posts; then the pipeline and the report."""
+    store = _open_store() if out != Path("-") else None
+    name = f"scrape:{account}:{out.resolve()}"
+    if store is not None and not out.exists():
+        store.set_cursor(name, "")  # no file, nothing to resume: start from the top
+    skipped: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack, _Bar(unit) as bar:
+        if store is not None:
+            stack.callback(store.close)
+        docs = walk(store, name, bar, skipped)
         stats = run_pipeline(docs, out, limit=limit, language=language, append=True)
     _report(out, stats, skipped)
 

@@ -153,20 +153,8 @@ def resolve_password(persona: PersonaSettings, env: Mapping[str, str] | None = N
 def build(config: Config, persona: PersonaSettings) -> BlueskyPublisher:
     """The persona's publisher; the app password is read from the environment here, and
     the session is kept under $REVENANT_HOME/sessions/."""
-    from bot.publishers.bluesky import BlueskyPublisher  # loads the SDK: only when used
-
     ready(persona)
-    settings = bluesky_settings(persona)
-    handle = resolve_handle(persona)
-    return BlueskyPublisher(
-        settings.pds_url,
-        handle,
-        resolve_password(persona),
-        password_env=settings.app_password_env,
-        request_timeout_seconds=settings.request_timeout_seconds,
-        session_path=session_file(config.home, settings.pds_url, handle),
-        self_labels=settings.self_labels,
-    )
+    return publisher_for(config, persona)
 
 
 def describe(config: Config, persona: PersonaSettings) -> str:
