@@ -32,6 +32,7 @@ from bot.corpus.bluesky import (
 from bot.corpus.clean import CleanOptions
 from bot.corpus.commands import scrape
 from bot.errors import CorpusError
+from tests.test_corpus import DictStore
 
 pytest_plugins = ["tests.fakes.bluesky"]  # the bsky_network fixture (PLC + PDS + AppView)
 
@@ -274,17 +275,6 @@ def test_opted_out_account_is_refused(
     assert reason in err.value.message and carol.handle in err.value.message
     assert "--i-have-consent" in err.value.hint and "\n" not in str(err.value)
     assert texts(scrape_account(client, carol.handle, consent=True)) == ["my words are mine"]
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.cursors: dict[str, str] = {}
-
-    def get_cursor(self, name: str) -> str | None:
-        return self.cursors.get(name)
-
-    def set_cursor(self, name: str, value: str) -> None:
-        self.cursors[name] = value
 
 
 def test_scrape_resumes_from_cursor_then_fetches_only_new(bsky_network: Any) -> None:

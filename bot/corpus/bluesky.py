@@ -48,7 +48,7 @@ from atproto_client.models.utils import get_model_as_dict
 
 from bot.corpus import Document, iso_utc, parse_iso
 from bot.corpus.clean import CleanOptions, looks_like_url
-from bot.corpus.mastodon import CONSENT_FLAG, OPT_OUT_TAGS, CursorStore, Progress
+from bot.corpus.mastodon import OPT_OUT_TAGS, CursorStore, Progress, require_consent
 from bot.errors import CorpusError
 
 DEFAULT_APPVIEW = "https://public.api.bsky.app"  # Bluesky's public, unauthenticated AppView
@@ -170,12 +170,7 @@ def scrape_account(
     handle = str(profile.get("handle") or actor)
     if handle == "handle.invalid":
         handle = str(profile["did"])
-    reason = opt_out_reason(profile)
-    if reason and not consent:
-        raise CorpusError(
-            f"@{handle} opted out of scraping: {reason}",
-            f"pass {CONSENT_FLAG} only if its owner agreed to this use of their posts",
-        )
+    require_consent(f"@{handle}", opt_out_reason(profile), consent)
     if progress is not None:
         progress.start(profile.get("postsCount"))
     walk = _Walk(

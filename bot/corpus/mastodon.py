@@ -107,6 +107,16 @@ def opt_out_reason(account: Any) -> str | None:
     return None
 
 
+def require_consent(who: str, reason: str | None, consent: bool) -> None:
+    """The one-line refusal of an account whose owner opted out (`reason`), unless the
+    caller has their consent (CONSENT_FLAG). Shared by every live scraper."""
+    if reason and not consent:
+        raise CorpusError(
+            f"{who} opted out of scraping: {reason}",
+            f"pass {CONSENT_FLAG} only if its owner agreed to this use of their posts",
+        )
+
+
 def scrape_account(
     client: Mastodon,
     acct: str,
@@ -130,12 +140,7 @@ def scrape_account(
     skipped = skipped if skipped is not None else Counter()
     call = _Caller(client, acct, sleep)
     account = _lookup(client, call, acct)
-    reason = opt_out_reason(account)
-    if reason and not consent:
-        raise CorpusError(
-            f"@{account.get('acct', acct)} opted out of scraping: {reason}",
-            f"pass {CONSENT_FLAG} only if its owner agreed to this use of their posts",
-        )
+    require_consent(f"@{account.get('acct', acct)}", opt_out_reason(account), consent)
     if progress is not None:
         progress.start(account.get("statuses_count"))
     name = cursor_name or f"scrape:mastodon:{acct.lower()}"
