@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.corpus import Document
-from bot.corpus.text import read_text
+from bot.corpus.text import expand_paths, read_text
 from bot.errors import CorpusError
 
 # The books of music21/corpus/ that are public domain (printed 1782-1883). Not the
@@ -170,22 +170,6 @@ def read_abc_text(path: Path) -> str:
         return raw.decode("latin-1")
 
 
-def expand_abc_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; folders become their .abc files, recursively, in sorted order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.abc") if p.is_file())
-            if not found:
-                raise CorpusError(f"no .abc files under {path}", "point at ABC tune books")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise CorpusError(f"{path} does not exist", "check the path")
-    return files
-
-
 def music21_books() -> list[Path]:
     """The public-domain ABC tune books inside the installed music21 package."""
     spec = importlib.util.find_spec("music21")
@@ -247,7 +231,7 @@ def import_abc(
     stats = stats if stats is not None else AbcStats()
     stats.meters, stats.keys = Counter(), Counter()
     seen: set[str] = set()
-    for path in expand_abc_paths(paths):
+    for path in expand_paths(paths, ".abc", "ABC tune books"):
         text = read_abc_text(path)
         for number, lines in split_raw(text):
             tune = canonical(lines, f"{path.name}#{number}")

@@ -75,14 +75,16 @@ def read_text(path: Path) -> str:
         ) from err
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; folders become their .txt files, recursively, in sorted order."""
+def expand_paths(
+    paths: Iterable[Path], suffix: str = ".txt", what: str = ".txt files"
+) -> list[Path]:
+    """Files as given; folders become their `suffix` files, recursively, in sorted order."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            found = sorted(p for p in path.rglob(f"*{suffix}") if p.is_file())
             if not found:
-                raise CorpusError(f"no .txt files under {path}", "point at .txt files")
+                raise CorpusError(f"no {suffix} files under {path}", f"point at {what}")
             files.extend(found)
         elif path.exists():
             files.append(path)
