@@ -20,17 +20,10 @@ from bot.music.filters import (
     judge_tune,
 )
 from bot.music.novelty import build_bar_index, phrase_hashes
+from tests.fakes.tune_persona import REEL
 
 needs_abc2midi = pytest.mark.skipif(shutil.which("abc2midi") is None,
                                     reason="needs abcmidi (apt)")  # fmt: skip
-
-REEL = """\
-T:Test Reel
-M:4/4
-L:1/8
-K:G
-|:GABc dBGB|cBcd efge|dBGB AGFA|GBdB G4:|
-|:gfge dBGB|cBcd edef|gfga bgdB|1 cAFA G4:|2 cAFA G2z2|]"""
 
 # A pickup, a short bar before the repeat that completes it, a second pickup after `|:`,
 # and a change of meter inside the tune: all in order.

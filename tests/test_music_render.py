@@ -11,16 +11,9 @@ from bot.music import tools
 from bot.music.abc import read_tune
 from bot.music.filters import duration_seconds
 from bot.music.render import ogg_seconds, render
+from tests.fakes.tune_persona import REEL
 
 pytestmark = pytest.mark.skipif(bool(tools.missing()), reason="needs the audio tools (apt)")
-
-REEL = """\
-T:Test Reel
-M:4/4
-L:1/8
-K:G
-|:GABc dBGB|cBcd efge|dBGB AGFA|GBdB G4:|
-|:gfge dBGB|cBcd edef|gfga bgdB|1 cAFA G4:|2 cAFA G2z2|]"""
 
 SLOW_AIR = """\
 T:Slow Air

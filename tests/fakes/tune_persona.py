@@ -20,6 +20,16 @@ import h5py
 from bot.card import ABC_LSTM, BARS_FILE, CARD_FILE, EOS, MODEL_FILE
 from bot.music.novelty import build_bar_index, save_bar_index
 
+# A well-formed reel in G, two repeated parts with first and second endings: the tune the
+# music tests judge, render and post.
+REEL = """\
+T:Test Reel
+M:4/4
+L:1/8
+K:G
+|:GABc dBGB|cBcd efge|dBGB AGFA|GBdB G4:|
+|:gfge dBGB|cBcd edef|gfga bgdB|1 cAFA G4:|2 cAFA G2z2|]"""
+
 TINY_PERSONA = Path(__file__).resolve().parents[1] / "data" / "tiny_persona"
 
 
