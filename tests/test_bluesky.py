@@ -429,6 +429,16 @@ def test_deep_threads_and_busy_accounts_get_no_reply(
     store.close()
 
 
+def test_a_thread_that_is_gone_reads_as_not_found(bot: Bot) -> None:
+    """A mention deleted before its thread is read is `no_status` to the Replier (404)."""
+    from bot.publishers.bluesky_kind import BlueskyInbox
+
+    inbox = BlueskyInbox(bot.publisher())
+    with pytest.raises(PublishError) as info:
+        inbox.thread_depth(f"at://{bot.account.did}/app.bsky.feed.post/3n3nxa5nves2b")
+    assert info.value.status_code == 404 and not info.value.transient
+
+
 # --- bot check --online, bot setup -------------------------------------------------------------
 
 

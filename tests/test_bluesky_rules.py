@@ -97,6 +97,7 @@ def test_a_mention_reads_as_the_replier_expects() -> None:
     assert mention["account"]["bot"] is False
     assert mention["status"]["in_reply_to_id"] == "at://did:plc:ada/app.bsky.feed.post/3x"
     assert mention["status"]["content"] == "what of ferns?"
+    assert mention["status"]["created_at"] == "2026-12-02T10:00:00.000Z"  # the server's time
     from bot.mentions import has_nobot
 
     assert has_nobot(mention["account"])

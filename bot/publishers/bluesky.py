@@ -447,7 +447,8 @@ class BlueskyPublisher:
                     self._login(client)
             except AtProtocolError as err:
                 raise self._translate(err, action, write=write) from None
-        raise AssertionError("unreachable")
+        raise PublishError(f"Bluesky keeps asking {self.identifier} to log in ({action})",
+                           "kept for the next wake", transient=True)  # fmt: skip
 
     def _translate(self, err: AtProtocolError, action: str, *, write: bool) -> PublishError:
         where = urlsplit(self.pds_url).netloc or self.pds_url
@@ -483,6 +484,8 @@ class BlueskyPublisher:
             return PublishError(f"Bluesky server error {status} ({action}): {detail}",
                                 "kept for the next wake", transient=True, status_code=status,
                                 maybe_sent=write)  # fmt: skip
+        if _error_name(err) == "NotFound":  # a post that is gone, as Mastodon's 404
+            status = 404
         return PublishError(f"Bluesky refused to {action}: {detail}",
                             "see the server's message", status_code=status)  # fmt: skip
 

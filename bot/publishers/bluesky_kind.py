@@ -212,7 +212,8 @@ def as_mention(notification: Mapping[str, Any]) -> dict[str, Any]:
         "status": {
             "id": str(notification.get("uri")),
             "content": str(record.get("text") or ""),
-            "created_at": str(record.get("createdAt") or notification.get("indexedAt")),
+            # when the AppView saw it: a post's own createdAt is whatever its client wrote
+            "created_at": str(notification.get("indexedAt") or record.get("createdAt")),
             "in_reply_to_id": parent.get("uri"),
             "visibility": "public",
             "spoiler_text": "",
