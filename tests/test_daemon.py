@@ -27,6 +27,7 @@ from bot.publishers.base import Post, Receipt
 from bot.scheduler import HEARTBEAT_SECONDS, Daemon
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
+from tests.fakes.publishers import StandInPublisher
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -124,25 +125,12 @@ def test_bot_run_posts_within_seconds_and_exits_0_on_a_signal(
 # --- in-flight wakes at shutdown ------------------------------------------------------
 
 
-class GatedPublisher:
+class GatedPublisher(StandInPublisher):
     """An outbox stand-in whose publish() waits for `release` (a slow server)."""
-
-    name = "outbox"
-    settle_seconds = 0.0
-    key_lifetime = None
 
     def __init__(self) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
-
-    def max_chars(self) -> int:
-        return 500
-
-    def length(self, text: str, spoiler_text: str = "") -> int:
-        return len(text) + len(spoiler_text)
-
-    def find(self, post: Post, since: object) -> Receipt | None:
-        return None
 
     def publish(self, post: Post) -> Receipt:
         self.entered.set()

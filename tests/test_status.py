@@ -26,6 +26,7 @@ from bot.errors import PublishError
 from bot.publishers.base import Post, Receipt
 from bot.scheduler import Daemon
 from bot.store import SQLiteStore
+from tests.fakes.publishers import StandInPublisher
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 BOT = Path(sys.executable).with_name("bot")
@@ -282,24 +283,11 @@ def test_run_once_is_not_a_running_daemon(small_fleet: Callable[..., Config]) ->
     assert data["personas"]["ada"]["state"] == "not_running"
 
 
-class RefusingPublisher:
+class RefusingPublisher(StandInPublisher):
     """A network that answers every post with `error` (what Mastodon.py errors become)."""
-
-    name = "outbox"
-    settle_seconds = 0.0
-    key_lifetime = None
 
     def __init__(self, error: PublishError) -> None:
         self.error = error
-
-    def max_chars(self) -> int:
-        return 500
-
-    def length(self, text: str, spoiler_text: str = "") -> int:
-        return len(text) + len(spoiler_text)
-
-    def find(self, post: Post, since: object) -> Receipt | None:
-        return None
 
     def publish(self, post: Post) -> Receipt:
         raise self.error
