@@ -446,6 +446,10 @@ def test_check_online_then_setup_says_the_account_is_automated(
     bot: Bot, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BLUESKY_APP_PASSWORD", bot.app_password)
+    owner = _client(bot.network, bot.account)  # the owner named the account by hand
+    owner.com.atproto.repo.put_record({"repo": bot.account.did, "collection": "app.bsky.actor.profile",
+                                       "rkey": "self", "record": {"$type": "app.bsky.actor.profile",
+                                                                  "displayName": "Ada"}})  # fmt: skip
     write_config(
         f"""
         personas:
@@ -478,6 +482,7 @@ def test_check_online_then_setup_says_the_account_is_automated(
                         params={"repo": bot.account.did, "collection": "app.bsky.actor.profile",
                                 "rkey": "self"}, timeout=10).json()  # fmt: skip
     assert profile["value"]["description"].startswith("Nietzsche, generated. Automated account")
+    assert profile["value"]["displayName"] == "Ada"  # every other field of the profile kept
 
 
 # --- a music persona: the score as an image, no sound -----------------------------------------
