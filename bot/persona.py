@@ -162,7 +162,8 @@ class Persona:
             return min(limit, self._max_chars)
         if self.publisher is not None:
             return min(limit, self.publisher.max_chars())
-        return limit
+        fixed = registry.of(self.settings).fixed_limit  # a dry run: the network's own rule
+        return min(limit, fixed) if fixed is not None else limit
 
     def rules(self, history: list[str], loaded: Loaded) -> Rules:
         f = self.settings.filters

@@ -4,6 +4,7 @@ to Bluesky (#20). The publisher against the real servers: tests/test_bluesky.py.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -211,3 +212,19 @@ def test_the_readme_example_posts_one_voice_to_both_networks(tmp_path: Path, mak
     assert (ada.publisher, bsky.publisher) == ("mastodon", "bluesky")
     assert ada.model == bsky.model == tmp_path / "models" / "ada"
     assert registry.get("bluesky").settings_of(bsky).handle == "ada-ebooks.bsky.social"
+
+
+def test_a_dry_run_holds_a_bluesky_persona_to_300_graphemes(write_config, make_persona) -> None:
+    """`bot preview` builds no publisher; the network's fixed limit still applies, so the
+    preview shows what Bluesky would take (the filters' own max_chars is 1000 here)."""
+    from bot.persona import Persona, length_function
+
+    config = load(write_config, make_persona, "    filters: {max_chars: 1000, min_chars: 3}")
+    settings = config.personas["ada"]
+    dry = Persona(settings, length=length_function(settings))
+    assert dry.max_chars() == 300
+    result = CliRunner().invoke(cli, ["preview", "-n", "3", "--seed", "2", "--json", "--all"])
+    assert result.exit_code == 0, result.output
+    (shown,) = json.loads(result.output)
+    lengths = [post_length(p["text"]) for p in shown["posts"]]
+    assert lengths and max(lengths) <= 300, lengths

@@ -396,6 +396,7 @@ KIND = registry.register(
         setup=setup_account,
         exclusive_keys=(("handle", "handle_env"),),
         media_types=("image/",),
+        fixed_limit=MAX_GRAPHEMES,
         token_env=DEFAULT_PASSWORD_ENV,
     )
 )

@@ -83,6 +83,9 @@ class PublisherKind:
     # MIME type prefixes its posts may carry, e.g. ("image/",); a music persona's post
     # leaves out the media its network does not take (its score without the sound)
     media_types: tuple[str, ...] = ()
+    # a post length limit every account of the network has (Bluesky: 300 graphemes), so a
+    # dry run (`bot preview`, no publisher built) holds posts to it; None: the server says
+    fixed_limit: int | None = None
 
     def settings_of(self, persona: PersonaSettings) -> Any:
         """The persona's settings block for this kind (the defaults when not given)."""
