@@ -33,6 +33,7 @@ from bot.scheduler import (
 )
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
+from tests.fakes.publishers import StandInPublisher
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -70,7 +71,7 @@ def make_config(tmp_path: Path, write_config: Callable[[str], Path]) -> Callable
     return make
 
 
-class ScriptedPublisher:
+class ScriptedPublisher(StandInPublisher):
     """A Publisher whose answers are scripted: a PublishError/Exception to raise, or None
     for success. Records every post it was handed."""
 
@@ -79,15 +80,6 @@ class ScriptedPublisher:
         self.script = list(script or [])
         self.posts: list[Post] = []
         self.published: dict[str, Receipt] = {}  # idempotency key -> receipt
-
-    settle_seconds = 0.0
-    key_lifetime = None
-
-    def max_chars(self) -> int:
-        return 500
-
-    def length(self, text: str, spoiler_text: str = "") -> int:
-        return len(text) + len(spoiler_text)
 
     def find(self, post: Post, since: object) -> Receipt | None:
         return self.published.get(post.idempotency_key)
