@@ -294,7 +294,8 @@ def test_bot_run_killed_around_the_send_posts_the_slot_once(bot: Bot, crash_at: 
     assert len(records) == len(rows) == 1, (records, rows)
     assert rows[0][2] == records[0]["uri"] and rows[0][1] == records[0]["value"]["text"]
     assert list(slots.values()) == ["posted"]
-    assert len(list((home / "sessions").iterdir())) == 1  # the session was kept across the crash
+    (kept,) = (home / "sessions").iterdir()  # the session was kept across the crash...
+    assert kept.stat().st_mode & 0o777 == 0o600  # ...readable by its owner alone
 
 
 # --- replies ------------------------------------------------------------------------------
