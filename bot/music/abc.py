@@ -199,6 +199,16 @@ def _read_body(body: str, tune: Tune) -> None:
         bar = Bar(meter=meter, opens=line + (f"{ending}" if ending else ""))
         accidentals = {}
 
+    def change(name: str, value: str) -> None:
+        """A field in the body, on its own line or inline (`[M:9/8]`): meter, unit, key."""
+        nonlocal meter, unit, signature
+        if name == "M":
+            meter = bar.meter = parse_meter(value)
+        elif name == "L":
+            unit = parse_fraction(value) or unit
+        elif name == "K":
+            signature = key_signature(value)
+
     def add(note: Note) -> None:
         nonlocal tuplet_left, broken, last
         duration = note.duration
@@ -219,13 +229,7 @@ def _read_body(body: str, tune: Tune) -> None:
             line = body[i : line_end if line_end >= 0 else n]
             field = _FIELD.match(line)
             if field is not None and line[:1].isalpha():
-                name, value = field.groups()
-                if name == "M":
-                    meter = bar.meter = parse_meter(value)
-                elif name == "L":
-                    unit = parse_fraction(value) or unit
-                elif name == "K":
-                    signature = key_signature(value)
+                change(*field.groups())
                 i = line_end if line_end >= 0 else n
             continue
         if ch == "%":
@@ -248,13 +252,7 @@ def _read_body(body: str, tune: Tune) -> None:
         if ch == "[" and i + 2 < n and body[i + 1].isalpha() and body[i + 2] == ":":
             end = body.find("]", i)
             end = end if end >= 0 else n
-            name, value = body[i + 1], body[i + 3 : end]
-            if name == "M":
-                meter = bar.meter = parse_meter(value)
-            elif name == "L":
-                unit = parse_fraction(value) or unit
-            elif name == "K":
-                signature = key_signature(value)
+            change(body[i + 1], body[i + 3 : end])
             i = end + 1
             continue
         bar_match = _BAR.match(body, i) if ch in "|:[" else None
