@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -84,3 +85,14 @@ def rss_bytes() -> Callable[[], int]:
     if not statm.exists():
         pytest.skip("reads /proc (Linux)")
     return lambda: int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture
+def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test (a dry run sends nothing)."""
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the test opened a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,15 +68,8 @@ def tunes_config(tmp_path: Path, write_config: Callable[[str], Path]) -> Path:
 
 
 @needs_tools
-@pytest.mark.usefixtures("tunes_config")
-def test_preview_writes_sound_and_score_and_sends_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_network(*args: object, **kwargs: object) -> None:
-        raise AssertionError("preview opened a socket")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+@pytest.mark.usefixtures("tunes_config", "no_sockets")
+def test_preview_writes_sound_and_score_and_sends_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["preview", "-p", "tunes", "-n", "1", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "T:The Test Reel" in result.output

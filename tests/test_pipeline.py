@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,15 +46,8 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.usefixtures("tiny_config")
-def test_preview_prints_posts_and_sends_nothing_and_stores_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_network(*args: object, **kwargs: object) -> None:
-        raise AssertionError("preview opened a socket")
-
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "create_connection", no_network)
+@pytest.mark.usefixtures("tiny_config", "no_sockets")
+def test_preview_prints_posts_and_sends_nothing_and_stores_nothing(tmp_path: Path) -> None:
     code, out = run("preview", "-n", "2", "--seed", "3", "--all")
     assert code == 0, out
     assert "1. [" in out and "nats/char" in out
