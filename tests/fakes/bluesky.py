@@ -82,6 +82,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from tests.fakes.serving import serve
+
 if TYPE_CHECKING:
     from tests.fakes.postgres import PostgresDatabase, PostgresServer
 
@@ -432,19 +434,7 @@ def bsky_network(postgres_server: PostgresServer) -> Iterator[BlueskyNetwork]:
         pytest.skip(INSTALL_HINT)
     database = postgres_server.create_database()
     try:
-        network = running_bsky_network(database)
-        try:
-            started = network.__enter__()
-        except BlueskyUnavailable as err:
-            problem = str(err)
-        else:
-            _started.append(started.startup_seconds)
-            try:
-                yield started
-            finally:
-                network.__exit__(None, None, None)
-            return
-        pytest.fail(problem, pytrace=False)  # outside the except: one message, no chain
+        yield from serve(running_bsky_network(database), BlueskyUnavailable, _started)
     finally:
         postgres_server.drop_database(database.name)
 

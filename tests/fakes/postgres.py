@@ -68,6 +68,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.serving import serve
+
 INSTALL_HINT = (
     "PostgreSQL is not installed: run `apt-get install postgresql` "
     "(Debian's package; .ci/run installs it). The store tests need a real server."
@@ -311,19 +313,7 @@ def running_postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the whole session (see the module docstring)."""
-    try:
-        server = running_postgres_server()
-        started = server.__enter__()
-    except PostgresUnavailable as err:
-        problem = str(err)
-    else:
-        _started.append(started.startup_seconds)
-        try:
-            yield started
-        finally:
-            server.__exit__(None, None, None)
-        return
-    pytest.fail(problem, pytrace=False)  # outside the except: one message, no chain
+    yield from serve(running_postgres_server(), PostgresUnavailable, _started)
 
 
 @pytest.fixture
