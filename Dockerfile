@@ -23,14 +23,14 @@ WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-# The package, with its one C file (bot/_lstm.c: one candidate at a time, 2.5x faster than
+# The package, with its one C file (bot/engine/_lstm.c: one candidate at a time, 2.5x faster than
 # NumPy). The compiler is needed only to build it, so it leaves in the same layer.
 COPY pyproject.toml setup.py README.md ./
 COPY bot ./bot
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-deps . && rm -rf build *.egg-info \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
-    && python -c "import bot._lstm"
+    && python -c "import bot.engine._lstm"
 
 # A music persona (models/tunes) renders each tune to sound and score with Debian's tools:
 # a few hundred megabytes more (README.md, Music personas, has the figure); build with

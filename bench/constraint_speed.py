@@ -1,4 +1,4 @@
-"""Decoding constrained to the persona's words (bot/vocab.py): the trie's size and load time,
+"""Decoding constrained to the persona's words (bot/engine/vocab.py): the trie's size and load time,
 and what the constraint costs per character in each engine path, in one run.
 
     python bench/constraint_speed.py --model models/nietzsche
@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from sample_speed import full_length
 
-from bot.card import WORDS_FILE
 from bot.corpus.text import strip_gutenberg
-from bot.sampler import Sampler
-from bot.vocab import WordTrie, words
+from bot.engine.card import WORDS_FILE
+from bot.engine.sampler import Sampler
+from bot.engine.vocab import WordTrie, words
 
 # -----------------------------------------------------------------------------
 model_dir = "models/nietzsche"

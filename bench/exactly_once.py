@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.faults import POINTS
+from bot.core.faults import POINTS
 from tests.fakes.fleet import Fleet, kill_round, race_round
 from tests.fakes.mastodon_server import running_mastodon_server
 

@@ -39,9 +39,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.card import NGRAMS_FILE
 from bot.config import PersonaSettings, load_config
-from bot.filters import (
+from bot.engine.card import NGRAMS_FILE
+from bot.engine.novelty import load_index, longest_shared_run
+from bot.engine.sampler import Sampler
+from bot.posting.compose import fill_prompt, join_post
+from bot.posting.filters import (
     FINISHED,
     LEET,
     MENTION,
@@ -58,9 +61,6 @@ from bot.filters import (
     shingles,
     strip_unwanted,
 )
-from bot.novelty import load_index, longest_shared_run
-from bot.persona import fill_prompt, join_post
-from bot.sampler import Sampler
 
 # -----------------------------------------------------------------------------
 model_dir = "models/nietzsche"

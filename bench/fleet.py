@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.config import load_config
-from bot.slots import interval_seconds, slot_key
+from bot.daemon.slots import interval_seconds, slot_key
 from bot.store import SQLiteStore
 
 SHIPPED = ROOT / "models" / "nietzsche"

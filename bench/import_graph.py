@@ -5,8 +5,9 @@ the modules over a size, as text.
     python bench/import_graph.py --root DIR # another checkout (e.g. before a change)
 
 Every `import bot.x` / `from bot.x import y` counts, at module level or inside a
-function (`[lazy]`); `if TYPE_CHECKING:` imports are left out (they never run). A cycle
-is a strongly connected set of modules; the report lists each with its edges.
+function (`[lazy]`); `if TYPE_CHECKING:` imports count too, as lazy (they never run, but
+a cycle through them is still a cycle of the design, and import-linter counts them). A
+cycle is a strongly connected set of modules; the report lists each with its edges.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ def imports(tree: ast.Module, here: str, modules: set[str]) -> dict[str, bool]:
     def walk(node: ast.AST, lazy: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _type_checking(child):
-                for other in child.orelse:
-                    walk(other, lazy)
+                walk(child, True)  # never run, but a cycle through it is one of design
                 continue
             inner = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
             if isinstance(child, ast.Import):

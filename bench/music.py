@@ -31,13 +31,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.card import BARS_FILE, read_card
-from bot.engines import load_engine
-from bot.filters import Candidate
+from bot.engine.card import BARS_FILE, read_card
+from bot.engine.engines import load_engine
 from bot.music.abc import read_tune
 from bot.music.filters import MusicRules, abc2midi_errors, duration_seconds, judge_tune
 from bot.music.novelty import load_bar_index
 from bot.music.render import ogg_seconds, render
+from bot.posting.filters import Candidate
 
 
 def main() -> None:

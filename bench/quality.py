@@ -24,8 +24,8 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the daemon runs: bot pins one thread
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.commands.evaluate import EvalResult, evaluate
 from bot.config import load_config
-from bot.evaluate import EvalResult, evaluate
 
 BEFORE_PROMPTS = ("Man is ", "What is good? ", "The philosopher ", "He who ", "Truth is ",
                   "Every morality ")  # fmt: skip

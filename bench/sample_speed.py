@@ -5,7 +5,7 @@
 (a) reference: the classic loop (Keras example, textgenrnn): load model.keras with Keras and
     call model.predict on the last 40 characters for every generated character;
 (b) ours at batch 1: one 280-character post (.generate end to end: the C loop of
-    bot/_lstm.c on its default threads, on one thread, and the NumPy row that is the
+    bot/engine/_lstm.c on its default threads, on one thread, and the NumPy row that is the
     fallback), and the speed-up over (a); target >= 500x; then again with other processes
     spinning on 1 and on 2 cores (--busy), as when a training shares the machine;
 (c) ours at batch 64: 64 candidates of 280 characters against the matmul-bound time (this
@@ -40,9 +40,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bot.sampler
-from bot.card import EOS
-from bot.sampler import Sampler
+import bot.engine.sampler
+from bot.engine.card import EOS
+from bot.engine.sampler import Sampler
 
 # -----------------------------------------------------------------------------
 model_dir = "models/nietzsche"
@@ -77,14 +77,14 @@ def full_length(sampler: Sampler) -> Iterator[None]:
     The end-of-post logit is pinned to -inf through the output bias, so sampling itself runs
     unchanged (no wrapper in the timed loop) and the token can never be drawn."""
     bias = sampler.b_out[EOS]
-    soft = bot.sampler.SOFT_LIMIT
+    soft = bot.engine.sampler.SOFT_LIMIT
     sampler.b_out[EOS] = -np.inf
-    bot.sampler.SOFT_LIMIT = 2.0  # past max_chars: never reached
+    bot.engine.sampler.SOFT_LIMIT = 2.0  # past max_chars: never reached
     try:
         yield
     finally:
         sampler.b_out[EOS] = bias
-        bot.sampler.SOFT_LIMIT = soft
+        bot.engine.sampler.SOFT_LIMIT = soft
 
 
 @contextlib.contextmanager
@@ -103,9 +103,9 @@ def busy_cores(n: int) -> Iterator[None]:
 
 def step_loop(sampler: Sampler, n: int, steps: int) -> None:
     """The bare engine: n rows, `steps` characters, greedy feedback (no sampling cost).
-    One row steps in place (bot.sampler._Row), as generate(n=1) and priming do."""
+    One row steps in place (bot.engine.sampler._Row), as generate(n=1) and priming do."""
     if n == 1:
-        row, token = bot.sampler._Row(sampler, sampler.zero_state(1)), EOS
+        row, token = bot.engine.sampler._Row(sampler, sampler.zero_state(1)), EOS
         for _ in range(steps):
             token = int(row.step(token).argmax())
         return

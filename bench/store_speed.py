@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.publishers.base import Receipt
+from bot.core.post import Receipt
 from bot.store import SQLStore
 from tests.fakes.postgres import running_postgres_server
 from tests.fakes.stores import Backend

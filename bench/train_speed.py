@@ -97,7 +97,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         tf.config.threading.set_inter_op_parallelism_threads(spec["inter"])
     import keras
 
-    from bot.card import N_SPECIAL
+    from bot.engine.card import N_SPECIAL
     from bot.train.data import build_vocab, load_corpus
 
     keras.utils.set_random_seed(spec["seed"])
@@ -211,7 +211,7 @@ def make_clock(keras: Any, budget_s: float, eval_every: float, evaluate: Any, lr
 
 
 def _ours(spec: dict[str, Any], n_vocab: int, ids: np.ndarray) -> tuple:
-    from bot.card import Architecture
+    from bot.engine.card import Architecture
     from bot.train.model import build_model
     from bot.train.trainer import Budget, TrainConfig, WindowDataset, _compile, unigram_bias
 

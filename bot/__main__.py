@@ -1,6 +1,6 @@
 """`python -m bot` runs the CLI."""
 
-from bot.cli import cli
+from bot.commands.cli import cli
 
 if __name__ == "__main__":
     cli()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.card import CARD_FILE, MODEL_FILE
+from bot.engine.card import CARD_FILE, MODEL_FILE
 
 TINY_PERSONA = Path(__file__).parent / "data" / "tiny_persona"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.corpus.abc import AbcStats, canonical, import_abc, music21_books, split_raw
 
 AIRS = Path(__file__).parent / "data" / "abc" / "airs.abc"

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bot import config as cfg
-from bot.errors import BotError, ConfigError, PublishError
-from bot.publishers.mastodon import SCOPES_TEXT, TOKEN_SCOPES
-from bot.publishers.mastodon_kind import (
+from bot.core.errors import BotError, ConfigError, PublishError
+from bot.publishers.mastodon.client import SCOPES_TEXT, TOKEN_SCOPES
+from bot.publishers.mastodon.kind import (
     MastodonSettings,
     missing_scopes,
     online_check,

@@ -27,13 +27,13 @@ from atproto import Client
 from click.testing import CliRunner
 
 from bot import config as cfg
-from bot.cli import cli
-from bot.errors import PublishError
-from bot.persona import Persona
-from bot.publishers.base import Post
-from bot.publishers.bluesky import BlueskyPublisher, forget_sessions
-from bot.publishers.bluesky_kind import BlueskySettings
-from bot.replies import Replier
+from bot.commands.cli import cli
+from bot.core.errors import PublishError
+from bot.core.post import Post
+from bot.posting.persona import Persona
+from bot.posting.replies import Replier
+from bot.publishers.bluesky.client import BlueskyPublisher, forget_sessions
+from bot.publishers.bluesky.kind import BlueskySettings
 from bot.store import SQLiteStore
 from tests.test_music_persona import REEL
 
@@ -432,7 +432,7 @@ def test_deep_threads_and_busy_accounts_get_no_reply(
 
 def test_a_thread_that_is_gone_reads_as_not_found(bot: Bot) -> None:
     """A mention deleted before its thread is read is `no_status` to the Replier (404)."""
-    from bot.publishers.bluesky_kind import BlueskyInbox
+    from bot.publishers.bluesky.kind import BlueskyInbox
 
     inbox = BlueskyInbox(bot.publisher())
     with pytest.raises(PublishError) as info:

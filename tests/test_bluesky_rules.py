@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from bot import config as cfg
-from bot.cli import cli
-from bot.errors import ConfigError
-from bot.publishers import registry
-from bot.publishers.bluesky_kind import as_mention, disclaimer, notification_id
-from bot.publishers.bluesky_rules import (
+from bot.commands.cli import cli
+from bot.config import registry
+from bot.core.errors import ConfigError
+from bot.publishers.bluesky.kind import as_mention, disclaimer, notification_id
+from bot.publishers.bluesky.rules import (
     MAX_GRAPHEMES,
     created_at,
     key_time,
@@ -99,7 +99,7 @@ def test_a_mention_reads_as_the_replier_expects() -> None:
     assert mention["status"]["in_reply_to_id"] == "at://did:plc:ada/app.bsky.feed.post/3x"
     assert mention["status"]["content"] == "what of ferns?"
     assert mention["status"]["created_at"] == "2026-12-02T10:00:00.000Z"  # the server's time
-    from bot.mentions import has_nobot
+    from bot.posting.mentions import has_nobot
 
     assert has_nobot(mention["account"])
     automated = as_mention({"uri": "at://c/app.bsky.feed.post/1", "indexedAt": "2026-12-02T10:00:00Z",
@@ -185,7 +185,7 @@ def test_bot_check_names_the_account_and_never_the_password(
 PROBE = """
 import sys
 from bot import config as cfg
-from bot.publishers import registry
+from bot.config import registry
 registry.kinds()
 config = cfg.load_config(sys.argv[1])
 print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in {"atproto", "atproto_client"})))
@@ -217,7 +217,7 @@ def test_the_readme_example_posts_one_voice_to_both_networks(tmp_path: Path, mak
 def test_a_dry_run_holds_a_bluesky_persona_to_300_graphemes(write_config, make_persona) -> None:
     """`bot preview` builds no publisher; the network's fixed limit still applies, so the
     preview shows what Bluesky would take (the filters' own max_chars is 1000 here)."""
-    from bot.persona import Persona, length_function
+    from bot.posting.persona import Persona, length_function
 
     config = load(write_config, make_persona, "    filters: {max_chars: 1000, min_chars: 3}")
     settings = config.personas["ada"]

@@ -10,7 +10,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import sys
-import bot.cli
+import bot.commands.cli
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "keras", "numpy"})
 print(",".join(heavy))
 """
@@ -51,5 +51,5 @@ def test_no_import_cycle() -> None:
     finally:
         sys.path.remove(str(REPO_ROOT / "bench"))
     edges, _sizes = import_graph.graph(REPO_ROOT)
-    assert "bot.cli" in edges and "bot.corpus.commands" in edges["bot.cli"]
+    assert "bot.commands.cli" in edges and "bot.commands.scrape" in edges["bot.commands.cli"]
     assert import_graph.cycles(edges) == []

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from bot import __version__
-from bot.card import MODEL_FILE
-from bot.cli import cli
-from bot.publishers.base import Receipt
+from bot.commands.cli import cli
+from bot.core.post import Receipt
+from bot.engine.card import MODEL_FILE
 from bot.store import SQLiteStore
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -70,15 +70,15 @@ def test_check_shows_what_would_run(ada_config: Path) -> None:
 def test_check_says_which_engine_runs_the_model(
     ada_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.sampler
+    import bot.engine.sampler
 
-    if bot.sampler._lstm is not None:  # built (test_native insists, given a compiler)
+    if bot.engine.sampler._lstm is not None:  # built (test_native insists, given a compiler)
         out = CliRunner().invoke(cli, ["check"]).output
         assert "engine: C loop for one candidate at a time, on up to " in out
-    monkeypatch.setattr(bot.sampler, "_lstm", None)  # as installed without a compiler
+    monkeypatch.setattr(bot.engine.sampler, "_lstm", None)  # as installed without a compiler
     out = CliRunner().invoke(cli, ["check"]).output
     [line] = [line for line in out.splitlines() if line.startswith("engine:")]
-    assert "bot._lstm was not built" in line and "install a C compiler" in line
+    assert "bot.engine._lstm was not built" in line and "install a C compiler" in line
 
 
 def test_check_missing_model_file(ada_config: Path, tmp_path: Path) -> None:

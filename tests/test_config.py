@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import (
     LITERAL_TOKEN_HINT,
     Secret,
     load_config,
     with_overrides,
 )
-from bot.errors import ConfigError
-from bot.publishers.mastodon_kind import mastodon_settings, resolve_base_url, resolve_token
+from bot.core.errors import ConfigError
+from bot.publishers.mastodon.kind import mastodon_settings, resolve_base_url, resolve_token
 
 # A fake token shaped like Mastodon's (43 url-safe base64 characters).
 FAKE_TOKEN = "Zq3xT8vLw2Rk9mNp4Hs7Yd1Cb6Gf0Je5Ua8Xo2Vi3Kl"
@@ -394,7 +394,7 @@ def test_next_run_times_in_zone(
             schedule: {cron: "30 9 * * *", timezone: Europe/Berlin, jitter_seconds: 600}
         """
     )
-    from bot.slots import next_run_times
+    from bot.daemon.slots import next_run_times
 
     schedule = load_config().persona("ada").schedule
     # 2025-03-29 12:00 UTC: Berlin switches to summer time the next night.
@@ -409,7 +409,7 @@ def test_next_run_times_in_zone(
 
 def test_interval_run_times() -> None:
     from bot.config import Schedule
-    from bot.slots import next_run_times
+    from bot.daemon.slots import next_run_times
 
     now = datetime(2025, 1, 1, 10, 0, 30, tzinfo=UTC)
     times = next_run_times(Schedule(interval_minutes=60), now, 3)

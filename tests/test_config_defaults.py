@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
-from bot.errors import ConfigError
-from bot.publishers.mastodon_kind import mastodon_settings
+from bot.core.errors import ConfigError
+from bot.publishers.mastodon.kind import mastodon_settings
 
 FLEET = """\
 defaults:

@@ -16,16 +16,16 @@ import pytest
 from click.testing import CliRunner
 from mastodon import Mastodon
 
-from bot.cli import cli
+from bot.commands.cli import cli
+from bot.commands.scrape import scrape
+from bot.core.errors import CorpusError
 from bot.corpus import Document, read_jsonl
 from bot.corpus.archive import import_archive
 from bot.corpus.clean import CleanOptions, clean_plain, guess_language, html_to_text, is_language
-from bot.corpus.commands import scrape
 from bot.corpus.dedupe import Deduper, dedupe
 from bot.corpus.mastodon import opt_out_reason, parse_acct, scrape_account
 from bot.corpus.stats import compute_stats
 from bot.corpus.text import import_text, split_paragraphs, strip_gutenberg
-from bot.errors import CorpusError
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -37,7 +37,7 @@ MASTODON_ARCHIVE = DATA / "mastodon-archive"
 TWITTER_ARCHIVE = DATA / "twitter-archive"
 GUTENBERG = DATA / "peter-rabbit-gutenberg.txt"
 
-if "scrape" not in cli.commands:  # the lead registers it in bot/cli.py; until then, here
+if "scrape" not in cli.commands:  # the lead registers it in bot/commands/cli.py; until then, here
     cli.add_command(scrape)
 
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot.card import WORDS_FILE, read_card
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
-from bot.critic import CRITIC_FILE, Critic
-from bot.persona import Persona
-from bot.vocab import WordTrie, words
+from bot.engine.card import WORDS_FILE, read_card
+from bot.engine.critic import CRITIC_FILE, Critic
+from bot.engine.vocab import WordTrie, words
+from bot.posting.persona import Persona
 
 pytest.importorskip("sklearn")
 
@@ -158,7 +158,7 @@ import sys
 from dataclasses import replace
 import numpy as np
 from bot.config import PersonaSettings as Settings
-from bot.persona import Persona
+from bot.posting.persona import Persona
 settings = Settings(name="ada", model=__import__("pathlib").Path({str(curated)!r}),
                     candidates=16, ranking="best")
 comp = Persona(settings, rng=np.random.default_rng(1)).compose()

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli, status
+from bot.commands.cli import cli, status
 from bot.config import Config, load_config
-from bot.publishers.base import Post, Receipt
-from bot.scheduler import HEARTBEAT_SECONDS, Daemon
+from bot.core.post import Post, Receipt
+from bot.daemon.scheduler import HEARTBEAT_SECONDS, Daemon
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 from tests.fakes.publishers import StandInPublisher

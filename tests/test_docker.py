@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from dockerfile_parse import DockerfileParser
 
-from bot.cli import cli
+from bot.commands.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import engines
-from bot.card import CARD_FILE, CHAR_LSTM, read_card, read_kind
-from bot.errors import ModelError
-from bot.persona import ModelHandle
-from bot.sampler import Sampler
+from bot.core.errors import ModelError
+from bot.engine import engines
+from bot.engine.card import CARD_FILE, CHAR_LSTM, read_card, read_kind
+from bot.engine.sampler import Sampler
+from bot.posting.persona import ModelHandle
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 

@@ -5,7 +5,7 @@ stalls past the client's timeout and applies the request late.
 Fast tests drive `Persona.wake` in this process with an injectable clock, on both store
 backends (SQLite and a real PostgreSQL, tests/fakes/stores.py). The slow ones
 (`pytest -m ""`) start real `bot run` / `bot run --once` processes: racing on one store,
-and killed with SIGKILL at every step boundary (REVENANT_CRASH_AT, bot/faults.py) and
+and killed with SIGKILL at every step boundary (REVENANT_CRASH_AT, bot/core/faults.py) and
 restarted. bench/exactly_once.py runs the same rounds 20 times each (BENCHMARKS.md).
 """
 
@@ -24,12 +24,12 @@ import pytest
 from click.testing import CliRunner
 
 from bot import config as cfg
-from bot.cli import cli
-from bot.faults import POINTS
-from bot.persona import Persona, length_function
-from bot.publishers.base import normalise_text
-from bot.publishers.mastodon import MastodonPublisher
-from bot.publishers.mastodon_kind import MastodonSettings
+from bot.commands.cli import cli
+from bot.core.faults import POINTS
+from bot.core.post import normalise_text
+from bot.posting.persona import Persona, length_function
+from bot.publishers.mastodon.client import MastodonPublisher
+from bot.publishers.mastodon.kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.store import SQLiteStore
 from tests.fakes.fleet import Fleet, kill_round, race_round

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.filters import Candidate, Rules, apply, default_blocklist, judge, rank
-from bot.novelty import build_index
+from bot.engine.novelty import build_index
+from bot.posting.filters import Candidate, Rules, apply, default_blocklist, judge, rank
 
 CORPUS = [
     (

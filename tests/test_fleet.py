@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from bot.config import Config, Schedule, load_config
-from bot.modelcache import MODELS, ModelCache
-from bot.persona import Persona
-from bot.scheduler import Daemon, next_run_times, slot_key, wake_offsets
+from bot.daemon.scheduler import Daemon, next_run_times, slot_key, wake_offsets
+from bot.engine.modelcache import MODELS, ModelCache
+from bot.posting.persona import Persona
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 
@@ -75,7 +75,7 @@ def test_personas_of_one_model_folder_share_one_loaded_model(
 
 
 def test_models_in_memory_is_checked(write_config: Callable[[str], Path], tmp_path: Path) -> None:
-    from bot.errors import ConfigError
+    from bot.core.errors import ConfigError
 
     shutil.copytree(TINY, tmp_path / "models" / "ada")
     with pytest.raises(ConfigError, match="models_in_memory"):

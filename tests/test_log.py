@@ -12,12 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.app import BotGroup
-from bot.cli import cli
+from bot.commands.app import BotGroup
+from bot.commands.cli import cli
 from bot.config import load_config
-from bot.errors import ConfigError
-from bot.log import event, format_value, register_secret, setup_logging
-from bot.publishers.mastodon_kind import resolve_token
+from bot.core.errors import ConfigError
+from bot.core.log import event, format_value, register_secret, setup_logging
+from bot.publishers.mastodon.kind import resolve_token
 
 TOKEN = "Tk9xLm2Qw8Er4Ty6Ui0Op3As5Df7Gh1Jk2Lz4Xc6Vb8"
 log = logging.getLogger("bot.test")
@@ -140,7 +140,7 @@ def test_bot_check_with_token_does_not_print_it(
 def test_http_client_request_lines_show_only_with_debug() -> None:
     """The Bluesky SDK's httpx logs each request at INFO; a daemon's log stays one line per
     event unless -v asks for the detail."""
-    from bot.log import setup_logging
+    from bot.core.log import setup_logging
 
     setup_logging("INFO", stream=io.StringIO())
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)

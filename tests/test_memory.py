@@ -1,4 +1,4 @@
-"""Freed heap goes back to the OS after the daemon's jobs (bot/memory.py)."""
+"""Freed heap goes back to the OS after the daemon's jobs (bot/core/memory.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bot.memory import release_free_memory
+from bot.core.memory import release_free_memory
 
 
 def test_freed_numpy_temporaries_are_given_back(rss_bytes: Callable[[], int]) -> None:

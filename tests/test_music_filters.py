@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.filters import Candidate
 from bot.music.abc import read_tune
 from bot.music.filters import (
     REASONS,
@@ -20,6 +19,7 @@ from bot.music.filters import (
     judge_tune,
 )
 from bot.music.novelty import build_bar_index, phrase_hashes
+from bot.posting.filters import Candidate
 from tests.fakes.tune_persona import REEL
 
 needs_abc2midi = pytest.mark.skipif(shutil.which("abc2midi") is None,

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
 from bot.music import tools
 from bot.music.post import MEDIA_ROOT
-from bot.persona import Persona
-from bot.publishers.mastodon import MastodonPublisher
+from bot.posting.persona import Persona
+from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.outbox import Outbox
 from bot.store import SQLiteStore
 from tests.fakes.tune_persona import make_tune_persona

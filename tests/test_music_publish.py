@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.errors import PublishError
-from bot.publishers.base import Media, Post
-from bot.publishers.mastodon import MastodonPublisher
+from bot.core.errors import PublishError
+from bot.core.post import Media, Post
+from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.outbox import Outbox
 
 if TYPE_CHECKING:

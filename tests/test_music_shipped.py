@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot.card import ABC_LSTM, BARS_FILE, read_card
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
+from bot.engine.card import ABC_LSTM, BARS_FILE, read_card
 from bot.music import tools
 from bot.music.novelty import load_bar_index
-from bot.persona import Persona
+from bot.posting.persona import Persona
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNES = ROOT / "models" / "tunes"

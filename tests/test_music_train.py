@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot import engines
-from bot.card import ABC_LSTM, BARS_FILE, read_card
-from bot.cli import cli
-from bot.engines import load_engine
+from bot.commands.cli import cli
+from bot.engine import engines
+from bot.engine.card import ABC_LSTM, BARS_FILE, read_card
+from bot.engine.engines import load_engine
 from bot.music.novelty import load_bar_index
 
 AIRS = Path(__file__).parent / "data" / "abc" / "airs.abc"

@@ -1,4 +1,4 @@
-"""The C loop for one candidate (bot/_lstm.c) against the NumPy loop it replaces.
+"""The C loop for one candidate (bot/engine/_lstm.c) against the NumPy loop it replaces.
 
 Same persona, prompt, settings and seed: the same post, stop, score and draws from the RNG,
 on any number of threads, and per-step probabilities to float32 rounding."""
@@ -12,22 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bot.native
-import bot.sampler
-from bot.card import EOS
-from bot.sampler import Sample, Sampler
-from bot.vocab import WordTrie, words
+import bot.engine.native
+import bot.engine.sampler
+from bot.engine.card import EOS
+from bot.engine.sampler import Sample, Sampler
+from bot.engine.vocab import WordTrie, words
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 
-needs_c = pytest.mark.skipif(bot.sampler._lstm is None, reason="bot._lstm not built")
+needs_c = pytest.mark.skipif(bot.engine.sampler._lstm is None, reason="bot.engine._lstm not built")
 
 
 @pytest.fixture(autouse=True)
 def idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     """The threads run together whatever else the test machine is doing (on a busy machine
     the loop would start alone, which the last test covers)."""
-    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)
+    monkeypatch.setattr(bot.engine.native, "_cores_free", lambda: 64)
 
 
 SETTINGS = [  # (prompt, max_chars, temperature, top_k, top_p)
@@ -46,7 +46,7 @@ def test_the_c_loop_is_built_where_there_is_a_compiler() -> None:
     the build broke, and n=1 would quietly run 2.5x slower."""
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler here: the NumPy loop is the designed fallback")
-    assert bot.sampler._lstm is not None
+    assert bot.engine.sampler._lstm is not None
     assert Sampler.load(TINY).native
 
 
@@ -81,7 +81,7 @@ def test_c_loop_gives_the_numpy_loops_posts(threads: int) -> None:
 @needs_c
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_c_loop_gives_the_numpy_loops_constrained_posts(threads: int) -> None:
-    """The same with decoding constrained to the tiny persona's words (bot.vocab)."""
+    """The same with decoding constrained to the tiny persona's words (bot.engine.vocab)."""
     corpus = TINY.parent / "tiny" / "aphorisms.txt"
     trie = WordTrie.build(words(corpus.read_text(encoding="utf-8")), Sampler.load(TINY).itos)
     numpy_row = Sampler.load(TINY)
@@ -190,10 +190,10 @@ def test_a_helper_that_never_arrives_is_left_behind_and_the_post_is_the_same(
     barrier: int,
 ) -> None:
     """Issue 16: the barrier wait is bounded. Helper 1 stops before one of its barriers
-    (the test hook bot._lstm._stall); thread 0 gives up on it after `wait` seconds, does
+    (the test hook bot.engine._lstm._stall); thread 0 gives up on it after `wait` seconds, does
     that character again alone from the state saved before it, and finishes the post: the
     same post, score, draws and final state as one thread from the start."""
-    assert bot.sampler._lstm is not None
+    assert bot.engine.sampler._lstm is not None
     sampler = Sampler.load(TINY, threads=2)
     primed = sampler.prime("The")
     uniforms = np.random.default_rng(3).random(200)
@@ -208,11 +208,11 @@ def test_a_helper_that_never_arrives_is_left_behind_and_the_post_is_the_same(
 
     want, _, want_state = run(alone=True)
     assert len(want[0]) > 12  # the stall falls inside the post
-    bot.sampler._lstm._stall(barrier, False)
+    bot.engine.sampler._lstm._stall(barrier, False)
     try:
         got, alone_from, got_state = run(wait=0.02)
     finally:
-        bot.sampler._lstm._stall(-1, False)
+        bot.engine.sampler._lstm._stall(-1, False)
     assert alone_from == barrier // 4  # the character it happened in, done again alone
     assert got == want
     np.testing.assert_array_equal(got_state, want_state)
@@ -225,14 +225,14 @@ def test_a_helper_stuck_past_the_post_is_detached_and_the_next_post_is_normal(
     """A helper that does not even return after the post is left running (detached, with
     what it reads kept alive) instead of being waited for forever: the post comes back
     while the helper is still held."""
-    assert bot.sampler._lstm is not None
-    monkeypatch.setattr(bot.native, "BARRIER_WAIT_S", 0.02)
+    assert bot.engine.sampler._lstm is not None
+    monkeypatch.setattr(bot.engine.native, "BARRIER_WAIT_S", 0.02)
     sampler = Sampler.load(TINY, threads=2)
     want = _post(sampler, 5, SETTINGS[2])
-    bot.sampler._lstm._stall(5, True)
+    bot.engine.sampler._lstm._stall(5, True)
     try:
         got = _post(sampler, 5, SETTINGS[2])
     finally:
-        bot.sampler._lstm._stall(-1, False)  # the stuck helper sees the barrier abandoned
+        bot.engine.sampler._lstm._stall(-1, False)  # the stuck helper sees the barrier abandoned
     assert got == want
     assert _post(sampler, 5, SETTINGS[2]) == want

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
+from bot.commands.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start, network_of
 from bot.config import load_config
-from bot.errors import ConfigError
-from bot.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start, network_of
+from bot.core.errors import ConfigError
 from tests.test_corpus import seed_account
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The engines and Keras agree on the same weights: per-step probabilities within 1e-5.
 
-Both of generate(n=1)'s loops are checked (the C one in bot/_lstm.c and the NumPy row), and
+Both of generate(n=1)'s loops are checked (the C one in bot/engine/_lstm.c and the NumPy row), and
 the batched NumPy step that serves several candidates."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bot.sampler
-from bot.card import EOS
-from bot.sampler import Sampler
+import bot.engine.sampler
+from bot.engine.card import EOS
+from bot.engine.sampler import Sampler
 
 DATA = Path(__file__).parent / "data" / "tiny"
 TEXT = "Supposing that Truth is a woman -- what then? Is there not ground for suspecting?"
@@ -24,8 +24,8 @@ TEXT = "Supposing that Truth is a woman -- what then? Is there not ground for su
 @pytest.mark.parametrize("engine", ["c", "numpy"])
 def test_step_probabilities_match_keras(tmp_path: Path, n_layer: int, engine: str) -> None:
     pytest.importorskip("tensorflow")
-    if engine == "c" and bot.sampler._lstm is None:
-        pytest.skip("bot._lstm not built (test_native checks that it is, given a compiler)")
+    if engine == "c" and bot.engine.sampler._lstm is None:
+        pytest.skip("bot.engine._lstm not built (test_native checks that it is, given a compiler)")
     import keras
 
     from bot.train.trainer import TrainConfig, train

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
-from bot.persona import Persona, join_post
+from bot.posting.compose import join_post
+from bot.posting.persona import Persona
 from bot.publishers.outbox import Outbox
 from bot.store import SQLiteStore
 
@@ -82,7 +83,7 @@ def test_preview_rejects_bad_flag_values_as_a_usage_error() -> None:
 
 def test_preview_imports_neither_tensorflow_nor_keras(tiny_config: Path) -> None:
     code = (
-        "import sys\nfrom bot.cli import cli\n"
+        "import sys\nfrom bot.commands.cli import cli\n"
         "try:\n    cli(['-c', sys.argv[1], 'preview', '-n', '1', '--seed', '1'])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "bad = [m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules]\n"

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.delivery import publish_with_retries
-from bot.errors import PublishError
-from bot.publishers.base import Post, Receipt
-from bot.publishers.mastodon import (
+from bot.core.errors import PublishError
+from bot.core.post import Post, Receipt
+from bot.posting.delivery import publish_with_retries
+from bot.publishers.mastodon.client import (
     DEFAULT_MAX_CHARS,
     SCOPES_TEXT,
     MastodonPublisher,

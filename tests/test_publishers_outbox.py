@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import PublishError
-from bot.publishers.base import Post, Publisher
+from bot.core.errors import PublishError
+from bot.core.post import Post, Publisher
 from bot.publishers.outbox import Outbox
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_persona_name_cannot_escape(outbox: Outbox) -> None:
 
 PUBLISH_SCRIPT = """
 import sys
-from bot.publishers.base import Post
+from bot.core.post import Post
 from bot.publishers.outbox import Outbox
 receipt = Outbox(sys.argv[1]).publish(Post(persona="ada", text="hi", idempotency_key="slot-1"))
 sys.stdout.write(receipt.remote_id)

@@ -1,4 +1,4 @@
-"""The measures behind `bot eval` (bot/quality.py) and the critic (bot/critic.py): the judge
+"""The measures behind `bot eval` (bot/train/quality.py) and the critic (bot/engine/critic.py): the judge
 reads ~0.5 on real against real and ~1 on obvious fakes; the critic round-trips through its
 file and prefers the author's kind of sentence."""
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot import quality
+from bot.core.errors import ModelError
 from bot.corpus.text import read_text, split_paragraphs
-from bot.critic import Critic, fit_critic
-from bot.errors import ModelError
+from bot.engine.critic import Critic
+from bot.train import quality
+from bot.train.curate import fit_critic
 
 pytest.importorskip("sklearn")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.publishers.mastodon import SCOPES_TEXT, TOKEN_SCOPES
+from bot.publishers.mastodon.client import SCOPES_TEXT, TOKEN_SCOPES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

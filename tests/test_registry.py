@@ -16,16 +16,16 @@ import pytest
 from click.testing import CliRunner
 
 from bot import config as cfg
-from bot.cli import cli
-from bot.errors import ConfigError, PublishError
-from bot.persona import Persona, build_publisher, length_function
-from bot.publishers import registry
-from bot.publishers.base import Post, Receipt
-from bot.publishers.mastodon import KEY_LIFETIME, MastodonPublisher
-from bot.publishers.mastodon_kind import MastodonInbox
+from bot.commands.cli import cli
+from bot.config import registry
+from bot.core.errors import ConfigError, PublishError
+from bot.core.post import Post, Receipt
+from bot.daemon.scheduler import Daemon
+from bot.posting.persona import Persona, build_publisher, length_function
+from bot.posting.replies import Replier
+from bot.publishers.mastodon.client import KEY_LIFETIME, MastodonPublisher
+from bot.publishers.mastodon.kind import MastodonInbox
 from bot.publishers.outbox import Outbox
-from bot.replies import Replier
-from bot.scheduler import Daemon
 from bot.store import SQLiteStore
 
 BOT = Path(__file__).resolve().parents[1] / "bot"
@@ -261,7 +261,8 @@ def test_mastodon_inbox_translates_errors() -> None:
 
 def test_no_network_switch_outside_the_publishers() -> None:
     """config, persona, cli, scheduler and replies never name a network."""
-    for module in ("config", "persona", "cli", "scheduler", "replies"):
+    for module in ("config/loader", "posting/persona", "commands/cli", "daemon/scheduler",
+                   "posting/replies"):
         source = (BOT / f"{module}.py").read_text(encoding="utf-8")
         assert not re.search(r"""["']mastodon["']""", source), module
         assert "MastodonPublisher" not in source, module

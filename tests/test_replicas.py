@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bot.config import Config, load_config
-from bot.daemonstate import backoff_slots
-from bot.errors import PublishError
-from bot.scheduler import Daemon
+from bot.core.errors import PublishError
+from bot.daemon.scheduler import Daemon
+from bot.daemon.state import backoff_slots
 from bot.store import SQLStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.replicas import replica_round

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from bot import config as cfg
-from bot.errors import ConfigError, PublishError
-from bot.persona import Persona
-from bot.publishers.base import Post, Receipt
-from bot.publishers.mastodon import MastodonPublisher
-from bot.publishers.mastodon_kind import MastodonSettings
+from bot.core.errors import ConfigError, PublishError
+from bot.core.post import Post, Receipt
+from bot.posting.mentions import has_nobot, mention_prompt, reply_visibility
+from bot.posting.persona import Persona
+from bot.posting.replies import Replier
+from bot.publishers.mastodon.client import MastodonPublisher
+from bot.publishers.mastodon.kind import MastodonSettings
 from bot.publishers.outbox import Outbox
-from bot.replies import Replier, has_nobot, mention_prompt, reply_visibility
 from bot.store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ def test_replies_need_the_mastodon_publisher(tmp_path: Path) -> None:
 
 
 def test_prompt_failure_is_never_posted(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.errors import ModelError
+    from bot.core.errors import ModelError
 
     def broken(self: Persona, **kwargs: Any) -> Any:
         raise ModelError("models/tiny: corrupt", "retrain it")

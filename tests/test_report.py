@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TEXT = REPO / "tests" / "data" / "tiny" / "aphorisms.txt"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.card import EOS, UNK, read_card
-from bot.errors import ModelError
-from bot.sampler import Sampler
+from bot.core.errors import ModelError
+from bot.engine.card import EOS, UNK, read_card
+from bot.engine.sampler import Sampler
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 

@@ -20,10 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import Config, Schedule, load_config
-from bot.daemonstate import MAX_BACKOFF_WAKES
-from bot.errors import PublishError
-from bot.publishers.base import Post, Receipt
-from bot.scheduler import (
+from bot.core.errors import PublishError
+from bot.core.post import Post, Receipt
+from bot.daemon.scheduler import (
     Daemon,
     GridTrigger,
     WallClockCronTrigger,
@@ -31,6 +30,7 @@ from bot.scheduler import (
     next_run_times,
     slot_key,
 )
+from bot.daemon.state import MAX_BACKOFF_WAKES
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 from tests.fakes.publishers import StandInPublisher

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.music.abc import read_tune
 
 music21 = pytest.importorskip("music21")

@@ -20,7 +20,9 @@ import pytest
 from atproto import Client, client_utils, models
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
+from bot.commands.scrape import scrape
+from bot.core.errors import CorpusError
 from bot.corpus import Document
 from bot.corpus.bluesky import (
     DEFAULT_APPVIEW,
@@ -30,8 +32,6 @@ from bot.corpus.bluesky import (
     scrape_account,
 )
 from bot.corpus.clean import CleanOptions
-from bot.corpus.commands import scrape
-from bot.errors import CorpusError
 from tests.test_corpus import DictStore
 
 pytest_plugins = ["tests.fakes.bluesky"]  # the bsky_network fixture (PLC + PDS + AppView)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.card import read_card
-from bot.cli import cli
+from bot.commands.cli import cli
+from bot.engine.card import read_card
 
 ROOT = Path(__file__).resolve().parents[1]
 

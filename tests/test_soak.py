@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bot.config import Config, load_config
-from bot.scheduler import Daemon
+from bot.daemon.scheduler import Daemon
 from bot.store import SQLiteStore
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import Config, load_config
-from bot.errors import PublishError
-from bot.publishers.base import Post, Receipt
-from bot.scheduler import Daemon
+from bot.core.errors import PublishError
+from bot.core.post import Post, Receipt
+from bot.daemon.scheduler import Daemon
 from bot.store import SQLiteStore
 from tests.fakes.publishers import StandInPublisher
 

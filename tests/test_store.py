@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.errors import StoreError
-from bot.publishers.base import Receipt
+from bot.core.errors import StoreError
+from bot.core.post import Receipt
 from bot.store import MIGRATIONS, SQLiteStore, SQLStore, Store
 
 if TYPE_CHECKING:

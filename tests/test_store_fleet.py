@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.publishers.base import Receipt
+from bot.core.post import Receipt
 from bot.store import FailureRow, PersonaSummary, SQLiteStore, Store
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import cli
+from bot.commands.cli import cli
 from bot.config import load_config
-from bot.errors import ConfigError, StoreError
-from bot.log import redact
-from bot.publishers.base import Receipt
+from bot.core.errors import ConfigError, StoreError
+from bot.core.log import redact
+from bot.core.post import Receipt
 from bot.store import PostgresLocation, PostgresStore, open_store, read_history
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def test_read_history_is_read_only(postgres_db: PostgresDatabase) -> None:
 
 def test_a_sqlite_daemon_never_imports_psycopg(tmp_path: Path) -> None:
     probe = (
-        "import sys, bot.cli, bot.scheduler\n"
+        "import sys, bot.commands.cli, bot.daemon.scheduler\n"
         "from bot.store import open_store\n"
         f"open_store({str(tmp_path / 's.db')!r}).close()\n"
         "print(sorted(m for m in sys.modules if m.startswith('psycopg')))"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from bot.card import read_card
-from bot.errors import CorpusError
+from bot.core.errors import CorpusError
+from bot.engine.card import read_card
 from bot.train.data import load_corpus
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def test_fine_tuning_maps_the_vocabularies(tmp_path: Path) -> None:
 def test_a_fresh_model_starts_at_the_unigram_loss_not_the_uniform_one() -> None:
     import keras
 
-    from bot.card import Architecture
+    from bot.engine.card import Architecture
     from bot.train.data import build_vocab
     from bot.train.model import build_model
     from bot.train.trainer import WindowDataset, unigram_bias
@@ -216,7 +216,7 @@ def test_resume_keeps_the_saved_split_and_refuses_a_changed_one(
 ) -> None:
     """Resuming used to split the corpus with the new command line's seed and validation
     fraction: validation text went into training."""
-    from bot.errors import ModelError
+    from bot.core.errors import ModelError
     from bot.train.trainer import train
 
     out = tmp_path / "tiny"

@@ -1,4 +1,4 @@
-"""Words and the word trie (bot/vocab.py), and decoding constrained by it in every engine
+"""Words and the word trie (bot/engine/vocab.py), and decoding constrained by it in every engine
 path: the batch, the NumPy row and the C loop may never write a word the persona's
 corpus does not have."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bot.native
-import bot.sampler
-from bot.card import EOS, UNK, read_card
-from bot.sampler import Sampler
-from bot.vocab import ROOT, WordTrie, words
+import bot.engine.native
+import bot.engine.sampler
+from bot.engine.card import EOS, UNK, read_card
+from bot.engine.sampler import Sampler
+from bot.engine.vocab import ROOT, WordTrie, words
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"
 CORPUS = Path(__file__).parent / "data" / "tiny" / "aphorisms.txt"
@@ -154,9 +154,9 @@ PATHS = ["batch", "numpy_row", "c_loop"]
 
 def sample(
     path: str, prompt: str, seed: int, constraint: WordTrie | None, **kw: float
-) -> list[bot.sampler.Sample]:
-    if path == "c_loop" and bot.sampler._lstm is None:
-        pytest.skip("bot._lstm not built")
+) -> list[bot.engine.sampler.Sample]:
+    if path == "c_loop" and bot.engine.sampler._lstm is None:
+        pytest.skip("bot.engine._lstm not built")
     sampler = Sampler.load(TINY, threads=2 if path == "c_loop" else None)
     sampler.native = path == "c_loop"
     settings = {"max_chars": 120, "temperature": 1.5, **kw}
@@ -173,7 +173,7 @@ def test_no_sample_has_a_word_outside_the_vocabulary(
     """The property, at a temperature that invents words freely without the constraint,
     over many seeds, prompts (one ending inside a word, one inside a non-word) and
     settings; posts cut at max_chars included."""
-    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)  # the C loop's 2 threads
+    monkeypatch.setattr(bot.engine.native, "_cores_free", lambda: 64)  # the C loop's 2 threads
     prompts = ["The", "Truth is a wom", "", "Xylo", "We"]
     stops, posts, unconstrained = set(), 0, 0
     for seed in range(60):
@@ -209,7 +209,7 @@ def test_a_permissive_constraint_samples_exactly_as_none(
 ) -> None:
     """With every character allowed the masked arithmetic must reduce to the unmasked
     one bit for bit: same posts, same scores, in every path."""
-    monkeypatch.setattr(bot.native, "_cores_free", lambda: 64)
+    monkeypatch.setattr(bot.engine.native, "_cores_free", lambda: 64)
     everything = WordTrie(
         np.full_like(trie.mask, 255), trie.keys, trie.targets, trie.letter, trie.alphabet,
         trie.itos,
@@ -228,7 +228,7 @@ def test_the_score_is_the_models_own_unmasked_log_probability(
     drawn: list[tuple[str, float, str]] = []
     finish = Sampler._finish
 
-    def spy(text: str, logprob: float, stop: str, *args: object) -> bot.sampler.Sample:
+    def spy(text: str, logprob: float, stop: str, *args: object) -> bot.engine.sampler.Sample:
         drawn.append((text, float(logprob), stop))
         return finish(text, logprob, stop, *args)  # type: ignore[arg-type]
 

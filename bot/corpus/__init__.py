@@ -6,6 +6,9 @@ can be audited, deduplicated and resumed. Importers live in `archive.py` (Mastod
 Twitter/X exports), `text.py` (plain text, Project Gutenberg) and `mastodon.py` (a live
 account); `clean.py` turns HTML into text. This package never imports TensorFlow and
 never touches the network itself (only `mastodon.py`, through the client it is given).
+
+Offline: read by `bot.commands` and `bot.train`; the daemon uses only `clean.py` (a
+mention's HTML as text). May import: `bot.config`, `bot.core`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from bot.errors import CorpusError
+from bot.core.errors import CorpusError
 
 
 @dataclass(frozen=True)

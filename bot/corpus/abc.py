@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core.errors import CorpusError
 from bot.corpus import Document
 from bot.corpus.text import expand_paths, read_text
-from bot.errors import CorpusError
 
 # The books of music21/corpus/ that are public domain (printed 1782-1883). Not the
 # Essen collection (its licence is unclear) and not music21's Nottingham sample

@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from bot.core.errors import CorpusError
 from bot.corpus import Document, iso_utc, parse_iso
 from bot.corpus.clean import CleanOptions
-from bot.errors import CorpusError
 
 ArchiveKind = Literal["mastodon", "twitter"]
 

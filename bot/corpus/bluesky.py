@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from atproto import Client
+from atproto import Client, Request
 from atproto.exceptions import (
     AtProtocolError,
     BadRequestError,
@@ -46,10 +46,11 @@ from atproto.exceptions import (
 )
 from atproto_client.models.utils import get_model_as_dict
 
+from bot import __version__
+from bot.core.errors import CorpusError
 from bot.corpus import Document, iso_utc, parse_iso
 from bot.corpus.clean import CleanOptions, looks_like_url
 from bot.corpus.mastodon import OPT_OUT_TAGS, CursorStore, Progress, require_consent
-from bot.errors import CorpusError
 
 DEFAULT_APPVIEW = "https://public.api.bsky.app"  # Bluesky's public, unauthenticated AppView
 PAGE_SIZE = 100  # getAuthorFeed's maximum
@@ -65,6 +66,13 @@ TAG = "app.bsky.richtext.facet#tag"
 _PROFILE_URL = re.compile(r"^https?://(?:www\.)?bsky\.app/profile/(?P<actor>[^/?#]+)/?$")
 _HANDLE = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*$")
 _DID = re.compile(r"^did:[a-z]+:[A-Za-z0-9._:%-]+$")
+
+
+def appview_client(appview: str) -> Client:
+    """An unauthenticated client of the AppView at `appview` (public reads only)."""
+    request = Request(timeout=30)
+    request.add_additional_header("User-Agent", f"revenant/{__version__} (bot scrape)")
+    return Client(base_url=appview.rstrip("/"), request=request)
 
 
 def parse_actor(text: str) -> str:

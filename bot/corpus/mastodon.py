@@ -36,9 +36,9 @@ from mastodon.errors import (
     MastodonUnauthorizedError,
 )
 
+from bot.core.errors import CorpusError
 from bot.corpus import Document, iso_utc
 from bot.corpus.clean import CleanOptions, html_to_text
-from bot.errors import CorpusError
 
 PAGE_SIZE = 40  # Mastodon's maximum for account statuses
 MAX_RATELIMIT_WAIT_S = 900.0  # Mastodon's windows are 5 minutes; anything longer is odd

@@ -23,8 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from bot.core.errors import CorpusError
 from bot.corpus import Document
-from bot.errors import CorpusError
 
 UNIT = Fraction(1, 16)  # L:1/16: a sixteenth is the shortest note written without a slash
 _MAJOR = {0: "C", 1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#", -1: "F",

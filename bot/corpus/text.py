@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bot.core.errors import CorpusError
 from bot.corpus import Document
-from bot.errors import CorpusError
 
 _START_RE = re.compile(
     r"^\s*\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK.*$"

@@ -3,4 +3,6 @@
 
 Stdlib and NumPy only; the parsing that decides whether a tune is valid ABC is done by
 abcmidi's abc2midi, a maintained tool, not here.
+
+May import: `bot.engine` (Candidate, Verdict), `bot.config`, `bot.core`.
 """

@@ -1,4 +1,4 @@
-"""Filters for tunes: each rejects with a stable snake_case reason, as bot/filters.py does
+"""Filters for tunes: each rejects with a stable snake_case reason, as bot/posting/filters.py does
 for prose (stored, counted by `bot status`, asserted in tests).
 
 Reasons, cheapest first:
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.filters import Candidate, Verdict
+from bot.engine.candidate import Candidate, Verdict
 from bot.music import tools
 from bot.music.abc import Bar, Tune, read_tune
 from bot.music.novelty import copied_phrases, phrase_hashes

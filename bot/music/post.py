@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.core.post import Media
 from bot.music.filters import describe, with_x
 from bot.music.render import render
-from bot.publishers.base import Media
 
 MEDIA_ROOT = Path(tempfile.gettempdir()) / "revenant-media"  # rendered until uploaded
 

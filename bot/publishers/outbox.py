@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot import config as cfg
-from bot.errors import PublishError
-from bot.publishers import registry
-from bot.publishers.base import Post, Receipt
+from bot.config import registry
+from bot.core.errors import PublishError
+from bot.core.post import Post, Receipt
 
 try:
     import fcntl

@@ -21,7 +21,9 @@ The package's modules:
     migrations.py  m001_initial, ..., m004_persona_health (never edit a shipped one)
     sqlite.py      `SQLiteStore`: WAL, busy timeout, BEGIN IMMEDIATE
     postgres.py    `PostgresStore`: psycopg 3, placeholders and DDL translated, advisory lock
-    location.py    config.yaml's `store:`: a path or a postgresql:// URL (password from env)
+
+Where the store lives (`store:`, a path or a postgresql:// URL) is configuration:
+bot/config/location.py. May import: `bot.config`, `bot.core`.
 
 Callers never write SQL (`bot preview` reads history through `read_history`, a read-only
 open): this package is the only place that knows a database brand.
@@ -36,10 +38,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bot.errors import StoreError
-from bot.store.location import PostgresLocation, StoreLocation, is_url, parse_store_setting
+from bot.config.location import PostgresLocation, StoreLocation, is_url, parse_store_setting
+from bot.core.errors import StoreError
 from bot.store.migrations import MIGRATIONS, Migration, migration
-from bot.store.postgres import PostgresStore
+from bot.store.postgres import PostgresStore, database_has_store
 from bot.store.protocol import (
     LEASE_SECONDS,
     Claim,
@@ -84,11 +86,20 @@ __all__ = [
     "parse_store_setting",
     "read_history",
     "read_only",
+    "store_exists",
     "utc_now",
 ]
 
 
 T = TypeVar("T")
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """True when the store is there: the SQLite file, or a migrated PostgreSQL database (it
+    connects to find out; a StoreError when the server cannot be reached)."""
+    if isinstance(location, PostgresLocation):
+        return database_has_store(location)
+    return location.exists()
 
 
 def _location(location: StoreLocation | str) -> StoreLocation:

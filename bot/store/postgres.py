@@ -3,7 +3,7 @@
     store = PostgresStore(PostgresLocation.parse("postgresql://revenant@db/revenant"))
 
 `PostgresLocation` is config.yaml's `store:` URL with the password kept apart (see
-bot/store/location.py for where the password may come from).
+bot/config/location.py for where the password may come from).
 
 The SQL is the SQLite store's (bot/store/sql.py); this module adds the connection,
 transactions, and three translations: `?` placeholders become `%s`; in a migration's
@@ -13,7 +13,7 @@ advisory lock, so replicas that start together migrate once. After migrating, ev
 identity sequence is moved past the largest id (a migration may copy rows with their ids).
 
 psycopg is imported on first use: a SQLite-only daemon never loads it. The password (see
-bot/store/location.py) is handed to libpq as its own parameter and never appears in a
+bot/config/location.py) is handed to libpq as its own parameter and never appears in a
 message; libpq's environment (PGPASSWORD, PGSSLMODE, ...) applies as usual.
 """
 
@@ -22,77 +22,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from bot.errors import StoreError
-from bot.log import MASK, register_secret
+from bot.config.location import PostgresLocation
+from bot.core.errors import StoreError
+from bot.core.log import MASK
 from bot.store.protocol import utc_now
 from bot.store.sql import SQLStore
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_SECONDS = 10
 MIGRATION_LOCK = 0x7265766E  # "revn": pg_advisory_xact_lock key for migrations
 HINT = (
     "check that the server is up and `store:` in config.yaml names it; "
     "the password comes from PGPASSWORD, ~/.pgpass or a ${VAR} in the URL"
 )
-
-
-@dataclass(frozen=True)
-class PostgresLocation:
-    """A `postgresql://` URL without its password, and the password on the side."""
-
-    url: str  # the URL with the password taken out: safe to show
-    password: str | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.password:
-            register_secret(self.password)  # masked in every log line and CLI error
-
-    @classmethod
-    def parse(cls, text: str) -> PostgresLocation:
-        """Split a postgresql:// URL (password in the user part or as `?password=`)."""
-        parts = urlsplit(text.strip())
-        if parts.scheme not in SCHEMES:
-            raise ValueError(f"not a PostgreSQL URL (scheme {parts.scheme or 'missing'!r})")
-        user_info, at, hosts = parts.netloc.rpartition("@")
-        user, colon, password = user_info.partition(":")
-        netloc = f"{user}@{hosts}" if at else hosts
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        secret = unquote(password) if colon else None
-        kept = []
-        for key, value in query:
-            if key == "password":
-                secret = secret or value
-                if value:
-                    register_secret(value)
-            else:
-                kept.append((key, value))
-        if colon and password:
-            register_secret(password)  # as written (percent-encoded) too
-        if secret:
-            register_secret(secret)
-        url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
-        return cls(url=url, password=secret or None)
-
-    def __str__(self) -> str:
-        if not self.password:
-            return self.url
-        scheme, rest = self.url.split("://", 1)
-        user, at, hosts = rest.rpartition("@")
-        return f"{scheme}://{user}:{MASK}@{hosts}" if at else f"{scheme}://:{MASK}@{rest}"
-
-    def exists(self) -> bool:
-        """True when the database holds a migrated store (it connects to find out); a
-        StoreError when the server cannot be reached."""
-        return database_has_store(self)
 
 
 @lru_cache(maxsize=512)

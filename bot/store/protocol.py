@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-from bot.publishers.base import Receipt
+from bot.core.post import Receipt
 
 SlotStatus = Literal["claimed", "posted", "failed", "skipped", "unknown"]
 PostKind = Literal["post", "reply"]

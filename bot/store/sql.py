@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Literal
 
-from bot.publishers.base import Receipt
+from bot.core.post import Receipt
 from bot.store.base import DB, SQLBase
 from bot.store.protocol import (
     LEASE_SECONDS,

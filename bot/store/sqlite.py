@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import StoreError
+from bot.core.errors import StoreError
 from bot.store.protocol import utc_now
 from bot.store.sql import SQLStore
 

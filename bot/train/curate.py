@@ -16,7 +16,7 @@ NumPy and scikit-learn; no TensorFlow (so `--critic-only` runs where Keras is mi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from bot import config as cfg
-from bot.card import CARD_FILE, WORDS_FILE, PersonaCard, read_card
-from bot.critic import CRITIC_FILE, fit_critic
-from bot.quality import halves, real_runs
-from bot.vocab import WordTrie, words
+from bot.core.errors import BotError
+from bot.engine.card import CARD_FILE, WORDS_FILE, PersonaCard, read_card
+from bot.engine.critic import CRITIC_FILE, DEFAULT_BITS, Critic, features
+from bot.engine.vocab import WordTrie, words
+from bot.train.quality import halves, real_runs
 
 CRITIC_FAKES = 1500  # the persona's surviving candidates the critic learns from
 CRITIC_TEMPERATURE = 0.8  # a fresh model's critic: samples at the shipped default
@@ -55,7 +56,7 @@ def persona_samples(settings: cfg.PersonaSettings, want: int, seed: int) -> tupl
     them (no critic: it is what is being trained); returns them and the seconds it took.
     Gives up after as many candidates as a 10% pass rate would need (a model too young to
     write much that passes)."""
-    from bot.persona import Persona
+    from bot.posting.persona import Persona
 
     runner = Persona(replace(settings, critic=False), rng=np.random.default_rng(seed))
     texts: list[str] = []
@@ -124,3 +125,36 @@ def _replace(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
     tmp.replace(path)
+
+
+def fit_critic(
+    real: Sequence[str], fake: Sequence[str], *, bits: int = DEFAULT_BITS, c: float = 4.0
+) -> tuple[Critic, float]:
+    """Logistic regression of real (1) against fake (0) on `features`; returns the critic and
+    its 5-fold cross-validated ROC AUC on this data (how well it tells them apart)."""
+    try:
+        from scipy import sparse
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    except ImportError as err:
+        raise BotError("scikit-learn is not installed (the critic's training needs it)",
+                       "pip install -r requirements-train.txt") from err  # fmt: skip
+    texts = [*real, *fake]
+    y = np.array([1] * len(real) + [0] * len(fake))
+    rows, cols, vals = [], [], []
+    for i, text in enumerate(texts):
+        idx, val = features(text, bits)
+        rows.append(np.full(idx.size, i))
+        cols.append(idx)
+        vals.append(val)
+    x = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(len(texts), 1 << bits))  # fmt: skip
+    model = LogisticRegression(C=c, max_iter=3000)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    oof = cross_val_predict(model, x, y, cv=folds, method="decision_function")
+    auc = float(roc_auc_score(y, oof))
+    model.fit(x, y)
+    critic = Critic(model.coef_[0].astype(np.float16).astype(np.float32),
+                    float(model.intercept_[0]), bits)  # fmt: skip
+    return critic, auc

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.card import EOS, N_SPECIAL, NORMALISE, UNK
+from bot.core.errors import CorpusError
 from bot.corpus import read_jsonl
 from bot.corpus.text import read_text, split_paragraphs, strip_gutenberg
-from bot.errors import CorpusError
+from bot.engine.card import EOS, N_SPECIAL, NORMALISE, UNK
 
 TEXT_SUFFIXES = {".txt", ".text"}  # what a folder contributes; named files may be anything
 POST_SUFFIXES = {".jsonl", ".ndjson"}

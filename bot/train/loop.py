@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from bot.errors import CorpusError
+from bot.core.errors import CorpusError
 
 LN2 = math.log(2.0)
 
 if TYPE_CHECKING:
-    from bot.train.trainer import TrainConfig
+    from bot.train.settings import TrainConfig
 
 
 class WindowDataset(keras.utils.PyDataset):

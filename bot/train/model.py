@@ -4,7 +4,7 @@ Written in Keras 3 terms only, so it trains on any backend (TensorFlow by defaul
 torch on the lent GPU machines). The LSTM layers keep cuDNN-compatible settings (tanh,
 sigmoid, no recurrent dropout, not unrolled, biases on), so Keras takes the cuDNN kernel
 whenever a GPU is visible; dropout sits between layers as its own layer for that reason.
-The NumPy sampler (bot/sampler.py) reimplements exactly this forward pass.
+The NumPy sampler (bot/engine/sampler.py) reimplements exactly this forward pass.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import keras
 
-from bot.card import Architecture
+from bot.engine.card import Architecture
 
 
 def build_model(arch: Architecture, *, seed: int = 1337) -> keras.Model:

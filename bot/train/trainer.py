@@ -34,7 +34,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from bot.card import (
+from bot.core.errors import CorpusError, ModelError
+from bot.engine.card import (
     ABC_LSTM,
     BARS_FILE,
     CARD_FILE,
-    CHAR_LSTM,
     LOSS_PLOT_FILE,
     MODEL_FILE,
     N_SPECIAL,
@@ -55,46 +55,16 @@ from bot.card import (
     PersonaCard,
     read_card,
 )
-from bot.errors import CorpusError, ModelError
-from bot.novelty import build_index, save_index
+from bot.engine.novelty import build_index, save_index
 from bot.train.artifacts import _atomic_dir, _plot, _versions
 from bot.train.curate import CRITIC_FAKES, curate
 from bot.train.data import MIN_CHARS_WARNING, Corpus, Vocab, build_vocab, load_corpus
 from bot.train.loop import Budget, Checkpoints, WindowDataset, _StopAfter, validation_windows
 from bot.train.model import build_model, distribution_scope
+from bot.train.settings import TrainConfig
 
 LN2 = math.log(2.0)
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    name: str
-    n_embd: int = 64
-    n_hidden: int = 256
-    n_layer: int = 3
-    dropout: float = 0.1
-    seq_len: int = 128  # characters per training window; every position is a target
-    batch_size: int = 64
-    epochs: int = 100
-    learning_rate: float = 3e-3  # peak, after warm-up
-    min_lr_fraction: float = 0.05  # cosine decays to this fraction of the peak
-    warmup_steps: int = 200
-    clipnorm: float = 1.0  # global gradient norm
-    val_fraction: float = 0.05
-    min_char_count: int = 5  # rarer characters map to the unknown token (or are dropped)
-    rare: str = "unk"
-    normalise: bool = True  # curly quotes and dashes -> ASCII
-    patience: int = 8  # epochs without a better validation loss before stopping
-    max_minutes: float | None = None
-    seed: int = 1337
-    novelty_n: int = 8
-    mixed_precision: bool = False
-    kind: str = CHAR_LSTM  # abc_lstm: a music persona (bars.npy, no word list or critic)
-    jit_compile: bool = False  # measured slower on CPU (BENCHMARKS.md)
-    # (window length, steps) trained before the full seq_len, on a fresh model only
-    short_start: tuple[tuple[int, int], ...] = ((16, 300), (32, 200), (64, 150))
-    short_start_share: float = 0.5  # at most this share of --max-minutes goes to it
 
 
 def short_start(
@@ -402,7 +372,7 @@ def train(
 
 def _with_samples(directory: Path, card: PersonaCard, seed: int) -> PersonaCard:
     """One sample per temperature from the NumPy engine, stored in the card."""
-    from bot.sampler import Sampler
+    from bot.engine.sampler import Sampler
 
     sampler = Sampler.load(directory)
     rng = np.random.default_rng(seed)

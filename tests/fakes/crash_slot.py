@@ -20,9 +20,9 @@ import os
 import sys
 from pathlib import Path
 
-from bot.delivery import publish_with_retries
-from bot.publishers.base import Post
-from bot.publishers.mastodon import MastodonPublisher
+from bot.core.post import Post
+from bot.posting.delivery import publish_with_retries
+from bot.publishers.mastodon.client import MastodonPublisher
 
 CRASH_EXIT_CODE = 17
 

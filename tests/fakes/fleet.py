@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.publishers.base import normalise_text
+from bot.core.post import normalise_text
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer

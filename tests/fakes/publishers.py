@@ -4,7 +4,7 @@ look for. Subclasses say how `publish` behaves."""
 
 from __future__ import annotations
 
-from bot.publishers.base import Post, Receipt
+from bot.core.post import Post, Receipt
 
 
 class StandInPublisher:

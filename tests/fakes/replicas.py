@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.publishers.base import normalise_text
+from bot.core.post import normalise_text
 from bot.store import PostgresStore
 
 if TYPE_CHECKING:

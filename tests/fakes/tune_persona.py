@@ -17,7 +17,7 @@ from pathlib import Path
 
 import h5py
 
-from bot.card import ABC_LSTM, BARS_FILE, CARD_FILE, EOS, MODEL_FILE
+from bot.engine.card import ABC_LSTM, BARS_FILE, CARD_FILE, EOS, MODEL_FILE
 from bot.music.novelty import build_bar_index, save_bar_index
 
 # A well-formed reel in G, two repeated parts with first and second endings: the tune the

@@ -1,0 +1,210 @@
+"""`bot preview` (a dry run: posts printed, nothing sent, nothing stored) and `bot post`
+(one post now, recorded like a scheduled one). Registered by bot/commands/cli.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.commands.app import App, json_option, pass_app, persona_option, publisher_option
+from bot.commands.app import counts_text as _counts
+from bot.commands.app import shorten as _shorten
+from bot.config import MAX_TOP_K, Config, registry
+
+# --- bot preview / bot post --------------------------------------------------------------
+
+
+def _seeded_rng(seed: int | None) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+@click.command()
+@persona_option
+# Flag values are checked by Click (exit 2, a usage error); the bounds are config.yaml's.
+@click.option("-n", "--count", default=3, show_default=True, type=click.IntRange(1, 256),
+              help="Posts to show.")  # fmt: skip
+@click.option("-t", "--temperature", type=click.FloatRange(0, 2),
+              help="Sampling temperature (0 = greedy).")  # fmt: skip
+@click.option("--top-k", type=click.IntRange(0, MAX_TOP_K),
+              help="Sample among the k likeliest characters (0 = off).")  # fmt: skip
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling mass (1 = off).")  # fmt: skip
+@click.option("--candidates", type=click.IntRange(1, 256), help="Candidates sampled per round.")
+@click.option("--prompt", help="Prime with this text instead of a configured prompt.")
+@click.option("--seed", type=int, help="Seed for a reproducible preview.")
+@click.option("--all", "show_all", is_flag=True, help="Also show rejected candidates.")
+@click.option("--media-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Music personas: write sound and score here "
+                   "[default: $REVENANT_HOME/preview/NAME/<time>].")  # fmt: skip
+@json_option
+@pass_app
+def preview(
+    app: App,
+    personas: tuple[str, ...],
+    count: int,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
+    candidates: int | None,
+    prompt: str | None,
+    seed: int | None,
+    show_all: bool,
+    media_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Dry run: sample, filter, show posts; sends and stores nothing.
+
+    A music persona's tunes are rendered (sound and score) into a folder it prints.
+
+    \b
+    Examples:
+      bot preview
+      bot preview -p nietzsche -n 5 --prompt "Woman " --all
+      bot preview --seed 7 --json
+    """
+    from bot.config import with_overrides
+    from bot.posting.persona import Persona as Runner
+    from bot.posting.persona import length_function
+    from bot.store import read_history
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    report: list[dict[str, Any]] = []
+    for settings in config.select(personas):
+        settings = with_overrides(
+            settings, temperature=temperature, top_k=top_k, top_p=top_p, candidates=candidates
+        )
+        runner = Runner(settings, rng=rng, length=length_function(settings))
+        history = read_history(config.store, settings.name, settings.filters.history)
+        comp = runner.compose(want=count, prompt=prompt, history=history)
+        media = _preview_media(config, settings.name, runner, comp.chosen, media_dir)
+        report.append(
+            {
+                "persona": settings.name,
+                "prompt": comp.prompt if prompt is not None or len(settings.prompts) < 2 else None,
+                "unknown_chars": comp.unknown_chars,
+                "rounds": comp.rounds,
+                "candidates": len(comp.verdicts),
+                "posts": [
+                    {
+                        "text": c.text,
+                        "prompt": c.prompt,
+                        "mean_logprob": round(c.mean_logprob, 4),
+                        "critic": None if c.critic is None else round(c.critic, 3),
+                        "stop": c.stop,
+                        **({"media": media[i]} if media is not None else {}),
+                    }
+                    for i, c in enumerate(comp.chosen)
+                ],
+                "rejections": comp.reason_counts(),
+                "rejected": [{"text": v.candidate.text, "reason": v.reason} for v in comp.rejected]
+                if show_all
+                else [],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for item in report:
+        click.echo(f"== {item['persona']} ({item['candidates']} candidates, "
+                   f"{item['rounds']} rounds; rejected: {_counts(item['rejections'])})")  # fmt: skip
+        if item["unknown_chars"]:
+            chars = "".join(item["unknown_chars"])
+            click.echo(f"note: prompt characters not in the vocabulary were replaced: {chars!r}")
+        if not item["posts"]:
+            click.echo("no candidate survived the filters; try --all to see why")
+        for i, post in enumerate(item["posts"], 1):
+            critic = "" if post["critic"] is None else f", critic {post['critic']:+.2f}"
+            click.echo(f"\n{i}. [{post['mean_logprob']:.3f} nats/char{critic}, {post['stop']}]")
+            click.echo(post["text"])
+            for path in post.get("media", []):
+                click.echo(f"   {path}")
+        if show_all and item["rejected"]:
+            click.echo("\nrejected:")
+            for rej in item["rejected"]:
+                click.echo(f"  - {rej['reason']}: {_shorten(rej['text'], 100)}")
+
+
+def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
+                   media_dir: Path | None) -> list[list[str]] | None:  # fmt: skip
+    """For a music persona: each chosen tune's sound and score in a fresh folder (printed);
+    None for other personas. Rendering failures are one Error line naming the tool."""
+    if not chosen or not runner.is_music():
+        return None
+    from bot.music import tools
+    from bot.music.render import render
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = media_dir or config.home / "preview" / name / stamp
+    out: list[list[str]] = []
+    for number, cand in enumerate(chosen, 1):
+        try:
+            done = render(cand.text, folder, stem=f"{number}-{cand.text.split(chr(10))[0][2:]}")
+        except tools.ToolError as err:
+            raise click.ClickException(f"{err} ({tools.INSTALL})") from err
+        out.append([str(done.audio), str(done.image)])
+    click.echo(f"sound and score of {len(out)} tune{'s' if len(out) != 1 else ''}: {folder}",
+               err=True)  # fmt: skip
+    return out
+
+
+@click.command()
+@persona_option
+@publisher_option
+@click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
+@click.option("--seed", type=int, help="Seed the sampler.")
+@pass_app
+def post(
+    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
+) -> None:
+    """Post once now, through the same path as a scheduled wake.
+
+    \b
+    Examples:
+      bot post                       # the shipped persona, to the local outbox
+      bot post -p ada --publisher mastodon --yes
+    """
+    from bot.config import with_overrides
+    from bot.posting.persona import Persona as Runner
+    from bot.posting.persona import build_publisher, length_function
+    from bot.store import open_store
+
+    config = app.config()
+    rng = _seeded_rng(seed)
+    failed = []
+    with open_store(config.store) as store:
+        for settings in config.select(personas):
+            settings = with_overrides(settings, publisher=publisher_name)
+            publisher = build_publisher(config, settings)
+            if registry.of(settings).remote and not yes:
+                click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
+            runner = Runner(
+                settings, store=store, publisher=publisher, rng=rng,
+                length=length_function(settings),
+            )  # fmt: skip
+            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            result = runner.wake(slot)
+            if result.outcome == "posted" and result.receipt:
+                click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
+                           f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
+                click.echo(result.text or "")
+            elif result.outcome == "no_candidate":
+                failed.append(f"{settings.name}: no candidate survived ({_counts(result.reasons)})")
+            elif result.outcome == "unknown":
+                failed.append(f"{settings.name}: may have been posted; not sent again "
+                              f"({result.error or 'outcome unknown'})")  # fmt: skip
+            else:
+                failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
+    if failed:
+        # A manual post has its own slot and nothing retries it; a new `bot post` first
+        # looks whether this one reached the server (Persona.recover), so it never doubles.
+        raise click.ClickException(
+            "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
+            " `bot preview --all` and `bot status` for why)"
+        )
