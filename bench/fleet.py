@@ -2,6 +2,7 @@
 
     python bench/fleet.py --personas 1000 --minutes 10 --compress 2   # ~15 min with setup
     python bench/fleet.py --smoke                                    # 3 personas, ~30 s
+    python bench/fleet.py --personas 200 --minutes 4 --spacing 0.1   # wakes 0.1 s apart
 
 N personas, each with its own model folder holding the shipped persona's model (card.json
 written per persona; the large files are hard links, which changes nothing in memory: every
@@ -72,14 +73,17 @@ class Report:
     exit_code: int | None = None
 
 
-def build(workdir: Path, n: int, compress: float, model: Path) -> Path:
-    """models/pNNNN/ for each persona and a config.yaml with the shipped settings."""
+def build(workdir: Path, n: int, compress: float, model: Path, spacing: float | None = None) -> Path:
+    """models/pNNNN/ for each persona and a config.yaml with the shipped settings; with
+    `spacing`, no jitter and `wake_spacing_seconds: spacing` (wakes bunched that close)."""
     shipped = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     template = dict(shipped["personas"]["nietzsche"])
     schedule = dict(template.get("schedule") or {})
     schedule["interval_minutes"] = 60 / compress
     schedule["jitter_seconds"] = int(schedule.get("jitter_seconds", 0) / compress)
     schedule["first_run_seconds"] = schedule.get("first_run_seconds", 5)
+    if spacing is not None:
+        schedule["jitter_seconds"] = 0
     template["schedule"] = schedule
     card = json.loads((model / "card.json").read_text(encoding="utf-8"))
     personas: dict[str, Any] = {}
@@ -93,8 +97,10 @@ def build(workdir: Path, n: int, compress: float, model: Path) -> Path:
             os.link(item, folder / item.name)
         (folder / "card.json").write_text(json.dumps({**card, "name": name}), encoding="utf-8")
         personas[name] = {**template, "model": f"models/{name}"}
-    config = {"timezone": "UTC", "logging": {"level": "INFO", "json": True},
-              "personas": personas}  # fmt: skip
+    config: dict[str, Any] = {"timezone": "UTC", "logging": {"level": "INFO", "json": True},
+                              "personas": personas}  # fmt: skip
+    if spacing is not None:
+        config["wake_spacing_seconds"] = spacing
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -126,12 +132,13 @@ def parse_time(text: str) -> datetime:
 
 
 def run(
-    n: int, minutes: float, compress: float, margin: float, model: Path, keep: bool = False
+    n: int, minutes: float, compress: float, margin: float, model: Path, keep: bool = False,
+    spacing: float | None = None,
 ) -> Report:
     report = Report(personas=n, minutes=minutes, compress=compress, cores=os.cpu_count() or 1)
     workdir = Path(tempfile.mkdtemp(prefix="revenant-fleet-"))
     try:
-        config_path = build(workdir, n, compress, model)
+        config_path = build(workdir, n, compress, model, spacing)
         env = {**os.environ, "REVENANT_CONFIG": str(config_path),
                "REVENANT_HOME": str(workdir / "home")}  # fmt: skip
         log_path = workdir / "run.log"
@@ -246,6 +253,12 @@ def main() -> None:
     )
     parser.add_argument("--model", type=Path, default=SHIPPED)
     parser.add_argument(
+        "--spacing",
+        type=float,
+        help="wake_spacing_seconds, with no jitter: wakes bunched this close (default: "
+        "the shipped jitter and the default spacing)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="3 personas, half a minute, schedule compressed 120x"
     )
     parser.add_argument("--json", type=Path, help="also write the report here")
@@ -255,7 +268,8 @@ def main() -> None:
         args.personas, args.minutes, args.compress, args.margin = 3, 0.5, 60.0, 5.0
     elif not 1 <= args.compress <= 5:
         parser.error("--compress must be 1..5 (the issue's bound)")
-    report = run(args.personas, args.minutes, args.compress, args.margin, args.model, args.keep)
+    report = run(args.personas, args.minutes, args.compress, args.margin, args.model, args.keep,
+                 args.spacing)
     print(f"fleet: {platform.processor() or platform.machine()}, {report.cores} cores, "
           f"Python {platform.python_version()}")  # fmt: skip
     for key, value in asdict(report).items():

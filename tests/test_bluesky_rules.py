@@ -217,7 +217,8 @@ def test_the_readme_example_posts_one_voice_to_both_networks(tmp_path: Path, mak
 def test_a_dry_run_holds_a_bluesky_persona_to_300_graphemes(write_config, make_persona) -> None:
     """`bot preview` builds no publisher; the network's fixed limit still applies, so the
     preview shows what Bluesky would take (the filters' own max_chars is 1000 here)."""
-    from bot.posting.persona import Persona, length_function
+    from bot.config.registry import length_function
+    from bot.posting.persona import Persona
 
     config = load(write_config, make_persona, "    filters: {max_chars: 1000, min_chars: 3}")
     settings = config.personas["ada"]

@@ -25,9 +25,10 @@ from click.testing import CliRunner
 
 from bot import config as cfg
 from bot.commands.cli import cli
+from bot.config.registry import length_function
 from bot.core.faults import POINTS
 from bot.core.post import normalise_text
-from bot.posting.persona import Persona, length_function
+from bot.posting.persona import Persona
 from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.mastodon.kind import MastodonSettings
 from bot.publishers.outbox import Outbox

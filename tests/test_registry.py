@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from bot import config as cfg
 from bot.commands.cli import cli
 from bot.config import registry
+from bot.config.registry import build_publisher, length_function
 from bot.core.errors import ConfigError, PublishError
 from bot.core.post import Post, Receipt
 from bot.daemon.scheduler import Daemon
-from bot.posting.persona import Persona, build_publisher, length_function
+from bot.posting.persona import Persona
 from bot.posting.replies import Replier
 from bot.publishers.mastodon.client import KEY_LIFETIME, MastodonPublisher
 from bot.publishers.mastodon.kind import MastodonInbox

@@ -69,8 +69,8 @@ def preview(
       bot preview --seed 7 --json
     """
     from bot.config import with_overrides
+    from bot.config.registry import length_function
     from bot.posting.persona import Persona as Runner
-    from bot.posting.persona import length_function
     from bot.store import read_history
 
     config = app.config()
@@ -171,8 +171,8 @@ def post(
       bot post -p ada --publisher mastodon --yes
     """
     from bot.config import with_overrides
+    from bot.config.registry import build_publisher, length_function
     from bot.posting.persona import Persona as Runner
-    from bot.posting.persona import build_publisher, length_function
     from bot.store import open_store
 
     config = app.config()

@@ -161,3 +161,18 @@ def inbox_for(publisher: Publisher) -> Inbox | None:
     if kind is None or kind.inbox is None:
         return None
     return kind.inbox(publisher)
+
+
+def build_publisher(config: Config, persona: PersonaSettings) -> Publisher:
+    """The persona's publisher, built by its kind (bot/config/registry.py); a remote
+    one's client (and its token) is only ever constructed when a post is really sent."""
+    return of(persona).build(config, persona)
+
+
+def length_function(persona: PersonaSettings) -> Callable[[str], int]:
+    """A post's length as the persona's publisher kind counts it, the persona's content
+    warning included (Mastodon counts any URL as 23 and mentions by username; the outbox
+    counts plain characters)."""
+    spoiler = persona.spoiler_text
+    count = of(persona).length
+    return lambda text: count(text, spoiler)

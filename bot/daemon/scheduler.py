@@ -57,6 +57,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bot import config as cfg
 from bot.config import registry
+from bot.config.registry import build_publisher, length_function
 from bot.core.clock import Clock, SystemClock
 from bot.core.errors import ConfigError, ModelError, PublishError
 from bot.core.log import event
@@ -98,7 +99,7 @@ from bot.daemon.state import (
 from bot.engine.modelcache import MODELS
 from bot.posting.compose import WakeResult
 from bot.posting.delivery import publish_with_retries
-from bot.posting.persona import Persona, build_publisher, length_function
+from bot.posting.persona import Persona
 from bot.store import SlotRow, Store, isoformat_utc, new_holder
 from bot.store.protocol import parse_ts
 

@@ -6,7 +6,10 @@ kept in one process-wide cache so a fleet of personas fits in a small machine.
 
 `ModelCache` keeps at most `capacity` models loaded; the least recently used one is
 dropped when another is loaded, and loaded again on its next use (about 0.07 s for the
-shipped persona, against the 0.8 s a wake takes). Personas that name the same model
+shipped persona, against the 0.8 s a wake takes). At most `workers` models sample at
+once (`at_work`, one per usable core by default): wakes bunched closer than they can be
+served wait their turn there instead of each holding a model and its sampling buffers, so
+the memory a fleet takes does not depend on how closely its wakes are spaced. Personas that name the same model
 folder share one loaded copy: the engine is read-only once built. A wake keeps the
 `Loaded` it got, so dropping a model never pulls it from under a running wake.
 
@@ -19,8 +22,11 @@ between fails the wake in one line instead. Never imports TensorFlow.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +87,11 @@ class ModelHandle:
             self.cache.used(self)  # outside our lock: it may drop other handles
         return loaded
 
+    def at_work(self) -> AbstractContextManager[object]:
+        """A place among the cache's `workers` for as long as this model samples (nothing
+        to wait for without a cache)."""
+        return self.cache.at_work() if self.cache is not None else nullcontext()
+
     def drop(self) -> None:
         """Forget the loaded model (the next `get` loads it again)."""
         with self._lock:
@@ -119,8 +130,10 @@ class ModelCache:
     """One `ModelHandle` per model folder, at most `capacity` of them loaded at a time
     (least recently used dropped first)."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, workers: int | None = None) -> None:
         self.capacity = capacity
+        self.workers = workers or usable_cpus()
+        self._work = threading.BoundedSemaphore(self.workers)
         self._handles: dict[Path, ModelHandle] = {}
         self._recent: OrderedDict[Path, ModelHandle] = OrderedDict()  # loaded, oldest first
         self._lock = threading.Lock()
@@ -138,6 +151,13 @@ class ModelCache:
             raise ValueError(f"a model cache holds at least one model, not {capacity}")
         self.capacity = capacity
         self._evict()
+
+    @contextmanager
+    def at_work(self) -> Iterator[None]:
+        """Hold one of `workers` places while a model samples. Sampling is CPU-bound, so
+        more at once than cores only queues inside NumPy, each with its model and buffers."""
+        with self._work:
+            yield
 
     def used(self, handle: ModelHandle) -> None:
         """`handle` was just used: most recent now; drop the oldest beyond capacity."""
@@ -158,6 +178,14 @@ class ModelCache:
             victims = [self._recent.popitem(last=False)[1] for _ in range(max(0, extra))]
         for victim in victims:  # no cache lock held: a victim may be loading right now
             victim.drop()
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 MODELS = ModelCache()  # the process's cache; `bot run` sizes it from `models_in_memory`

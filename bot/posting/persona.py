@@ -45,21 +45,6 @@ log = logging.getLogger(__name__)
 MAX_SLOT_ATTEMPTS = 5  # attempts at one slot (claims and take-overs) before it is given up
 
 
-def build_publisher(config: cfg.Config, persona: cfg.PersonaSettings) -> Publisher:
-    """The persona's publisher, built by its kind (bot/config/registry.py); a remote
-    one's client (and its token) is only ever constructed when a post is really sent."""
-    return registry.of(persona).build(config, persona)
-
-
-def length_function(persona: cfg.PersonaSettings) -> Callable[[str], int]:
-    """A post's length as the persona's publisher kind counts it, the persona's content
-    warning included (Mastodon counts any URL as 23 and mentions by username; the outbox
-    counts plain characters)."""
-    spoiler = persona.spoiler_text
-    count = registry.of(persona).length
-    return lambda text: count(text, spoiler)
-
-
 def _sleep(seconds: float) -> bool:
     time.sleep(max(0.0, seconds))
     return False
@@ -149,7 +134,21 @@ class Persona:
     ) -> Composition:
         """`want` posts, each primed by its own prompt: sample a batch (inside the corpus'
         words unless `vocabulary: any`), filter, rank by the critic where the persona has one,
-        pick; a round that leaves no survivor is sampled again, within the round budget."""
+        pick; a round that leaves no survivor is sampled again, within the round budget.
+        Waits for a place among the model cache's workers first (bot/engine/modelcache.py)."""
+        with self.model.at_work():
+            return self._compose(want, prompt, history, candidates, temperature, top_k, top_p)
+
+    def _compose(
+        self,
+        want: int,
+        prompt: str | None,
+        history: list[str] | None,
+        candidates: int | None,
+        temperature: float | None,
+        top_k: int | None,
+        top_p: float | None,
+    ) -> Composition:
         s = self.settings
         loaded = self.model.get()
         if history is None:
