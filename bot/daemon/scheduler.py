@@ -61,7 +61,7 @@ from bot.config.registry import build_publisher, length_function
 from bot.core.clock import Clock, SystemClock
 from bot.core.errors import ConfigError, ModelError, PublishError
 from bot.core.log import event
-from bot.core.memory import release_free_memory
+from bot.core.memory import map_large_blocks, release_free_memory
 from bot.core.post import Post, Publisher, Receipt
 from bot.daemon.health import Health
 from bot.daemon.lifecycle import Lifecycle
@@ -180,6 +180,7 @@ class Daemon(Health, Lifecycle):
         self._inflight: dict[str, str] = {}  # persona -> slot key being worked on
         self._active = 0  # jobs running now
         self._idle = threading.Condition()
+        map_large_blocks()  # freed model arrays go back to the OS (bot/core/memory.py)
         MODELS.resize(config.models_in_memory)  # a fleet's models take turns in memory
         seeds = np.random.SeedSequence(seed).spawn(len(personas))
         self.states: dict[str, _PersonaState] = {}

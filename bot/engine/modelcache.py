@@ -34,7 +34,7 @@ import numpy as np
 
 from bot.core.errors import ModelError
 from bot.core.log import event
-from bot.engine.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE
+from bot.engine.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE, read_card
 from bot.engine.critic import CRITIC_FILE, Critic
 from bot.engine.engines import load_engine
 from bot.engine.novelty import load_index
@@ -86,6 +86,11 @@ class ModelHandle:
         if self.cache is not None:
             self.cache.used(self)  # outside our lock: it may drop other handles
         return loaded
+
+    def kind(self) -> str:
+        """The model's kind (card.json), without loading the model when it is not loaded."""
+        loaded = self._loaded
+        return loaded.sampler.card.kind if loaded is not None else read_card(self.directory).kind
 
     def at_work(self) -> AbstractContextManager[object]:
         """A place among the cache's `workers` for as long as this model samples (nothing

@@ -108,7 +108,8 @@ class Persona:
 
     def is_music(self, loaded: Loaded | None = None) -> bool:
         """A music persona (card kind abc_lstm): tunes, music filters, sound and score."""
-        return (loaded or self.model.get()).sampler.card.kind == ABC_LSTM
+        kind = loaded.sampler.card.kind if loaded is not None else self.model.kind()
+        return kind == ABC_LSTM  # the card alone when not loaded: a wake loads only to sample
 
     def music_rules(self, history: list[str]) -> MusicRules:
         return MusicRules(phrase_index=load_bar_index(self.settings.model / BARS_FILE),
