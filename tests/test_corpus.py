@@ -252,6 +252,12 @@ def trained_on(*paths: Path) -> list[str]:
             ("My suffering and my fellow-suffering--what matter about them!",
              "Thus spake Zarathustra and left his cave"),
         ),
+        (  # poems: their numbers and titles and an editor's bracketed note go, the verse stays
+            "dickinson.txt",
+            ("LIFE", "SUCCESS", "[Published", "A Masque of Poets", "fellow-townswoman"),
+            ("This is my letter to the world, That never wrote to me, -- The simple news",
+             "Success is counted sweetest By those who ne'er succeed."),
+        ),
         (  # a play: the speaker headings go, the speeches stay
             "coriolanus.txt",
             ("First Citizen:", "Second Citizen:", "All:", "Citizen"),

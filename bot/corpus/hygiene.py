@@ -15,9 +15,9 @@ It works on blank-line separated blocks:
   numbers alone ("195.", "XIV"), ornaments ("* * *");
 - the number in front of a numbered aphorism or section ("195. Some ..." keeps "Some ...");
 - footnote markers ("[1]", "word*", "†"), footnote paragraphs ("[1] See ..."), bracketed
-  editorial notes ("[Footnote: ...]", "[Transcriber's Note: ...]", "[Illustration: ...]"),
-  and sections headed as transcriber's, translator's or editor's notes (up to the next
-  heading in capitals);
+  editorial notes ("[Footnote: ...]", "[Transcriber's Note: ...]", "[Illustration: ...]",
+  a paragraph wholly in brackets), and sections headed as transcriber's, translator's or
+  editor's notes, or footnotes (up to the next heading written like theirs);
 - a play's speaker headings ("First Citizen:", "ROMEO:", "HAMLET." alone on the first
   line) are dropped and the speech stays;
 - capitals used for emphasis are folded to the case the word has elsewhere in the book
@@ -159,6 +159,12 @@ def _is_heading(block: str) -> bool:
     return line[-1].isalnum() or (line[-1] == "." and any(ch.isdigit() for ch in line))
 
 
+def _is_bracketed(block: str) -> bool:
+    """A paragraph wholly in square brackets: an editor's note ("[Published in ...]")."""
+    text = block.strip()
+    return text.startswith("[") and text.endswith("]") and text.count("[") == 1
+
+
 def _is_title(line: str) -> bool:
     words = _words(line)
     return bool(words) and all(w[0].isupper() or w.lower() in _SMALL_WORDS for w in words)
@@ -237,6 +243,7 @@ def _keep_blocks(blocks: list[str], removed: list[str]) -> list[str]:
             or index < notes_end
             or _is_heading(block)
             or _FOOTNOTE_BODY_RE.match(block)
+            or _is_bracketed(block)
             or (index < first_prose and _is_front_matter(block))
         ):
             removed.append(block)
