@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import zipfile
 from collections import Counter
@@ -26,6 +27,8 @@ from bot.corpus.dedupe import Deduper, dedupe
 from bot.corpus.mastodon import opt_out_reason, parse_acct, scrape_account
 from bot.corpus.stats import compute_stats
 from bot.corpus.text import import_text, split_paragraphs, strip_gutenberg
+from bot.engine.card import NORMALISE
+from bot.train.data import load_corpus
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -206,6 +209,130 @@ def test_text_that_is_not_utf8_or_is_binary_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="no .txt files"):
         list(import_text([tmp_path / "empty"]))
+
+
+# --- book hygiene: what `bot train --corpus book.txt` and `bot new NAME book.txt` train on --
+
+HYGIENE = Path(__file__).parent / "data" / "hygiene"
+
+
+def trained_on(*paths: Path) -> list[str]:
+    """Every document the trainer reads from these files (bot.train.data, as `bot train`
+    and `bot new` read them), none held out."""
+    return load_corpus(list(paths), val_fraction=0).train
+
+
+@pytest.mark.parametrize(
+    ("name", "gone", "kept"),
+    [
+        (  # title page, transcriber's note, contents, chapter headings, aphorism numbers
+            "beyond_good_and_evil.txt",
+            ("BEYOND GOOD AND EVIL", "By Friedrich Nietzsche", "Translated by Helen Zimmern",
+             "TRANSCRIBER'S NOTE", "Original footnotes are put in brackets", "CONTENTS",
+             "CHAPTER", "APOPHTHEGMS", "PREFACE", "PREJUDICES OF PHILOSOPHERS", "1. The Will",
+             "27. It is", "195. The Jews", "196. It", "Footnote", "Like the river Ganges"),
+            ("The Will to Truth, which is to tempt us to many a hazardous enterprise",
+             ("It is difficult to be understood, especially when one thinks and lives "
+              "gangasrotogati among those only who think and live otherwise--namely, "
+              "kurmagati, or at best"),
+             'The Jews--a people "born for slavery," as Tacitus'),
+        ),
+        (  # section numbers alone on a line, a [1] marker and its footnote
+            "antichrist.txt",
+            ("THE ANTICHRIST", "[1]", "Pythian ode", "Rhipaean mountains"),
+            ("--Let us look each other in the face.",
+             "even Pindar, in his day, knew _that_ much about us.",
+             "What is good?--Whatever augments the feeling of power"),
+        ),
+        (  # the translator's notes at the back, with headings of their own
+            "zarathustra_notes.txt",
+            ("APPENDIX", "NOTES ON", "LUDOVICI", "I have had some opportunities",
+             "Chapter LXXX", "In this discourse, Nietzsche disassociates", "criticism",
+             "London, February 1909"),
+            ("My suffering and my fellow-suffering--what matter about them!",
+             "Thus spake Zarathustra and left his cave"),
+        ),
+        (  # poems: their numbers and titles and an editor's bracketed note go, the verse stays
+            "dickinson.txt",
+            ("LIFE", "SUCCESS", "[Published", "A Masque of Poets", "fellow-townswoman"),
+            ("This is my letter to the world, That never wrote to me, -- The simple news",
+             "Success is counted sweetest By those who ne'er succeed."),
+        ),
+        (  # a play: the speaker headings go, the speeches stay
+            "coriolanus.txt",
+            ("First Citizen:", "Second Citizen:", "All:", "Citizen"),
+            ("Before we proceed any further, hear me speak.", "Speak, speak.",
+             "We know't, we know't.", "Resolved. resolved."),
+        ),
+    ],
+)  # fmt: skip
+def test_book_apparatus_is_not_trained_on(
+    name: str, gone: tuple[str, ...], kept: tuple[str, ...]
+) -> None:
+    docs = trained_on(HYGIENE / name)
+    text = "\n".join(docs)
+    for debris in gone:
+        assert debris not in text, debris
+    for prose in kept:
+        assert prose in text, prose
+    assert not [doc for doc in docs if re.fullmatch(r"[\W\dIVXLC]*", doc)]  # no bare numbers
+
+
+def test_prose_passes_through_unchanged() -> None:
+    """Precision: paragraphs of prose (a year at a paragraph's start, one-line dialogue,
+    curly quotes, _italics_) come out exactly as the trainer read them before."""
+    path = HYGIENE / "prose.txt"
+    expected = split_paragraphs(path.read_text(encoding="utf-8").translate(NORMALISE))
+    assert trained_on(path) == expected
+    assert expected[0].startswith("1801.--I have just returned")
+    assert "'Mr. Heathcliff?' I said." in expected and "A nod was the answer." in expected
+
+
+def test_capitals_for_emphasis_are_folded(tmp_path: Path) -> None:
+    text = "\n".join(trained_on(HYGIENE / "beyond_good_and_evil.txt",
+                                HYGIENE / "zarathustra_notes.txt"))  # fmt: skip
+    for shouted, folded in [
+        ("WHO is it really", "Who is it really"),
+        ("about the VALUE of this Will", "about the value of this Will"),
+        ("RISK RAISING it", "risk raising it"),
+        ("with THEM that the SLAVE-INSURRECTION IN MORALS commences",
+         "with them that the slave-insurrection in morals commences"),
+        ("It is to be INFERRED", "It is to be inferred"),
+        ("This is MY morning, MY day beginneth: ARISE NOW, ARISE, THOU GREAT NOONTIDE!",
+         "This is my morning, my day beginneth: arise now, arise, thou great noontide!"),
+    ]:  # fmt: skip
+        assert shouted not in text and folded in text, folded
+    # a name keeps its capital, "I" and Roman numerals stay, a sentence starts with one
+    book = tmp_path / "book.txt"
+    book.write_text(
+        "I said to Zarathustra that King Richard II was not TRUTH. Zarathustra went on.\n\n"
+        "ZARATHUSTRA came down; he was not LOOKING for Richard II.\n",
+        encoding="utf-8",
+    )
+    assert trained_on(book) == [
+        "I said to Zarathustra that King Richard II was not truth. Zarathustra went on.",
+        "Zarathustra came down; he was not looking for Richard II.",
+    ]
+
+
+def test_a_book_without_gutenberg_markers_is_cleaned_as_one_with_them(tmp_path: Path) -> None:
+    plain = trained_on(HYGIENE / "genealogy_plain.txt")
+    assert plain == trained_on(HYGIENE / "genealogy_gutenberg.txt")
+    licence = tmp_path / "licence_no_start.txt"  # a licence at the end, no START line
+    licence.write_text(
+        (HYGIENE / "genealogy_plain.txt").read_text(encoding="utf-8")
+        + "\n\nEnd of the Project Gutenberg EBook of The Genealogy of Morals\n\n"
+        "*** END OF THIS PROJECT GUTENBERG EBOOK THE GENEALOGY OF MORALS ***\n\n"
+        "Updated editions will replace the previous one--the old editions\nwill be renamed.\n",
+        encoding="utf-8",
+    )
+    assert trained_on(licence) == plain
+    assert plain[0].startswith("We are unknown, we knowers, ourselves to ourselves")
+    assert plain[-1].endswith('to bring something "home to the hive!"')
+    text = "\n".join(plain)
+    for debris in ("GENEALOGY", "POLEMIC", "FRIEDRICH", "SAMUEL", "FOULIS", "1913",
+                   "EDITOR'S NOTE", "In 1887", "CONTENTS", "ESSAY", "Kennedy", "PREFACE"):  # fmt: skip
+        assert debris not in text, debris
 
 
 # --- archives ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A corpus is a JSONL file, one post per line: {"text", "created_at", "source", "i
 The trainer only needs "text"; the other keys say where a post came from, so a corpus
 can be audited, deduplicated and resumed. Importers live in `archive.py` (Mastodon and
 Twitter/X exports), `text.py` (plain text, Project Gutenberg) and `mastodon.py` (a live
-account); `clean.py` turns HTML into text. This package never imports TensorFlow and
+account); `clean.py` turns HTML into text; `hygiene.py` takes a book's contents, headings,
+section numbers, footnotes and notes out of the text the trainer reads. This package never imports TensorFlow and
 never touches the network itself (only `mastodon.py`, through the client it is given).
 
 Offline: read by `bot.commands` and `bot.train`; the daemon uses only `clean.py` (a

@@ -1,7 +1,9 @@
 """Corpus -> token ids: read files, split train/validation, build the vocabulary, encode.
 
-Plain text (files or folders of .txt; a Project Gutenberg header and licence are dropped) is
-split into paragraphs at blank lines, hard-wrapped lines are joined (bot/corpus/text.py, as
+Plain text (files or folders of .txt) loses what a printed book carries besides the author's
+prose: a Project Gutenberg header and licence, front matter, contents, headings, section numbers,
+footnotes, notes and speaker headings, and capitals for emphasis are folded (bot/corpus/hygiene.py).
+It is split into paragraphs at blank lines, hard-wrapped lines are joined (bot/corpus/text.py, as
 `bot scrape text` does), and each paragraph becomes a document; JSONL files (one post per line with
 a "text" field, as `bot scrape` writes) give one document per post. Every document ends with
 the end-of-post token, so the model learns where a post ends.
@@ -23,7 +25,8 @@ import numpy as np
 
 from bot.core.errors import CorpusError
 from bot.corpus import read_jsonl
-from bot.corpus.text import read_text, split_paragraphs, strip_gutenberg
+from bot.corpus.hygiene import clean_book
+from bot.corpus.text import read_text, split_paragraphs
 from bot.engine.card import EOS, N_SPECIAL, NORMALISE, UNK
 
 TEXT_SUFFIXES = {".txt", ".text"}  # what a folder contributes; named files may be anything
@@ -113,7 +116,7 @@ def load_corpus(
             for post in posts:
                 (val if rng.random() < val_fraction else train).append(post)
         else:
-            text = strip_gutenberg(read_text(path))
+            text = clean_book(read_text(path))
             if normalise:
                 text = text.translate(NORMALISE)
             paras = split_paragraphs(text)
