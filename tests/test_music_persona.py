@@ -167,6 +167,39 @@ def test_a_lost_answer_is_found_among_the_accounts_posts_not_sent_again(
     assert [m["type"] for m in statuses[0]["media_attachments"]] == ["audio", "image"]
 
 
+@needs_tools
+def test_a_retried_tune_carries_the_text_written_ahead_when_the_limit_changed(
+    tunes_config: Path, mastodon_server: MastodonServer
+) -> None:
+    """A tune's first send went out with its ABC and its answer was lost; before the
+    retry, another slot's refusals taught the publisher a lower limit. The retry looks
+    for, and would send, the text written ahead, not a shorter one: a server that
+    ignores keys would otherwise get a second status for the slot."""
+    mastodon_server.process_media(polls=1)
+    mastodon_server.ignore_idempotency_keys()
+    mastodon_server.inject_late_response(2.5)  # created, but the client hears nothing
+    statuses_path = f"/api/v1/accounts/{mastodon_server.bot.id}/statuses"
+    mastodon_server.inject_error(503, path=statuses_path, methods=["GET"], count=2)  # looks fail
+    publisher = MastodonPublisher(mastodon_server.base_url, mastodon_server.bot.token or "",
+                                  request_timeout_seconds=1.0, settle_seconds=0.0,
+                                  sleep=lambda s: None)  # fmt: skip
+    first = wake(tunes_config, publisher)
+    assert first.outcome == "failed", first  # type: ignore[attr-defined]
+    mastodon_server.drain()
+    refusal = {"error": "Validation failed: Text character limit of 100 exceeded"}
+    mastodon_server.inject_error(422, body=refusal, count=2)
+    other = wake(tunes_config, publisher, slot="2026-12-02T15:00Z")  # refused, twice
+    assert other.outcome == "failed", other  # type: ignore[attr-defined]
+    assert publisher.max_chars() < 100
+
+    again = wake(tunes_config, publisher)
+
+    assert again.outcome == "posted", again  # type: ignore[attr-defined]
+    statuses = mastodon_server.statuses()
+    assert len(statuses) == 1, [s["content"] for s in statuses]
+    assert "X:1" in statuses[0]["content"]  # the first send's text, found
+
+
 def test_check_names_missing_tools_and_the_install_command(
     tunes_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,9 +111,14 @@ class SQLStore(SQLBase):
         """Extend the lease; False when it was lost (expired and taken, or finished)."""
         return self._holder_update(claim, "lease_until_utc = ?", [self._lease_end(lease_seconds)])
 
-    def write_ahead(self, claim: Claim, text: str, prompt: str | None) -> bool:
-        """Store the chosen text (and prompt) with the claim, before anything is sent."""
-        return self._holder_update(claim, "text = ?, prompt = ?", [text, prompt])
+    def write_ahead(
+        self, claim: Claim, text: str, prompt: str | None, post_text: str | None = None
+    ) -> bool:
+        """Store the chosen text (and prompt) with the claim, before anything is sent;
+        `post_text` is the text the post carries when it is not `text` (a tune's post,
+        fixed once so every send of the slot carries the same words)."""
+        return self._holder_update(claim, "text = ?, prompt = ?, post_text = ?",
+                                   [text, prompt, post_text])  # fmt: skip
 
     def mark_sending(self, claim: Claim) -> bool:
         """Record that a send starts now: from here the post may reach the server, and a
