@@ -200,6 +200,33 @@ def test_a_retried_tune_carries_the_text_written_ahead_when_the_limit_changed(
     assert "X:1" in statuses[0]["content"]  # the first send's text, found
 
 
+SECOND = REEL.replace("T:The Test Reel", "T:The Second Reel")  # the same notes, another tune
+
+
+@needs_tools
+def test_a_tune_composed_again_after_a_refusal_carries_its_own_sound_and_score(
+    tunes_config: Path, mastodon_server: MastodonServer
+) -> None:
+    """Refused for length, the slot is composed again and another tune comes out: it
+    goes out with its own sound, score and alt text, not the refused tune's uploads."""
+    text = tunes_config.read_text(encoding="utf-8")
+    tunes_config.write_text(text.replace(json.dumps([REEL]), json.dumps([REEL, SECOND])),
+                            encoding="utf-8")  # fmt: skip
+    mastodon_server.process_media(polls=1)
+    mastodon_server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 500 exceeded"}
+    )
+    publisher = MastodonPublisher(mastodon_server.base_url, mastodon_server.bot.token or "",
+                                  sleep=lambda s: None)  # fmt: skip
+    result = wake(tunes_config, publisher)  # seed 1: the reel, then the second reel
+    assert result.outcome == "posted", result  # type: ignore[attr-defined]
+    (status,) = mastodon_server.statuses()
+    assert "The Second Reel" in status["content"]  # composed again: the other tune
+    media = status["media_attachments"]
+    assert all("The Second Reel" in m["description"] for m in media), media
+    assert mastodon_server.media_uploads == 4  # the refused tune's two, and its own
+
+
 def test_check_names_missing_tools_and_the_install_command(
     tunes_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
