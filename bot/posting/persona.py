@@ -28,7 +28,7 @@ from bot.config import registry
 from bot.core.errors import ModelError
 from bot.core.faults import crash_point
 from bot.core.log import event
-from bot.core.post import Media, Post, Publisher, Receipt
+from bot.core.post import Media, Post, Publisher
 from bot.engine.candidate import Candidate
 from bot.engine.card import ABC_LSTM, BARS_FILE
 from bot.engine.modelcache import MODELS, Loaded, ModelHandle
@@ -36,7 +36,7 @@ from bot.music import tools as music_tools
 from bot.music.filters import MusicRules, apply_music
 from bot.music.novelty import load_bar_index
 from bot.posting.compose import Composition, WakeResult, fill_prompt, join_post
-from bot.posting.delivery import Delivery, LeaseKeeper, deliver
+from bot.posting.delivery import Delivery, LeaseKeeper, Send, deliver
 from bot.posting.filters import Rules, apply, default_blocklist, rank
 from bot.store import LEASE_SECONDS, Claim, Store
 
@@ -278,7 +278,7 @@ class Persona:
         self,
         slot_key: str,
         *,
-        publish: Callable[[Post], Receipt] | None = None,
+        publish: Send | None = None,
         late_grace: timedelta | None = None,
         wait: Callable[[float], bool] | None = None,
     ) -> WakeResult:
@@ -332,7 +332,7 @@ class Persona:
         self,
         claim: Claim,
         keeper: LeaseKeeper,
-        publish: Callable[[Post], Receipt] | None,
+        publish: Send | None,
         late_grace: timedelta | None,
         wait: Callable[[float], bool],
     ) -> WakeResult:

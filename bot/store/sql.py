@@ -134,7 +134,10 @@ class SQLStore(SQLBase):
 
     def clear_sent(self, claim: Claim, previous: str | None) -> bool:
         """The server answered that the last send was not applied (e.g. 429, 422):
-        put back what was known before it (`previous`: None = nothing may have landed)."""
+        put back what was known before it (`previous`: None = nothing may have landed,
+        so the first send that may have, which bounds the slot's life, is forgotten too)."""
+        if previous is None:
+            return self._holder_update(claim, "sent_at_utc = NULL, first_sent_at_utc = NULL", [])
         return self._holder_update(claim, "sent_at_utc = ?", [previous])
 
     def mark_failed(self, claim: Claim) -> bool:
