@@ -28,6 +28,7 @@ from bot.commands.cli import cli
 from bot.config.registry import length_function
 from bot.core.faults import POINTS
 from bot.core.post import normalise_text
+from bot.posting.delivery import SENDS_PER_WAKE
 from bot.posting.persona import Persona
 from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.mastodon.kind import MastodonSettings
@@ -164,6 +165,58 @@ def test_outcome_unknown_past_the_key_lifetime_is_never_resent(
     rig.clock.offset += timedelta(minutes=5)
     assert persona.wake(SLOT).outcome == "already_claimed"  # never re-sent
     assert rig.server.statuses() == []
+
+
+def test_one_wake_sends_a_slot_at_most_sends_per_wake_times(rig: Rig) -> None:
+    """Every send is answered 500 (nothing made) and every look finds nothing: the wake
+    stops after SENDS_PER_WAKE sends, the last one looked for too."""
+    rig.server.inject_error(500, count=None)
+    result = rig.persona(rig.publisher()).wake(SLOT)
+    assert result.outcome == "failed"
+    row = rig.store.slot("tiny", SLOT)
+    assert row is not None and row.sends == SENDS_PER_WAKE == 3
+    assert row.sent_at_utc is None  # all looked for: the next attempt sends at once
+
+
+def test_a_refused_first_send_does_not_bound_the_slots_life(
+    rig: Rig, mastodon_server: MastodonServer
+) -> None:
+    """The first send was refused (429): nothing landed. An hour later the next send's
+    answer is a 500 and the look fails: the slot stays open (the bound counts from the
+    first send that may have landed) and the next attempt posts it."""
+    statuses_path = f"/api/v1/accounts/{mastodon_server.bot.id}/statuses"
+    rig.server.inject_rate_limit(reset_in_seconds=120)
+    persona = rig.persona(rig.publisher())
+    assert persona.wake(SLOT).outcome == "failed"
+    rig.clock.offset += timedelta(minutes=61)
+    rig.server.inject_error(500)  # the send: maybe posted
+    rig.server.inject_error(503, path=statuses_path, methods=["GET"])  # the look fails
+    assert persona.wake(SLOT).outcome == "failed"
+    assert persona.wake(SLOT).outcome == "posted"
+    rig.check()
+
+
+def test_a_post_composed_again_after_a_refusal_is_sent_without_a_stale_look(
+    rig: Rig, mastodon_server: MastodonServer
+) -> None:
+    """An earlier send may have landed (500) and could not be looked for. The next wake
+    looks (absent), sends, is refused for length and composes again: the new text goes
+    out at once, not after another look from the old send's time (which failed here)."""
+    statuses_path = f"/api/v1/accounts/{mastodon_server.bot.id}/statuses"
+    rig.server.inject_error(500)  # the send: maybe posted
+    rig.server.inject_error(503, path=statuses_path, methods=["GET"])  # the look fails
+    persona = rig.persona(rig.publisher())
+    assert persona.wake(SLOT).outcome == "failed"
+    rig.server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 500 exceeded"}
+    )
+    rig.server.inject({"type": "latency", "delay_ms": 0}, path=statuses_path,
+                      methods=["GET"])  # the first look answers, any later one fails  # fmt: skip
+    rig.server.inject_error(503, path=statuses_path, methods=["GET"], count=None)
+    result = persona.wake(SLOT)
+    assert result.outcome == "posted", result
+    rig.server.clear_faults()
+    rig.check()
 
 
 def test_a_slot_taken_over_after_the_misfire_grace_is_skipped_not_posted_late(

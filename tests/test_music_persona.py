@@ -167,6 +167,66 @@ def test_a_lost_answer_is_found_among_the_accounts_posts_not_sent_again(
     assert [m["type"] for m in statuses[0]["media_attachments"]] == ["audio", "image"]
 
 
+@needs_tools
+def test_a_retried_tune_carries_the_text_written_ahead_when_the_limit_changed(
+    tunes_config: Path, mastodon_server: MastodonServer
+) -> None:
+    """A tune's first send went out with its ABC and its answer was lost; before the
+    retry, another slot's refusals taught the publisher a lower limit. The retry looks
+    for, and would send, the text written ahead, not a shorter one: a server that
+    ignores keys would otherwise get a second status for the slot."""
+    mastodon_server.process_media(polls=1)
+    mastodon_server.ignore_idempotency_keys()
+    mastodon_server.inject_late_response(2.5)  # created, but the client hears nothing
+    statuses_path = f"/api/v1/accounts/{mastodon_server.bot.id}/statuses"
+    mastodon_server.inject_error(503, path=statuses_path, methods=["GET"], count=2)  # looks fail
+    publisher = MastodonPublisher(mastodon_server.base_url, mastodon_server.bot.token or "",
+                                  request_timeout_seconds=1.0, settle_seconds=0.0,
+                                  sleep=lambda s: None)  # fmt: skip
+    first = wake(tunes_config, publisher)
+    assert first.outcome == "failed", first  # type: ignore[attr-defined]
+    mastodon_server.drain()
+    refusal = {"error": "Validation failed: Text character limit of 100 exceeded"}
+    mastodon_server.inject_error(422, body=refusal, count=2)
+    other = wake(tunes_config, publisher, slot="2026-12-02T15:00Z")  # refused, twice
+    assert other.outcome == "failed", other  # type: ignore[attr-defined]
+    assert publisher.max_chars() < 100
+
+    again = wake(tunes_config, publisher)
+
+    assert again.outcome == "posted", again  # type: ignore[attr-defined]
+    statuses = mastodon_server.statuses()
+    assert len(statuses) == 1, [s["content"] for s in statuses]
+    assert "X:1" in statuses[0]["content"]  # the first send's text, found
+
+
+SECOND = REEL.replace("T:The Test Reel", "T:The Second Reel")  # the same notes, another tune
+
+
+@needs_tools
+def test_a_tune_composed_again_after_a_refusal_carries_its_own_sound_and_score(
+    tunes_config: Path, mastodon_server: MastodonServer
+) -> None:
+    """Refused for length, the slot is composed again and another tune comes out: it
+    goes out with its own sound, score and alt text, not the refused tune's uploads."""
+    text = tunes_config.read_text(encoding="utf-8")
+    tunes_config.write_text(text.replace(json.dumps([REEL]), json.dumps([REEL, SECOND])),
+                            encoding="utf-8")  # fmt: skip
+    mastodon_server.process_media(polls=1)
+    mastodon_server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 500 exceeded"}
+    )
+    publisher = MastodonPublisher(mastodon_server.base_url, mastodon_server.bot.token or "",
+                                  sleep=lambda s: None)  # fmt: skip
+    result = wake(tunes_config, publisher)  # seed 1: the reel, then the second reel
+    assert result.outcome == "posted", result  # type: ignore[attr-defined]
+    (status,) = mastodon_server.statuses()
+    assert "The Second Reel" in status["content"]  # composed again: the other tune
+    media = status["media_attachments"]
+    assert all("The Second Reel" in m["description"] for m in media), media
+    assert mastodon_server.media_uploads == 4  # the refused tune's two, and its own
+
+
 def test_check_names_missing_tools_and_the_install_command(
     tunes_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -103,6 +103,29 @@ def test_a_retried_status_reuses_its_uploads(
     assert mastodon_server.media_uploads == 2  # not uploaded again
 
 
+def test_a_post_composed_again_gets_its_own_media_not_the_refused_ones(
+    mastodon_server: MastodonServer, media: tuple[Media, Media]
+) -> None:
+    """Refused for length, the slot is composed again: another tune, rendered into the
+    same files, under the same key. It goes out with its own sound, score and alt text."""
+    pub = publisher(mastodon_server, Sleeps())
+    mastodon_server.inject_error(
+        422, body={"error": "Validation failed: Text character limit of 500 exceeded"}
+    )
+    with pytest.raises(PublishError) as refused:
+        pub.publish(tune_post(media))
+    assert refused.value.too_long
+    media[0].path.write_bytes(OGG + b"a jig")
+    media[1].path.write_bytes(PNG + b"a jig")
+    jig = (Media(media[0].path, "Audio: the tune \u201cThe Second Jig\u201d.", "audio/ogg"),
+           Media(media[1].path, "Sheet music of \u201cThe Second Jig\u201d.", "image/png"))  # fmt: skip
+    pub.publish(Post(persona="tunes", text="The Second Jig (jig in D)",
+                     idempotency_key=tune_post(media).idempotency_key, media=jig))  # fmt: skip
+    assert attachments(mastodon_server) == [[("audio", jig[0].description),
+                                             ("image", jig[1].description)]]  # fmt: skip
+    assert mastodon_server.media_uploads == 4
+
+
 def test_a_lost_status_answer_does_not_post_twice(
     mastodon_server: MastodonServer, media: tuple[Media, Media]
 ) -> None:

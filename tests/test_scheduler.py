@@ -31,6 +31,7 @@ from bot.daemon.scheduler import (
     slot_key,
 )
 from bot.daemon.state import MAX_BACKOFF_WAKES
+from bot.posting.persona import Persona
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 from tests.fakes.publishers import StandInPublisher
@@ -408,6 +409,44 @@ def test_rate_limit_keeps_the_slot_and_retries_at_the_reset(
     assert len({p.idempotency_key for p in publisher.posts}) == 1
     slot = store.slot("ada", result.slot_key)
     assert slot is not None and (slot.status, slot.attempts) == ("posted", 2)
+
+
+class OutlastingClock(FakeClock):
+    """A FakeClock whose first sleep outlasts a lease (two minutes pass) while `meanwhile`
+    runs: another waker on the same store."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.meanwhile: Callable[[], object] | None = None
+
+    def sleep(self, seconds: float, until: threading.Event | None = None) -> bool:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            self.advance(minutes=2)
+            meanwhile()
+        return super().sleep(seconds, until)
+
+
+def test_a_retry_wait_that_outlasts_the_lease_sends_nothing_more(
+    make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    """A transient error, then the retry wait; meanwhile the lease ran out and another
+    waker took the slot over and posted it. The first holder sends nothing more: only the
+    holder of a live lease sends (a server that ignores keys would show two posts)."""
+    clock = OutlastingClock(T0)
+    config = make_config("ada")
+    publisher = ScriptedPublisher(script=[PublishError("503", transient=True, status_code=503)])
+    with SQLiteStore(tmp_path / "state.db", now=clock.now) as store:
+        daemon = make_daemon(config, store, clock, ada=publisher)
+        other = Persona(config.personas["ada"], store=store, publisher=publisher, now=clock.now)
+        taken: list[str] = []
+        clock.meanwhile = lambda: taken.extend(
+            other.wake(row.slot_key).outcome for row in store.open_slots("ada"))  # fmt: skip
+        result = daemon.wake("ada")
+        assert taken == ["posted"]
+        assert len(publisher.posts) == 2  # the first try and the other waker's send
+        assert result.outcome == "already_claimed"
+        assert len(store.recent_posts("ada")) == 1
 
 
 def test_a_retry_is_not_scheduled_past_the_next_slot(

@@ -41,6 +41,7 @@ EXPECTED_COLUMNS = {
         "sent_at_utc",
         "first_sent_at_utc",
         "sends",
+        "post_text",
     ],
     "posts": [
         "id",
@@ -149,6 +150,19 @@ def test_write_ahead_and_sending_travel_with_the_takeover(store: Store, clock: F
     assert second is not None
     assert (second.text, second.prompt) == ("Man is a rope.", "Man ")
     assert second.sent_at_utc == "2025-01-01T10:00:00.000Z"  # may have reached the server
+
+
+def test_a_post_text_written_ahead_travels_with_the_takeover(
+    store: Store, clock: FakeClock
+) -> None:
+    """A tune and the post text made from it are written ahead together, once."""
+    first = store.claim_slot("tunes", "k")
+    assert first is not None
+    assert store.write_ahead(first, "T:Reel\nK:G\nGABc|", None, "Reel: a tune in G")
+    clock.now += timedelta(minutes=2)
+    second = store.claim_slot("tunes", "k")
+    assert second is not None
+    assert (second.text, second.post_text) == ("T:Reel\nK:G\nGABc|", "Reel: a tune in G")
 
 
 def test_failed_slots_reopen_finished_ones_never(store: Store, clock: FakeClock) -> None:

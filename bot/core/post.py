@@ -20,11 +20,14 @@ VISIBILITIES: tuple[Visibility, ...] = ("public", "unlisted", "private", "direct
 
 @dataclass(frozen=True)
 class Media:
-    """A file attached to a post (a tune's audio or score), with its alt text."""
+    """A file attached to a post (a tune's audio or score), with its alt text. `identity`
+    names what the file holds (a tune's digest: every render of one tune has it; "" =
+    the file's bytes): a retried post reuses an upload only of the same identity."""
 
     path: Path
     description: str  # alt text: what a screen reader says instead of the file
     mime_type: str  # e.g. "audio/ogg", "image/png"
+    identity: str = ""
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ from bot.daemon.state import (
 )
 from bot.engine.modelcache import MODELS
 from bot.posting.compose import WakeResult
-from bot.posting.delivery import publish_with_retries
+from bot.posting.delivery import Send, publish_with_retries
 from bot.posting.persona import Persona
 from bot.store import SlotRow, Store, isoformat_utc, new_holder
 from bot.store.protocol import parse_ts
@@ -335,10 +335,9 @@ class Daemon(Health, Lifecycle):
         self._log_next_run(name)
         return result
 
-    def _publisher_for(
-        self, state: _PersonaState, key: str, errors: list[PublishError]
-    ) -> Callable[[Post], Receipt]:
-        """Publish with bounded retries; every failed attempt is recorded in the store."""
+    def _publisher_for(self, state: _PersonaState, key: str, errors: list[PublishError]) -> Send:
+        """Publish with bounded retries, each re-send only while the slot's lease holds;
+        every failed attempt is recorded in the store."""
         name = state.settings.name
 
         def on_attempt(attempt: int, err: PublishError | None) -> None:
@@ -348,7 +347,7 @@ class Daemon(Health, Lifecycle):
                                           f"attempt {attempt}: {err.message}",
                                           transient=err.transient)  # fmt: skip
 
-        def publish(post: Post) -> Receipt:
+        def publish(post: Post, holding: Callable[[], bool]) -> Receipt:
             return publish_with_retries(
                 state.publisher,
                 post,
@@ -357,6 +356,7 @@ class Daemon(Health, Lifecycle):
                 max_delay_seconds=self.retry_max_delay_seconds,
                 sleep=self._backoff_sleep,
                 on_attempt=on_attempt,
+                may_resend=holding,
             )
 
         return publish

@@ -10,6 +10,7 @@ otherwise the title and a plain description, the notation being in the score ima
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,10 @@ def carries_notation(text: str) -> bool:
 
 
 def render_media(tune: str, folder: Path, stem: str) -> tuple[Media, Media]:
-    """The tune's audio and score in `folder`, as a post's media with alt texts."""
+    """The tune's audio and score in `folder`, as a post's media with alt texts. Their
+    identity is the tune's digest: a re-render of the same (written-ahead) tune is the
+    same media, another tune in the same files is not."""
     done = render(tune, folder, stem=stem)
-    return (Media(done.audio, done.alt_audio, "audio/ogg"),
-            Media(done.image, done.alt_image, "image/png"))  # fmt: skip
+    identity = hashlib.sha256(tune.strip().encode("utf-8")).hexdigest()[:16]
+    return (Media(done.audio, done.alt_audio, "audio/ogg", identity),
+            Media(done.image, done.alt_image, "image/png", identity))  # fmt: skip

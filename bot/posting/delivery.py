@@ -19,7 +19,8 @@ Used by posts (`Persona.wake`) and replies (`Replier`) alike. The rules:
   Skipping is preferred to duplicating.
 
 `publish_with_retries` is the bounded retry loop around one `publisher.publish` (any
-kind), which the daemon sends through.
+kind), which the daemon sends through (a `Send`): before each re-send it asks `deliver`,
+which lets it only while the lease holds, and moves the slot's send time to that re-send.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ UNKNOWN_AFTER = timedelta(hours=1)  # a publisher that never forgets keys: same 
 SENDS_PER_WAKE = 3  # sends of one slot in one wake, each after a look that found nothing
 
 Outcome = Literal["posted", "failed", "refused", "too_long", "unknown", "lost", "skipped"]
+# Publish a post, retrying within bounds; before each re-send, ask the callable whether it
+# may go (False: the lease is gone, raise LeaseLost).
+Send = Callable[[Post, Callable[[], bool]], Receipt]
+
+
+class LeaseLost(PublishError):
+    """A `Send` was told not to send again: another holder has the slot now."""
+
+    def __init__(self) -> None:
+        super().__init__("the slot's lease was lost during a retry wait",
+                         "another holder has the slot; nothing more is sent from here",
+                         transient=True)  # fmt: skip
 
 
 def _wait(seconds: float) -> bool:
@@ -102,6 +115,12 @@ def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts)
 
 
+def _sent_times(store: Store, claim: Claim) -> tuple[str | None, str | None]:
+    """(sent_at, first_sent_at) as the store has them now, not as they were claimed."""
+    row = store.slot(claim.persona, claim.slot_key)
+    return (row.sent_at_utc, row.first_sent_at_utc) if row is not None else (None, None)
+
+
 def deliver(
     store: Store,
     publisher: Publisher,
@@ -110,45 +129,56 @@ def deliver(
     *,
     keeper: LeaseKeeper,
     kind: str = "post",
-    publish: Callable[[Post], Receipt] | None = None,
+    publish: Send | None = None,
     now: Callable[[], datetime],
     wait: Callable[[float], bool] = _wait,
     may_send: bool = True,
 ) -> Delivery:
     """Get the claimed slot's written-ahead `post` onto the server once (see the module
-    docstring). `publish` may wrap `publisher.publish` (bounded retries of errors that
-    certainly did not reach the server); `wait(seconds)` returns True when cut short by
+    docstring), sending it at most SENDS_PER_WAKE times (retries inside `publish` of errors
+    that certainly did not reach the server aside). `publish` may wrap `publisher.publish`
+    (bounded retries of errors that certainly did not reach the server, each re-send
+    allowed only while the lease holds); `wait(seconds)` returns True when cut short by
     shutdown. With `may_send` False only a possible earlier send is reconciled and the
     slot otherwise ends as skipped (a late slot, or one out of attempts)."""
-    send = publish or publisher.publish
-    sent_at = claim.row.sent_at_utc
-    first_sent = claim.row.first_sent_at_utc or sent_at
+
+    def holding() -> bool:
+        """May a send go now? Only under a live lease; it is recorded as the last send."""
+        return not keeper.lost.is_set() and store.mark_sending(claim)
+
+    def send(p: Post) -> Receipt:
+        return publish(p, holding) if publish is not None else publisher.publish(p)
+
+    sent_at, first_sent = _sent_times(store, claim)  # a recompose follows a send of this claim
     last_error: PublishError | None = None
-    for _ in range(SENDS_PER_WAKE + 1):
+    for sends in range(SENDS_PER_WAKE + 1):
         if sent_at is not None:
             looked = _reconcile(store, publisher, claim, post, kind=kind, now=now, wait=wait,
                                 sent_at=sent_at, first_sent=first_sent or sent_at)  # fmt: skip
             if looked is not None:
                 return looked
-            sent_at = None
+            sent_at = first_sent = None  # none landed: the store forgot them too
         if not may_send:
             store.finish_slot(claim, "skipped")
             return Delivery("skipped", error=last_error)
-        if keeper.lost.is_set() or not store.mark_sending(claim):
+        if sends == SENDS_PER_WAKE:
+            break  # the last send was looked for too; a later attempt sends again
+        if not holding():
             event(log, "lease_lost", logging.WARNING, persona=claim.persona, slot=claim.slot_key)
             return Delivery("lost")
-        row = store.slot(claim.persona, claim.slot_key)
-        sent_at = row.sent_at_utc if row is not None else None
-        first_sent = first_sent or sent_at
         timer = crash_during("during_send")
         try:
             receipt = send(post)
+        except LeaseLost:
+            event(log, "lease_lost", logging.WARNING, persona=claim.persona, slot=claim.slot_key)
+            return Delivery("lost")
         except PublishError as err:
             last_error = err
             if err.maybe_sent:
                 event(log, "send_uncertain", logging.WARNING, persona=claim.persona,
                       slot=claim.slot_key, error=err.message,
                       next="look among the account's posts")  # fmt: skip
+                sent_at, first_sent = _sent_times(store, claim)  # the last re-send's time
                 continue  # reconciled at the top of the loop, then sent again if absent
             store.clear_sent(claim, None)  # definitely not applied; earlier sends were looked at
             if err.too_long:
@@ -228,6 +258,7 @@ def publish_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
     on_attempt: Callable[[int, PublishError | None], None] | None = None,
+    may_resend: Callable[[], bool] | None = None,
 ) -> Receipt:
     """Publish, retrying transient errors with the same Post (so the same idempotency key).
 
@@ -238,7 +269,9 @@ def publish_with_retries(
     waits for its reset only if that is within `max_delay_seconds`; otherwise, or with no
     reset time, the error is raised at once so the caller keeps the slot for the next
     wake. Permanent errors are raised at once. `on_attempt(n, error_or_None)` is called
-    after every attempt, so the caller can record each one.
+    after every attempt, so the caller can record each one. `may_resend()` is asked after
+    each wait, before the next attempt: False (the slot's lease ran out meanwhile, another
+    holder may be sending it) raises LeaseLost and nothing more is sent.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -266,6 +299,8 @@ def publish_with_retries(
                 err.message,
             )
             sleep(delay)
+            if may_resend is not None and not may_resend():
+                raise LeaseLost from err
         else:
             if on_attempt is not None:
                 on_attempt(attempt, None)

@@ -28,7 +28,7 @@ from bot.config import registry
 from bot.core.errors import ModelError
 from bot.core.faults import crash_point
 from bot.core.log import event
-from bot.core.post import Media, Post, Publisher, Receipt
+from bot.core.post import Media, Post, Publisher
 from bot.engine.candidate import Candidate
 from bot.engine.card import ABC_LSTM, BARS_FILE
 from bot.engine.modelcache import MODELS, Loaded, ModelHandle
@@ -36,7 +36,7 @@ from bot.music import tools as music_tools
 from bot.music.filters import MusicRules, apply_music
 from bot.music.novelty import load_bar_index
 from bot.posting.compose import Composition, WakeResult, fill_prompt, join_post
-from bot.posting.delivery import Delivery, LeaseKeeper, deliver
+from bot.posting.delivery import Delivery, LeaseKeeper, Send, deliver
 from bot.posting.filters import Rules, apply, default_blocklist, rank
 from bot.store import LEASE_SECONDS, Claim, Store
 
@@ -214,20 +214,32 @@ class Persona:
 
     # -- posting -------------------------------------------------------------------------
 
-    def _post(self, text: str, slot_key: str, *, with_media: bool = True) -> Post:
+    def _post_text(self, text: str) -> str | None:
+        """What the post for a chosen `text` carries when not `text`: a tune's title and ABC
+        (or description) as the publisher's limit allows now. Written ahead with the tune,
+        once: the limit changes (a stand-in, a limit learnt from a refusal), a post may not."""
+        if not self.is_music():
+            return None
+        from bot.music.post import post_text
+
+        limit = self.publisher.max_chars() if self.publisher is not None else self.max_chars()
+        return post_text(text, limit, self.length)
+
+    def _post(
+        self, text: str, slot_key: str, *, post_text: str | None = None, with_media: bool = True
+    ) -> Post:
         """The Post for a slot's written-ahead text. A music persona's text is the tune:
-        the post is its title and ABC (where it fits) with the rendered sound and score,
-        the same for every retry of the slot. Without media (rendering failed and
-        `media_fallback: notation`, or only reconciling) it is the text alone. Raises
+        the post is `post_text` (written ahead; made now for an older slot) with the sound
+        and score, the same for every retry of the slot. Without media (rendering failed
+        and `media_fallback: notation`, or only reconciling) it is the text alone. Raises
         ToolError when the tune cannot be rendered and the persona may not go without."""
         s = self.settings
         media: tuple[Media, ...] = ()
         if self.is_music():
-            from bot.music.post import MEDIA_ROOT, carries_notation, post_text, render_media
+            from bot.music.post import MEDIA_ROOT, carries_notation, render_media
 
             tune = text
-            limit = self.publisher.max_chars() if self.publisher is not None else self.max_chars()
-            text = post_text(tune, limit, self.length)
+            text = post_text or self._post_text(tune) or tune
             if with_media:
                 try:
                     media = render_media(tune, MEDIA_ROOT / self.name, slot_key)
@@ -266,7 +278,7 @@ class Persona:
         self,
         slot_key: str,
         *,
-        publish: Callable[[Post], Receipt] | None = None,
+        publish: Send | None = None,
         late_grace: timedelta | None = None,
         wait: Callable[[float], bool] | None = None,
     ) -> WakeResult:
@@ -308,7 +320,8 @@ class Persona:
                 if claim.text is None:
                     self._end_without_post(claim, "late")
                 else:
-                    post = self._post(claim.text, claim.slot_key, with_media=False)
+                    post = self._post(claim.text, claim.slot_key, post_text=claim.post_text,
+                                      with_media=False)  # fmt: skip
                     done = deliver(store, publisher, claim, post, keeper=keeper, kind="publish",
                                    now=self.now, wait=wait, may_send=False)  # fmt: skip
                     self._finish(claim, post, done, [], {}, stop="late")
@@ -319,7 +332,7 @@ class Persona:
         self,
         claim: Claim,
         keeper: LeaseKeeper,
-        publish: Callable[[Post], Receipt] | None,
+        publish: Send | None,
         late_grace: timedelta | None,
         wait: Callable[[float], bool],
     ) -> WakeResult:
@@ -337,7 +350,7 @@ class Persona:
                   may_have_been_sent=claim.sent_at_utc is not None)  # fmt: skip
         rejected: list[tuple[str, str]] = []
         counts: dict[str, int] = {}
-        text = claim.text
+        text, post_text = claim.text, claim.post_text
         if text is None:
             if stop is not None:
                 return self._end_without_post(claim, stop)
@@ -356,11 +369,12 @@ class Persona:
                       rounds=comp.rounds, **{f"rejected_{k}": v for k, v in counts.items()})  # fmt: skip
                 return WakeResult(slot_key, "no_candidate", reasons=counts)
             text = comp.chosen[0].text
-            if not store.write_ahead(claim, text, comp.prompt):
+            post_text = self._post_text(text)
+            if not store.write_ahead(claim, text, comp.prompt, post_text):
                 return WakeResult(slot_key, "already_claimed", error="lease lost")
             crash_point("after_compose")
         try:
-            post = self._post(text, slot_key, with_media=stop is None)
+            post = self._post(text, slot_key, post_text=post_text, with_media=stop is None)
         except music_tools.ToolError as err:
             return self._media_failed(claim, err)
         for recomposed in (False, True):
@@ -372,10 +386,14 @@ class Persona:
             # Refused for length: the publisher has learnt the lower limit; compose once
             # more within it (nothing was sent, so a new text is safe) and send that.
             comp = self.compose()
-            if not comp.chosen or not store.write_ahead(claim, comp.chosen[0].text, comp.prompt):
+            if not comp.chosen:
+                break
+            text = comp.chosen[0].text
+            post_text = self._post_text(text)
+            if not store.write_ahead(claim, text, comp.prompt, post_text):
                 break
             try:
-                post = self._post(comp.chosen[0].text, slot_key)
+                post = self._post(text, slot_key, post_text=post_text)
             except music_tools.ToolError as err:
                 return self._media_failed(claim, err)
         for media in post.media:  # rendered for this send; a retry renders them again

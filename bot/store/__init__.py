@@ -18,7 +18,7 @@ The package's modules:
     protocol.py    `Store`, the rows (Claim, SlotRow, PostRow, FailureRow, PersonaHealth), UTC time
     sql.py         `SQLStore`: slots and posts (the claim protocol), in SQL both backends take
     base.py        `SQLBase`: transactions, migration runner; failures, health, cursors, mentions
-    migrations.py  m001_initial, ..., m004_persona_health (never edit a shipped one)
+    migrations.py  m001_initial, ..., m005_post_text (never edit a shipped one)
     sqlite.py      `SQLiteStore`: WAL, busy timeout, BEGIN IMMEDIATE
     postgres.py    `PostgresStore`: psycopg 3, placeholders and DDL translated, advisory lock
 

@@ -171,3 +171,12 @@ def m004_persona_health(db: SchemaDB) -> None:
             updated_at_utc TEXT NOT NULL
         )"""
     )
+
+
+@migration
+def m005_post_text(db: SchemaDB) -> None:
+    """Issue 26: the text a slot's post carries, written ahead once with the chosen text
+    where the two differ (a music persona's tune becomes a post text that depends on the
+    publisher's limit at the time), so a re-send or a look for the post never rebuilds it
+    from a limit that has changed since. NULL: the post carries `text`."""
+    db.execute("ALTER TABLE slots ADD COLUMN post_text TEXT")

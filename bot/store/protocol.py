@@ -50,11 +50,12 @@ class SlotRow:
     sent_at_utc: str | None = None
     first_sent_at_utc: str | None = None
     sends: int = 0
+    post_text: str | None = None
 
 
 SLOT_COLUMNS = (
     "persona, slot_key, claimed_at_utc, status, attempts, updated_at_utc, holder,"
-    " lease_until_utc, text, prompt, sent_at_utc, first_sent_at_utc, sends"
+    " lease_until_utc, text, prompt, sent_at_utc, first_sent_at_utc, sends, post_text"
 )
 
 
@@ -63,7 +64,8 @@ class Claim:
     """This caller holds (persona, slot_key) until `lease_until_utc`, as `holder`.
 
     `taken_over` is True when the slot existed before (a crashed or failed earlier
-    attempt). `text`/`prompt` are what an earlier attempt wrote ahead; `sent_at_utc` is
+    attempt). `text`/`prompt` are what an earlier attempt wrote ahead (with `post_text`,
+    the text its post carries where that is not `text`: a music persona's); `sent_at_utc` is
     set when an earlier attempt may have reached the server (it must be reconciled
     before anything is re-sent)."""
 
@@ -80,6 +82,10 @@ class Claim:
     @property
     def prompt(self) -> str | None:
         return self.row.prompt
+
+    @property
+    def post_text(self) -> str | None:
+        return self.row.post_text
 
     @property
     def sent_at_utc(self) -> str | None:
@@ -178,7 +184,9 @@ class Store(Protocol):
 
     def renew(self, claim: Claim, lease_seconds: float = LEASE_SECONDS) -> bool: ...
 
-    def write_ahead(self, claim: Claim, text: str, prompt: str | None) -> bool: ...
+    def write_ahead(
+        self, claim: Claim, text: str, prompt: str | None, post_text: str | None = None
+    ) -> bool: ...
 
     def mark_sending(self, claim: Claim) -> bool: ...
 

@@ -111,9 +111,14 @@ class SQLStore(SQLBase):
         """Extend the lease; False when it was lost (expired and taken, or finished)."""
         return self._holder_update(claim, "lease_until_utc = ?", [self._lease_end(lease_seconds)])
 
-    def write_ahead(self, claim: Claim, text: str, prompt: str | None) -> bool:
-        """Store the chosen text (and prompt) with the claim, before anything is sent."""
-        return self._holder_update(claim, "text = ?, prompt = ?", [text, prompt])
+    def write_ahead(
+        self, claim: Claim, text: str, prompt: str | None, post_text: str | None = None
+    ) -> bool:
+        """Store the chosen text (and prompt) with the claim, before anything is sent;
+        `post_text` is the text the post carries when it is not `text` (a tune's post,
+        fixed once so every send of the slot carries the same words)."""
+        return self._holder_update(claim, "text = ?, prompt = ?, post_text = ?",
+                                   [text, prompt, post_text])  # fmt: skip
 
     def mark_sending(self, claim: Claim) -> bool:
         """Record that a send starts now: from here the post may reach the server, and a
@@ -129,7 +134,10 @@ class SQLStore(SQLBase):
 
     def clear_sent(self, claim: Claim, previous: str | None) -> bool:
         """The server answered that the last send was not applied (e.g. 429, 422):
-        put back what was known before it (`previous`: None = nothing may have landed)."""
+        put back what was known before it (`previous`: None = nothing may have landed,
+        so the first send that may have, which bounds the slot's life, is forgotten too)."""
+        if previous is None:
+            return self._holder_update(claim, "sent_at_utc = NULL, first_sent_at_utc = NULL", [])
         return self._holder_update(claim, "sent_at_utc = ?", [previous])
 
     def mark_failed(self, claim: Claim) -> bool:

@@ -13,7 +13,8 @@ request after the client gave up).
 Media (a music persona's audio and score) are uploaded before the status through
 Mastodon.py's media API, with their alt text, and attached once the server has processed
 them (a 202 upload is looked at until it has a URL). A retried publish reuses the
-attachments it already uploaded for that idempotency key; an upload whose answer was
+attachments it already uploaded for that idempotency key and media (file, identity, alt
+text; a post composed again gets its own); an upload whose answer was
 lost is uploaded again, and the orphan is never attached (the server deletes it).
 
 Length is counted as the server counts it (`length`: URLs 23, `@user@domain` as `@user`,
@@ -81,7 +82,7 @@ from bot.publishers.mastodon.api import (
     status_length,
 )
 from bot.publishers.mastodon.errors import translate_error
-from bot.publishers.mastodon.media import MediaUploads
+from bot.publishers.mastodon.media import MediaUploads, UploadKey
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class MastodonPublisher(MediaUploads):
         self._learnt: int | None = None  # a lower limit learnt from a refusal for length
         self._me: str | None = None
         self._lock = threading.Lock()
-        self._uploaded: dict[tuple[str, str], str] = {}  # (idempotency key, file) -> media id
+        self._uploaded: dict[UploadKey, str] = {}  # -> media id (bot/publishers/mastodon/media.py)
         self._media_limits: dict[str, int] = {}  # bytes by media type, from the instance
         self.media_wait_seconds = media_wait_seconds
         self._sleep = sleep
@@ -205,9 +206,9 @@ class MastodonPublisher(MediaUploads):
                 failure.too_long = True
             raise failure from None
         receipt = self._receipt(status)
-        with self._lock:  # posted: its uploads are attached, no retry will want them
-            for media in post.media:
-                self._uploaded.pop((post.idempotency_key, str(media.path)), None)
+        with self._lock:  # posted: its uploads are attached (or orphans), no retry wants them
+            for key in [k for k in self._uploaded if k[0] == post.idempotency_key]:
+                del self._uploaded[key]
         log.info(
             "event=published persona=%s remote_id=%s url=%s",
             post.persona,

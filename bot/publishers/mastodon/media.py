@@ -1,10 +1,12 @@
-"""Media for a Mastodon post: each file uploaded once per idempotency key (a retried
-publish reuses its uploads, so each is attached once), checked against the instance's
-size limits first, and waited for while the server processes it (202, then ready).
-A mixin of `MastodonPublisher` (bot/publishers/mastodon/client.py)."""
+"""Media for a Mastodon post: each file uploaded once per idempotency key and content (a
+retried publish reuses its uploads, so each is attached once; a post composed again
+under the same key, after a refusal for length, gets uploads of its own media), checked
+against the instance's size limits first, and waited for while the server processes it
+(202, then ready). A mixin of `MastodonPublisher` (bot/publishers/mastodon/client.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +16,18 @@ from urllib.parse import urlsplit
 from mastodon import Mastodon, MastodonError, MastodonIllegalArgumentError
 
 from bot.core.errors import PublishError
-from bot.core.post import Post
+from bot.core.post import Media, Post
 
 MEDIA_POLL_SECONDS = 1.0  # between looks at an upload that is processing
+
+UploadKey = tuple[str, str, str, str]  # idempotency key, file, identity, alt text
+
+
+def upload_key(post: Post, media: Media) -> UploadKey:
+    """What an upload may be reused for: the same post (key), file, content (the media's
+    identity, else a digest of the file) and alt text."""
+    identity = media.identity or hashlib.sha256(media.path.read_bytes()).hexdigest()
+    return (post.idempotency_key, str(media.path), identity, media.description)
 
 
 class MediaUploads:
@@ -27,7 +38,7 @@ class MediaUploads:
         media_wait_seconds: float
         _client: Mastodon
         _lock: threading.Lock
-        _uploaded: dict[tuple[str, str], str]
+        _uploaded: dict[UploadKey, str]
         _media_limits: dict[str, int]
         _sleep: Callable[[float], Any]
 
@@ -37,7 +48,7 @@ class MediaUploads:
 
     def _upload_media(self, post: Post) -> list[str]:
         """The attachment ids for the post's media, uploading each file at most once per
-        idempotency key in this process, then waiting until the server has processed it
+        idempotency key and content in this process (`upload_key`), then waiting until the server has processed it
         (Mastodon answers an upload 202 with `url: null` while it transcodes). A failed
         upload is a PublishError that is never `maybe_sent`: no status was sent."""
         self.max_chars()  # reads the instance once: its media limits come with it
@@ -54,7 +65,7 @@ class MediaUploads:
                 )
         ids = []
         for media in post.media:
-            slot = (post.idempotency_key, str(media.path))
+            slot = upload_key(post, media)
             try:
                 with self._lock:
                     media_id = self._uploaded.get(slot)
