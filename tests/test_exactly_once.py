@@ -32,7 +32,8 @@ from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.mastodon.kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.store import SQLiteStore
-from tests.fakes.fleet import Fleet, kill_round, race_round
+from bot.store.protocol import parse_ts
+from tests.fakes.fleet import LEASE_SECONDS, Fleet, kill_round, race_round
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -293,3 +294,18 @@ def test_kill_9_at_every_step_then_restart_posts_once(fleet: Fleet, point: str) 
         assert code == -9, f"{point}: the crash run was not killed ({code})"
         assert audit.clean, audit
         assert audit.each_slot_once and len(audit.slots) <= 2, audit
+
+
+@pytest.mark.slow
+def test_bot_post_holds_its_claim_for_the_configured_lease(fleet: Fleet) -> None:
+    """#26.4: `bot post` leases its slot for config.yaml's `lease_seconds` (1 s here), not
+    the default minute: killed once its text is written ahead, its claim ends within a
+    lease of its last write, and a later run may take it over that soon."""
+    home = fleet.round("post-lease")
+    crashed = fleet.run(home, "--yes", command="post", crash_at="after_compose")
+    assert crashed.returncode == -9, crashed.stderr
+    with SQLiteStore(home / "revenant.db") as store:
+        [row] = store.slots_with_status("tiny", "claimed")
+    assert row.slot_key.startswith("manual:") and row.lease_until_utc is not None
+    lease = parse_ts(row.lease_until_utc) - parse_ts(row.updated_at_utc)
+    assert lease <= timedelta(seconds=LEASE_SECONDS), lease

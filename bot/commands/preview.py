@@ -186,7 +186,7 @@ def post(
                 click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
             runner = Runner(
                 settings, store=store, publisher=publisher, rng=rng,
-                length=length_function(settings),
+                length=length_function(settings), lease_seconds=config.lease_seconds,
             )  # fmt: skip
             slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             result = runner.wake(slot)
