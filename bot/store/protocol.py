@@ -125,7 +125,8 @@ class PersonaSummary:
     persona: str
     posts: int = 0
     last_post_at_utc: str | None = None
-    last_post_slot_key: str | None = None
+    last_post_slot_key: str | None = None  # of its newest post in a schedule's slot, not
+    # a `bot post` (whose key is no slot): whether the current slot is done (`bot status`)
     failures: int = 0
     last_failure: FailureRow | None = None
     unknown: int = 0
