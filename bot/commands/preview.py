@@ -14,11 +14,12 @@ import click
 from bot.commands.app import App, json_option, pass_app, persona_option, publisher_option
 from bot.commands.app import counts_text as _counts
 from bot.commands.app import shorten as _shorten
-from bot.config import MAX_TOP_K, Config, registry
-from bot.core.errors import BotError
+from bot.config import MAX_TOP_K, Config, PersonaSettings, registry
+from bot.core.errors import BotError, ConfigError
 from bot.store import MANUAL_PREFIX, Store
 from bot.store.protocol import parse_ts
 
+NAMES_SHOWN = 8  # personas named in `bot post`'s "which one?" line
 LEASE_MARGIN_SECONDS = 0.5  # after an earlier `bot post`'s lease, before a look
 
 # --- bot preview / bot post --------------------------------------------------------------
@@ -161,7 +162,9 @@ def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
 
 
 @click.command()
-@persona_option
+@click.option("-p", "--persona", "personas", multiple=True, metavar="NAME",
+              help="Persona to post as (repeatable; needed when the config has several).")  # fmt: skip
+@click.option("--all", "every", is_flag=True, help="Post as every persona in the config.")
 @publisher_option
 @click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
 @click.option("--seed", type=int, help="Seed the sampler.")
@@ -169,19 +172,22 @@ def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
 def post(
     app: App,
     personas: tuple[str, ...],
+    every: bool,
     publisher_name: str | None,
     yes: bool,
     seed: int | None,
 ) -> None:
     """Post once now, through the same path as a scheduled wake.
 
-    A `bot post` that did not finish (killed, or failed) is finished by the next one: its
+    With several personas in the config, name one with -p (or --all for every one). A
+    `bot post` that did not finish (killed, or failed) is finished by the next one: its
     post is looked for on the server and recorded (or its text sent), nothing new.
 
     \b
     Examples:
-      bot post                       # the shipped persona, to the local outbox
+      bot post                       # the only persona (the shipped one), to the outbox
       bot post -p ada --publisher mastodon --yes
+      bot post --all
     """
     from bot.config import with_overrides
     from bot.posting.persona import Persona as Runner
@@ -189,10 +195,11 @@ def post(
     from bot.store import open_store
 
     config = app.config()
+    chosen = _post_personas(config, personas, every)
     rng = _seeded_rng(seed)
     failed = []
     with open_store(config.store) as store:
-        for settings in config.select(personas):
+        for settings in chosen:
             settings = with_overrides(settings, publisher=publisher_name)
             publisher = build_publisher(config, settings)
             if registry.of(settings).remote and not yes:
@@ -225,6 +232,23 @@ def post(
             "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
             " `bot preview --all` and `bot status` for why)"
         )
+
+
+def _post_personas(config: Config, names: tuple[str, ...], every: bool) -> list[PersonaSettings]:
+    """The personas `bot post` posts as: those named with -p, every one with --all, the
+    only one when there is one; with several and neither, a one-line error naming them."""
+    if names and every:
+        raise click.UsageError("-p and --all exclude each other")
+    if names or every or len(config.personas) == 1:
+        return config.select(names)
+    listed = list(config.personas)
+    shown = ", ".join(listed[:NAMES_SHOWN]) + (
+        f" and {len(listed) - NAMES_SHOWN} more" if len(listed) > NAMES_SHOWN else ""
+    )
+    raise ConfigError(
+        f"{config.label}: {len(listed)} personas ({shown}); `bot post` posts as one",
+        "name it with -p NAME, or post as every one with --all",
+    )
 
 
 def _unfinished_post(store: Store, name: str) -> str | None:
