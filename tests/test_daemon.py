@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from bot.commands.cli import cli, status
 from bot.config import Config, load_config
 from bot.core.post import Post, Receipt
-from bot.daemon.scheduler import HEARTBEAT_SECONDS, Daemon
+from bot.daemon.scheduler import HEARTBEAT_SECONDS, RUN_CURSOR, Daemon
 from bot.store import SQLiteStore, Store
 from tests.fakes.clock import FakeClock
 from tests.fakes.publishers import StandInPublisher
@@ -250,6 +250,34 @@ def test_status_check_says_stopped_after_a_clean_stop(
         time.sleep(0.01)
         store.beat("daemon")  # a new `bot run` beats again: alive
         assert CliRunner().invoke(cli, ["status", "--check"]).exit_code == 0
+
+
+def test_a_second_daemon_on_one_store_names_the_first_at_start(
+    make_config: Callable[..., Config], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#26.25: two `bot run` on one store are safe (every slot is claimed in the store),
+    but not silent: the second says at start, in one line, which daemon already beats."""
+    config = make_config({"ada": DAILY})
+    caplog.set_level(logging.INFO, logger="bot")
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen([str(BOT), "run"], stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            assert wait_for(lambda: "event=daemon_started" in log_path.read_text()), (
+                log_path.read_text()
+            )
+            with SQLiteStore(config.store) as store:
+                first = store.get_cursor(RUN_CURSOR)
+                second = Daemon(config, list(config.personas.values()), store)
+                second.request_stop("test")  # it starts, says what it says, and stops at once
+                assert second.run() is True
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=STOP_LIMIT_SECONDS)
+    assert "event=another_daemon" not in log_path.read_text()  # the first was alone
+    [line] = [r.getMessage() for r in caplog.records if "event=another_daemon" in r.getMessage()]
+    assert first is not None and f":{proc.pid}:" in first
+    assert f"run={first}" in line and "heartbeat=" in line, line
 
 
 def test_status_check_default_follows_the_heartbeat_interval() -> None:

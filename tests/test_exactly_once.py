@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +28,14 @@ from bot.commands.cli import cli
 from bot.config.registry import length_function
 from bot.core.faults import POINTS
 from bot.core.post import normalise_text
-from bot.posting.delivery import SENDS_PER_WAKE
+from bot.posting.delivery import SENDS_PER_WAKE, LeaseKeeper
 from bot.posting.persona import Persona
 from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.mastodon.kind import MastodonSettings
 from bot.publishers.outbox import Outbox
 from bot.store import SQLiteStore
-from tests.fakes.fleet import Fleet, kill_round, race_round
+from bot.store.protocol import parse_ts
+from tests.fakes.fleet import LEASE_SECONDS, STALL_SECONDS, Fleet, kill_round, race_round
 
 if TYPE_CHECKING:
     from tests.fakes.mastodon_server import MastodonServer
@@ -315,6 +316,28 @@ def test_bot_status_shows_unknown_slots(ada_config: Path, tmp_path: Path) -> Non
     assert '"unknown": [' in data and SLOT in data
 
 
+def test_bot_post_leaves_a_live_bot_posts_slot_to_it(
+    write_config: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """#26.3: another `bot post` is still working (it renews its claim): a second one waits
+    for that lease, sees it renewed, and says so in one line; it posts nothing."""
+    config = cfg.load_config(write_config(
+        f"lease_seconds: 1\npersonas:\n  tiny:\n    model: {TINY}\n"
+        "    filters: {min_chars: 3, default_blocklist: false, novelty_words: 50}\n"
+    ))  # fmt: skip
+    slot = "manual:2026-12-01T10:00:00.000000Z"
+    with SQLiteStore(config.store) as store:
+        claim = store.claim_slot("tiny", slot, lease_seconds=1)
+        assert claim is not None
+        with LeaseKeeper(store, claim, lease_seconds=1):
+            result = CliRunner().invoke(cli, ["post"])
+        assert result.exit_code == 1, result.output
+        [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert "another `bot post`" in error and slot in error, error
+        assert store.recent_posts("tiny") == []
+    assert not (config.outbox / "tiny.jsonl").exists()
+
+
 # --- real processes (slow) --------------------------------------------------------------
 
 
@@ -347,3 +370,38 @@ def test_kill_9_at_every_step_then_restart_posts_once(fleet: Fleet, point: str) 
         assert code == -9, f"{point}: the crash run was not killed ({code})"
         assert audit.clean, audit
         assert audit.each_slot_once and len(audit.slots) <= 2, audit
+
+
+@pytest.mark.slow
+def test_bot_post_holds_its_claim_for_the_configured_lease(fleet: Fleet) -> None:
+    """#26.4: `bot post` leases its slot for config.yaml's `lease_seconds` (1 s here), not
+    the default minute: killed once its text is written ahead, its claim ends within a
+    lease of its last write, and a later run may take it over that soon."""
+    home = fleet.round("post-lease")
+    crashed = fleet.run(home, "--yes", command="post", crash_at="after_compose")
+    assert crashed.returncode == -9, crashed.stderr
+    with SQLiteStore(home / "revenant.db") as store:
+        [row] = store.slots_with_status("tiny", "claimed")
+    assert row.slot_key.startswith("manual:") and row.lease_until_utc is not None
+    lease = parse_ts(row.lease_until_utc) - parse_ts(row.updated_at_utc)
+    assert lease <= timedelta(seconds=LEASE_SECONDS), lease
+
+
+@pytest.mark.slow
+def test_bot_post_killed_mid_send_is_finished_by_the_next_bot_post(fleet: Fleet) -> None:
+    """#26.3: `bot post` killed while the server holds its request (and applies it after);
+    the next `bot post` finishes that slot instead of posting anew: it finds the status,
+    records it, sends nothing new and prints the status' address."""
+    home = fleet.round("post-again")
+    fleet.server.inject_stall(STALL_SECONDS)  # applied after the client died
+    crashed = fleet.run(home, "--yes", command="post", crash_at="during_send", delay=0.3)
+    assert crashed.returncode == -9, crashed.stderr
+
+    again = fleet.run(home, "--yes", command="post")
+
+    assert again.returncode == 0, again.stderr
+    audit = fleet.audit(home)
+    assert audit.clean and audit.statuses == audit.rows == 1, audit
+    assert list(audit.slots.values()) == ["posted"], audit
+    [status] = fleet.server.statuses()
+    assert f"posted to mastodon {status['url']}" in again.stdout, again.stdout

@@ -110,6 +110,28 @@ def test_post_goes_to_the_outbox_and_the_store(tiny_config: Path, tmp_path: Path
     assert row.slot_key.startswith("manual:")
 
 
+def test_post_without_p_posts_for_one_persona_only(write_config: Callable[[str], Path]) -> None:
+    """#26.17: with several personas `bot post` needs -p (one line naming them) or --all;
+    it never posts for every persona unasked."""
+    twin = CONFIG.split("personas:\n", 1)[1].replace("  tiny:", "  twin:")
+    config = load_config(write_config(CONFIG + twin))
+    code, out = run("post", "--seed", "5")
+    assert code == 1
+    [error] = [line for line in out.splitlines() if line.startswith("Error:")]
+    assert "tiny, twin" in error and "-p NAME" in error and "--all" in error, error
+    assert not config.outbox.exists()  # nothing posted
+    code, out = run("post", "--seed", "5", "-p", "twin")
+    assert code == 0, out
+    assert [line.split(":")[0] for line in out.splitlines() if "posted to" in line] == ["twin"]
+    code, out = run("post", "--seed", "5", "--all")
+    assert code == 0, out
+    assert [line.split(":")[0] for line in out.splitlines() if "posted to" in line] == [
+        "tiny", "twin",
+    ]  # fmt: skip
+    with SQLiteStore(config.store) as store:
+        assert [len(store.recent_posts(name)) for name in ("tiny", "twin")] == [1, 2]
+
+
 def test_wake_posts_a_slot_once(tiny_config: Path) -> None:
     config = load_config(tiny_config)
     settings = config.persona("tiny")

@@ -23,6 +23,7 @@ import pytest
 
 from bot.config import Config, load_config
 from bot.core.errors import PublishError
+from bot.core.post import Post, Receipt
 from bot.daemon.scheduler import Daemon
 from bot.daemon.state import backoff_slots
 from bot.store import SQLStore
@@ -69,13 +70,13 @@ def config(tmp_path: Path, write_config: Callable[[str], Path]) -> Config:
 @pytest.fixture
 def replicas(
     store_backend: Backend, config: Config, clock: FakeClock
-) -> Iterator[Callable[[], Replica]]:
+) -> Iterator[Callable[..., Replica]]:
     opened: list[SQLStore] = []
 
-    def start() -> Replica:
+    def start(publisher: ScriptedPublisher | None = None) -> Replica:
         store = store_backend.open(now=clock.now)
         opened.append(store)
-        publisher = ScriptedPublisher()
+        publisher = publisher or ScriptedPublisher()
         daemon = Daemon(config, list(config.personas.values()), store, clock=clock,
                         publishers={"ada": publisher}, seed=len(opened))  # fmt: skip
         return Replica(daemon, store, publisher)
@@ -175,6 +176,39 @@ def test_a_live_holder_is_left_alone(
     assert again is not None and again.next_run_time == T0 + timedelta(seconds=9.5)
     row = a.store.slot("ada", "2026-11-26T14:00Z")
     assert row is not None and (row.holder, row.attempts) == ("alive:1", 1)
+    assert a.publisher.posts == []
+
+
+class LookFails(ScriptedPublisher):
+    """A publisher whose look among the account's posts fails unexpectedly (a bug, or a
+    busy database behind it): closing an earlier slot raises inside `Persona.recover`."""
+
+    def find(self, post: Post, since: object) -> Receipt | None:
+        raise RuntimeError("the look failed")
+
+
+def test_a_failed_wake_leaves_another_replicas_live_claim_alone(
+    replicas: Callable[..., Replica], clock: FakeClock, store_backend: Backend
+) -> None:
+    """#26.2: replica A's wake crashes while replica B holds the current slot; A releases
+    only what it holds (the earlier slot it was closing), and B's claim stays B's."""
+    a = replicas(LookFails())
+    with store_backend.open(now=clock.now) as other:
+        clock.set(T0 - timedelta(hours=1))  # a holder sent the 13:00 slot, then died
+        dead = other.claim_slot("ada", "2026-11-26T13:00Z", holder="dead:1", lease_seconds=5)
+        assert dead is not None and other.write_ahead(dead, "an earlier text", None)
+        assert other.mark_sending(dead)
+        clock.set(T0)
+        held = other.claim_slot("ada", "2026-11-26T14:00Z", holder="alive:1", lease_seconds=5)
+        assert held is not None
+
+        assert a.daemon.wake("ada").outcome == "failed"
+
+        row = other.slot("ada", "2026-11-26T14:00Z")
+        assert row is not None and (row.status, row.holder) == ("claimed", "alive:1")
+        assert other.write_ahead(held, "the live holder's text", None)  # B may still send
+        earlier = other.slot("ada", "2026-11-26T13:00Z")
+        assert earlier is not None and earlier.status == "failed"  # A released its own claim
     assert a.publisher.posts == []
 
 

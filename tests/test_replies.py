@@ -361,6 +361,27 @@ def test_server_failing_mid_batch_is_retried_next_poll(rig: Rig) -> None:
     assert retried is not None and retried.attempts == 2 and retried.status == "posted"
 
 
+def test_a_failed_thread_read_leaves_another_holders_reply_alone(rig: Rig) -> None:
+    """#26.2: the thread above a mention cannot be read for now (503) while another
+    process holds the mention's reply slot: the poll stops, and the slot stays that
+    holder's (its writes still land), not turned `failed` under it."""
+    server = rig.server
+    parent = server.post_as(server.bob, "a thread", visibility="public")
+    server.mention(server.alice, "in a thread", in_reply_to_id=parent["id"])
+    [nid] = notification_ids(server)
+    held = rig.store.claim_slot("tiny", f"reply:{nid}", holder="alive:1")
+    assert held is not None
+    server.inject_error(503, path="/api/v1/statuses/*/context", methods=["GET"])
+
+    [result] = rig.replier().poll()
+
+    assert result.outcome == "failed"
+    row = rig.store.slot("tiny", f"reply:{nid}")
+    assert row is not None and (row.status, row.holder) == ("claimed", "alive:1")
+    assert rig.store.write_ahead(held, "@alice the other holder's reply", None)
+    assert rig.replies() == []
+
+
 def test_a_5xx_reply_is_looked_for_then_sent_once(rig: Rig) -> None:
     """A 500 may come after the server made the reply: it is looked for among the
     account's statuses first; absent, the same text is sent again, once."""

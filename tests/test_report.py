@@ -44,6 +44,19 @@ def posted(ada_config: Path) -> Path:
     return ada_config
 
 
+def test_report_names_the_next_slot_after_a_manual_post(posted: Path, tmp_path: Path) -> None:
+    """#26.16: the slot `bot run --once` posted stays done after a `bot post`: the report's
+    "if started now" is the next slot, as `bot status` says."""
+    assert CliRunner().invoke(cli, ["post"]).exit_code == 0
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    status = json.loads(CliRunner().invoke(cli, ["status", "--json"]).stdout)
+    next_slot = status["personas"]["ada"]["next_slot_if_started"]
+    assert next_slot is not None
+    assert f"first at <b>{html.escape(next_slot)}</b>" in page.read_text(encoding="utf-8")
+
+
 @pytest.mark.slow  # about 7 s: bot eval, then two Chromium starts
 def test_report_renders_in_headless_chromium(posted: Path, tmp_path: Path) -> None:
     pytest.importorskip("sklearn")  # bot eval's judges (requirements-train.txt)

@@ -283,6 +283,23 @@ def test_run_once_is_not_a_running_daemon(small_fleet: Callable[..., Config]) ->
     assert data["personas"]["ada"]["state"] == "not_running"
 
 
+def test_a_manual_post_does_not_hide_that_the_slot_is_posted(
+    small_fleet: Callable[..., Config],
+) -> None:
+    """#26.16: `bot run` posted this slot, then `bot post` posted once more: a `bot run`
+    started now would skip its first run (the slot is done), so status names the next
+    slot, as the daemon does; the manual post's own key is no slot."""
+    small_fleet(["ada"])
+    assert CliRunner().invoke(cli, ["run", "--once"]).exit_code == 0
+    posted = CliRunner().invoke(cli, ["post"])
+    assert posted.exit_code == 0, posted.output
+    ada = json.loads(status("--json").stdout)["personas"]["ada"]
+    assert ada["post_count"] == 2
+    assert ada["next_run_if_started"] == ada["next_slot_if_started"] is not None
+    detail = status("-p", "ada").stdout
+    assert f"if `bot run` started now: {ada['next_slot_if_started']}\n" in detail, detail
+
+
 class RefusingPublisher(StandInPublisher):
     """A network that answers every post with `error` (what Mastodon.py errors become)."""
 

@@ -61,6 +61,20 @@ def test_persona_summaries_count_and_find_the_last_rows(store: Store) -> None:
     assert cyd.last_failure is not None and cyd.last_failure.transient is True
 
 
+def test_a_manual_post_is_no_slot_in_the_summary(store: Store) -> None:
+    """#26.16: the summary's slot key is its newest post's in a schedule's slot; a `bot
+    post` after it counts as a post but hides no slot (`bot status` compares the key)."""
+    post(store, "ada", "2026-12-01T10:00Z")
+    post(store, "ada", "manual:2026-12-01T10:20:00.000000Z")
+    post(store, "bob", "manual:2026-12-01T10:20:00.000000Z")
+    summaries = store.persona_summaries()
+    ada, bob = summaries["ada"], summaries["bob"]
+    [manual, _] = store.recent_posts("ada")
+    assert (ada.posts, ada.last_post_at_utc) == (2, manual.created_at_utc)
+    assert ada.last_post_slot_key == "2026-12-01T10:00Z"
+    assert (bob.posts, bob.last_post_slot_key) == (1, None)
+
+
 def test_cursors_by_prefix_match_the_prefix_exactly(store: Store) -> None:
     store.set_cursor("next_run:ada", "a")
     store.set_cursor("next_run:bob", "b")

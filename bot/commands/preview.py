@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ import click
 from bot.commands.app import App, json_option, pass_app, persona_option, publisher_option
 from bot.commands.app import counts_text as _counts
 from bot.commands.app import shorten as _shorten
-from bot.config import MAX_TOP_K, Config, registry
+from bot.config import MAX_TOP_K, Config, PersonaSettings, registry
+from bot.core.errors import BotError, ConfigError
+from bot.store import MANUAL_PREFIX, Store
+from bot.store.protocol import parse_ts
+
+NAMES_SHOWN = 8  # personas named in `bot post`'s "which one?" line
+LEASE_MARGIN_SECONDS = 0.5  # after an earlier `bot post`'s lease, before a look
 
 # --- bot preview / bot post --------------------------------------------------------------
 
@@ -155,20 +162,32 @@ def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
 
 
 @click.command()
-@persona_option
+@click.option("-p", "--persona", "personas", multiple=True, metavar="NAME",
+              help="Persona to post as (repeatable; needed when the config has several).")  # fmt: skip
+@click.option("--all", "every", is_flag=True, help="Post as every persona in the config.")
 @publisher_option
 @click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
 @click.option("--seed", type=int, help="Seed the sampler.")
 @pass_app
 def post(
-    app: App, personas: tuple[str, ...], publisher_name: str | None, yes: bool, seed: int | None
+    app: App,
+    personas: tuple[str, ...],
+    every: bool,
+    publisher_name: str | None,
+    yes: bool,
+    seed: int | None,
 ) -> None:
     """Post once now, through the same path as a scheduled wake.
 
+    With several personas in the config, name one with -p (or --all for every one). A
+    `bot post` that did not finish (killed, or failed) is finished by the next one: its
+    post is looked for on the server and recorded (or its text sent), nothing new.
+
     \b
     Examples:
-      bot post                       # the shipped persona, to the local outbox
+      bot post                       # the only persona (the shipped one), to the outbox
       bot post -p ada --publisher mastodon --yes
+      bot post --all
     """
     from bot.config import with_overrides
     from bot.config.registry import build_publisher, length_function
@@ -176,21 +195,26 @@ def post(
     from bot.store import open_store
 
     config = app.config()
+    chosen = _post_personas(config, personas, every)
     rng = _seeded_rng(seed)
     failed = []
     with open_store(config.store) as store:
-        for settings in config.select(personas):
+        for settings in chosen:
             settings = with_overrides(settings, publisher=publisher_name)
             publisher = build_publisher(config, settings)
             if registry.of(settings).remote and not yes:
                 click.confirm(f"Post as {settings.name} to {publisher.name}?", abort=True)
             runner = Runner(
                 settings, store=store, publisher=publisher, rng=rng,
-                length=length_function(settings),
+                length=length_function(settings), lease_seconds=config.lease_seconds,
             )  # fmt: skip
-            slot = "manual:" + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            earlier = _unfinished_post(store, settings.name)
+            slot = earlier or MANUAL_PREFIX + datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             result = runner.wake(slot)
             if result.outcome == "posted" and result.receipt:
+                if earlier is not None:
+                    click.echo(f"{settings.name}: finished the earlier `bot post` of {earlier}; "
+                               "nothing new was posted")  # fmt: skip
                 click.echo(f"{settings.name}: posted to {result.receipt.publisher} "
                            f"{result.receipt.url or result.receipt.remote_id}")  # fmt: skip
                 click.echo(result.text or "")
@@ -202,9 +226,56 @@ def post(
             else:
                 failed.append(f"{settings.name}: not posted ({result.error or result.outcome})")
     if failed:
-        # A manual post has its own slot and nothing retries it; a new `bot post` first
-        # looks whether this one reached the server (Persona.recover), so it never doubles.
+        # A manual post has its own slot and nothing retries it on its own; the next
+        # `bot post` finishes it first (`_unfinished_post`), so it never doubles.
         raise click.ClickException(
             "; ".join(failed) + " (nothing retries a manual post: run `bot post` again, or see"
             " `bot preview --all` and `bot status` for why)"
         )
+
+
+def _post_personas(config: Config, names: tuple[str, ...], every: bool) -> list[PersonaSettings]:
+    """The personas `bot post` posts as: those named with -p, every one with --all, the
+    only one when there is one; with several and neither, a one-line error naming them."""
+    if names and every:
+        raise click.UsageError("-p and --all exclude each other")
+    if names or every or len(config.personas) == 1:
+        return config.select(names)
+    listed = list(config.personas)
+    shown = ", ".join(listed[:NAMES_SHOWN]) + (
+        f" and {len(listed) - NAMES_SHOWN} more" if len(listed) > NAMES_SHOWN else ""
+    )
+    raise ConfigError(
+        f"{config.label}: {len(listed)} personas ({shown}); `bot post` posts as one",
+        "name it with -p NAME, or post as every one with --all",
+    )
+
+
+def _unfinished_post(store: Store, name: str) -> str | None:
+    """The slot of an earlier `bot post` of `name` that did not finish (killed mid-send,
+    or failed), which this one finishes instead of posting anew; None when there is none.
+
+    A claim still under lease is waited for: a dead holder's lease runs out and its slot
+    is resumed here (the post it may have sent is looked for first); a live holder renews
+    it, and this `bot post` stops with one line."""
+    rows = store.unfinished_slots(name, MANUAL_PREFIX)
+    if not rows:
+        return None
+    row = rows[0]
+    if row.status != "claimed" or row.lease_until_utc is None:
+        return row.slot_key
+    left = (parse_ts(row.lease_until_utc) - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        return row.slot_key
+    click.echo(f"{name}: an earlier `bot post` holds {row.slot_key} for {left:.1f} s more; "
+               "waiting to see whether it is alive", err=True)  # fmt: skip
+    time.sleep(left + LEASE_MARGIN_SECONDS)
+    now = store.slot(name, row.slot_key)
+    if now is None or now.status not in ("claimed", "failed"):
+        return None  # it finished while this one waited: post anew
+    if now.status == "claimed" and now.lease_until_utc != row.lease_until_utc:
+        raise BotError(
+            f"{name}: another `bot post` is posting {row.slot_key} now (held by {now.holder})",
+            "let it finish; nothing was posted here",
+        )
+    return row.slot_key

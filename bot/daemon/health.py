@@ -71,15 +71,14 @@ class Health:
         return WakeResult(key, "skipped")
 
     def _record_crash(self, name: str, key: str, err: Exception) -> WakeResult:
-        """A bug or an unexpected error in a wake: traceback to the log, a row in the store."""
+        """A bug or an unexpected error in a wake: traceback to the log, a row in the store.
+        The slot is left alone: the wake released what it held (`Persona.wake`), and a
+        claim on `key` may be another replica's, live (only its holder changes it)."""
         error = f"{type(err).__name__}: {err}"
         _event_with_traceback("wake_failed", err, persona=name, slot=key, kind="exception",
                               error=error)  # fmt: skip
         try:
             self.store.record_failure(name, key, "wake", error, transient=False)
-            row = self.store.slot(name, key)
-            if row is not None and row.status == "claimed":
-                self.store.mark_slot(name, key, "failed")
         except Exception as store_err:  # noqa: BLE001 - the store itself may be what failed
             _event_with_traceback("record_failed", store_err, persona=name, slot=key)
         return WakeResult(key, "failed", error=error)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from datetime import datetime
@@ -17,6 +19,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 
 from bot.core.log import event
 from bot.daemon.state import (
+    ALIVE_BEAT_SECONDS,
     RUN_CURSOR,
     STARTED_BEAT,
     STOPPED_BEAT,
@@ -27,6 +30,9 @@ from bot.daemon.state import (
 from bot.posting.compose import WakeResult
 from bot.store import PersonaHealth, SlotRow, Store
 
+if TYPE_CHECKING:
+    from bot.core.clock import Clock
+
 log = logging.getLogger("bot.daemon.scheduler")  # one logger for the daemon's events
 
 
@@ -36,6 +42,7 @@ class Lifecycle:
     if TYPE_CHECKING:  # provided by Daemon
         states: dict[str, _PersonaState]
         store: Store
+        clock: Clock
         scheduler: Any
         run_id: str
         heartbeat_seconds: float
@@ -77,6 +84,7 @@ class Lifecycle:
         slot stays claimed and is re-tried with the same idempotency key after restart)."""
         handlers = self._install_signal_handlers()
         try:
+            self._say_if_another_runs()
             self.store.beat(STARTED_BEAT)
             self.store.set_cursor(RUN_CURSOR, self.run_id)
             with self.store.transaction():  # `bot status`: these personas are scheduled
@@ -135,6 +143,24 @@ class Lifecycle:
               failures=",".join(f"{n}={s.failures}" for n, s in self.states.items()))  # fmt: skip
         return clean
 
+    def _say_if_another_runs(self) -> None:
+        """Another `bot run` on this store is safe (every slot is claimed in the store, so
+        each posts once: replicas), but never silent: one line at start naming it (the
+        last daemon started, and the heartbeat every daemon writes), when a beat is fresh
+        and no clean stop came after it. A daemon of this host whose process is gone (a
+        restart after kill -9) is not another one."""
+        beats = self.store.heartbeats()
+        beat, stopped = beats.get("daemon"), beats.get(STOPPED_BEAT)
+        if beat is None or (stopped is not None and stopped >= beat):
+            return
+        age = (self.clock.now() - beat).total_seconds()
+        other = self.store.get_cursor(RUN_CURSOR) or "?"
+        if age > ALIVE_BEAT_SECONDS or _gone_from_this_host(other):
+            return
+        event(log, "another_daemon", logging.WARNING, run=other, heartbeat=_iso(beat),
+              age_s=round(max(age, 0.0)),
+              note="safe: each slot is claimed in the store and posts once")  # fmt: skip
+
     def request_stop(self, reason: str = "request") -> None:
         """Begin a graceful shutdown from any thread (or a signal handler); returns at once."""
         with self._lock:
@@ -171,3 +197,22 @@ class Lifecycle:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.request_stop(signal.Signals(signum).name)
+
+
+def _gone_from_this_host(run_id: str) -> bool:
+    """True when `run_id` (host:pid:random, `new_holder`) names a process of this host
+    that no longer runs, or this process itself (a container restarted with the same pid)."""
+    host, _, rest = run_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: it runs
+        return False
+    return False

@@ -20,6 +20,7 @@ log = logging.getLogger("bot.daemon.scheduler")
 
 # ---------------------------------------------------------------------------------------
 HEARTBEAT_SECONDS = 30.0  # `bot status --check` defaults to 6 missed beats (180 s)
+ALIVE_BEAT_SECONDS = 6 * HEARTBEAT_SECONDS  # a "daemon" beat this fresh: one runs (as --check)
 STOPPED_BEAT = "daemon:stopped"  # written when `bot run` stops (SIGTERM/SIGINT)
 STARTED_BEAT = "daemon:started"  # written when `bot run` starts: older persona states are stale
 ONCE_BEAT = "daemon:once"  # `bot run --once` beats this, not "daemon": it is no running daemon

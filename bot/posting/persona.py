@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -48,6 +49,23 @@ MAX_SLOT_ATTEMPTS = 5  # attempts at one slot (claims and take-overs) before it 
 def _sleep(seconds: float) -> bool:
     time.sleep(max(0.0, seconds))
     return False
+
+
+@contextmanager
+def _released_on_error(store: Store, claim: Claim) -> Iterator[None]:
+    """An unexpected error while holding `claim`: the holder releases its slot for a later
+    attempt (`mark_failed`, a no-op once the slot ended or the lease was lost) and the
+    error goes on. Only the holder does this; the daemon never touches a slot it may not
+    hold (#26.2). A store that fails here too leaves the slot to its lease."""
+    try:
+        yield
+    except Exception:
+        try:
+            store.mark_failed(claim)
+        except Exception as err:  # noqa: BLE001 - the error being raised matters more
+            event(log, "release_failed", logging.WARNING, persona=claim.persona,
+                  slot=claim.slot_key, error=str(err))  # fmt: skip
+        raise
 
 
 class Persona:
@@ -299,7 +317,10 @@ class Persona:
             event(log, "slot_skipped", persona=self.name, slot=slot_key, why="already_claimed")
             return WakeResult(slot_key, "already_claimed")
         crash_point("after_claim")
-        with LeaseKeeper(store, claim, self.lease_seconds) as keeper:
+        with (
+            LeaseKeeper(store, claim, self.lease_seconds) as keeper,
+            _released_on_error(store, claim),
+        ):
             return self._resume(claim, keeper, publish, late_grace, wait or _sleep)
 
     def recover(self, *, before: str | None = None, wait: Callable[[float], bool] = _sleep) -> int:
@@ -316,7 +337,10 @@ class Persona:
             claim = store.claim_slot(self.name, row.slot_key, lease_seconds=self.lease_seconds)
             if claim is None:
                 continue
-            with LeaseKeeper(store, claim, self.lease_seconds) as keeper:
+            with (
+                LeaseKeeper(store, claim, self.lease_seconds) as keeper,
+                _released_on_error(store, claim),
+            ):
                 if claim.text is None:
                     self._end_without_post(claim, "late")
                 else:

@@ -373,9 +373,9 @@ class Replier:
 
     def _fail(self, nid: str, acct: str, slot_key: str, kind: str, err: PublishError) -> NoReturn:
         """Store the failure, keep the cursor before this mention and stop the batch;
-        a permanent (401/403) failure is raised for the daemon."""
-        if self.store.slot(self.name, slot_key) is not None:
-            self.store.mark_slot(self.name, slot_key, "failed")
+        a permanent (401/403) failure is raised for the daemon. The reply's slot is not
+        this poll's (nothing is claimed before the thread is read): it is left to its
+        holder, whether it is still answering, finished, or dead (its lease ends)."""
         self.store.record_failure(self.name, slot_key, kind, str(err), transient=err.transient)
         event(log, "reply_failed", logging.ERROR, persona=self.name, notification=nid, to=acct,
               transient=err.transient, error=err.message)  # fmt: skip

@@ -44,6 +44,7 @@ from bot.store.migrations import MIGRATIONS, Migration, migration
 from bot.store.postgres import PostgresStore, database_has_store
 from bot.store.protocol import (
     LEASE_SECONDS,
+    MANUAL_PREFIX,
     Claim,
     FailureRow,
     PersonaHealth,
@@ -63,6 +64,7 @@ from bot.store.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "LEASE_SECONDS",
+    "MANUAL_PREFIX",
     "MIGRATIONS",
     "Claim",
     "FailureRow",

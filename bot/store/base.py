@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, Self
 
 from bot.store.migrations import MIGRATIONS
 from bot.store.protocol import (
+    MANUAL_PREFIX,
     FailureRow,
     PersonaHealth,
     PersonaSummary,
@@ -251,10 +252,13 @@ class SQLBase:
     def persona_summaries(self) -> dict[str, PersonaSummary]:
         """Totals for every persona the store has rows for, in three queries whatever
         the number of personas (not three per persona)."""
-        posts = self._query(
-            "SELECT p.persona, m.n, p.created_at_utc, p.slot_key FROM posts p JOIN"
-            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id FROM posts"
+        posts = self._query(  # the slot key: of the newest post in a schedule's slot
+            "SELECT p.persona, m.n, p.created_at_utc, s.slot_key AS slot_key FROM posts p JOIN"
+            " (SELECT persona, COUNT(*) AS n, MAX(id) AS last_id,"
+            "  MAX(CASE WHEN substr(slot_key, 1, ?) <> ? THEN id END) AS slot_id FROM posts"
             "  WHERE kind = 'post' GROUP BY persona) m ON p.id = m.last_id"
+            " LEFT JOIN posts s ON s.id = m.slot_id",
+            (len(MANUAL_PREFIX), MANUAL_PREFIX),
         )
         failures = self._query(
             "SELECT f.id, f.persona, f.slot_key, f.kind, f.error, f.transient,"

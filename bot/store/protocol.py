@@ -20,6 +20,7 @@ from bot.core.post import Receipt
 SlotStatus = Literal["claimed", "posted", "failed", "skipped", "unknown"]
 PostKind = Literal["post", "reply"]
 LEASE_SECONDS = 60.0  # a claim's lease; the holder renews it every LEASE_SECONDS / 4
+MANUAL_PREFIX = "manual:"  # a `bot post` slot's key: manual:<UTC time>, no schedule's slot
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class PersonaSummary:
     persona: str
     posts: int = 0
     last_post_at_utc: str | None = None
-    last_post_slot_key: str | None = None
+    last_post_slot_key: str | None = None  # of its newest post in a schedule's slot, not
+    # a `bot post` (whose key is no slot): whether the current slot is done (`bot status`)
     failures: int = 0
     last_failure: FailureRow | None = None
     unknown: int = 0
@@ -201,6 +203,8 @@ class Store(Protocol):
     def slot(self, persona: str, slot_key: str) -> SlotRow | None: ...
 
     def open_slots(self, persona: str, *, exclude_prefix: str = "reply:") -> list[SlotRow]: ...
+
+    def unfinished_slots(self, persona: str, prefix: str) -> list[SlotRow]: ...
 
     def slots_with_status(
         self, persona: str, status: SlotStatus, limit: int = 10

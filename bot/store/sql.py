@@ -175,6 +175,18 @@ class SQLStore(SQLBase):
         )
         return [SlotRow(**dict(row)) for row in rows]
 
+    def unfinished_slots(self, persona: str, prefix: str) -> list[SlotRow]:
+        """The persona's slots whose key starts with `prefix` that are not finished:
+        claimed (a live lease or not) or failed; newest first. `bot post` finishes an
+        interrupted manual post before it posts anew."""
+        rows = self._query(
+            f"SELECT {SLOT_COLUMNS} FROM slots WHERE persona = ?"
+            " AND status IN ('claimed', 'failed') AND substr(slot_key, 1, ?) = ?"
+            " ORDER BY id DESC",
+            (persona, len(prefix), prefix),
+        )
+        return [SlotRow(**dict(row)) for row in rows]
+
     def slots_with_status(self, persona: str, status: SlotStatus, limit: int = 10) -> list[SlotRow]:
         """The persona's slots in `status`, newest first (e.g. `unknown` for `bot status`)."""
         rows = self._query(

@@ -3,6 +3,7 @@
     fleet = Fleet(server, tmp_path)
     home = fleet.round("r1", ignore_keys=True)      # fresh store + server state for a round
     fleet.run(home, "--once", crash_at="after_accept")   # REVENANT_CRASH_AT: kill -9 there
+    fleet.run(home, "--yes", command="post")         # `bot post` instead of `bot run`
     audit = fleet.audit(home)                        # statuses vs. post rows vs. slots
     assert audit.duplicates == 0 and audit.orphans == 0
 
@@ -127,10 +128,15 @@ personas:
         return env
 
     def start(
-        self, home: Path, *args: str, crash_at: str | None = None, delay: float | None = None
+        self,
+        home: Path,
+        *args: str,
+        crash_at: str | None = None,
+        delay: float | None = None,
+        command: str = "run",
     ) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "bot", "-q", "run", *args],
+            [sys.executable, "-m", "bot", "-q", command, *args],
             cwd=home,
             env=self._env(home, crash_at, delay),
             stdout=subprocess.PIPE,
@@ -139,9 +145,15 @@ personas:
         )
 
     def run(
-        self, home: Path, *args: str, crash_at: str | None = None, delay: float | None = None
+        self,
+        home: Path,
+        *args: str,
+        crash_at: str | None = None,
+        delay: float | None = None,
+        command: str = "run",
     ) -> subprocess.CompletedProcess[str]:
-        proc = self.start(home, *args, crash_at=crash_at, delay=delay)
+        """`bot run ARGS` (or `bot COMMAND ARGS`, e.g. post) to its end."""
+        proc = self.start(home, *args, crash_at=crash_at, delay=delay, command=command)
         out, err = proc.communicate(timeout=60)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
