@@ -86,3 +86,15 @@ def test_post_failure_does_not_promise_a_retry(mastodon_server) -> None:
     assert "ada: not posted" in result.stderr and "rate-limited" in result.stderr
     assert "nothing retries a manual post" in result.stderr
     assert "kept and retried" not in result.stderr
+
+
+@pytest.mark.usefixtures("online_config")
+def test_post_refused_with_takahes_400_for_length_is_composed_again(mastodon_server) -> None:
+    """Takahē answers an over-length status 400 "Status is too long": the limit is learnt
+    and the post composed again under it, not given up."""
+    mastodon_server.inject_error(400, body={"error": "Status is too long"})
+    result = CliRunner().invoke(cli, ["post", "--yes", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ada: posted to mastodon" in result.output
+    assert "event=length_limit_learnt" in result.stderr
+    assert len(mastodon_server.statuses()) == 1

@@ -18,8 +18,9 @@ lost is uploaded again, and the orphan is never attached (the server deletes it)
 
 Length is counted as the server counts it (`length`: URLs 23, `@user@domain` as `@user`,
 the content warning included). The limit comes from the instance (`max_chars`: v2, then
-v1 with and without the trailing slash, then 500); a refusal for length (422) lowers it
-for the publisher's life (`PublishError.too_long`), so the next compose fits.
+v1 with and without the trailing slash, then 500); a refusal for length (Mastodon's 422,
+Takahē's 400, whichever says the status is too long) lowers it for the publisher's life
+(`PublishError.too_long`), so the next compose fits.
 
 The client is built offline (`version_check_mode="none"`), with a short request timeout
 and `ratelimit_method="throw"`, so no job thread ever sleeps inside Mastodon.py. Every
@@ -106,6 +107,7 @@ MEDIA_WAIT_SECONDS = 120.0  # an upload still processing after this: retry the s
 FIND_PAGE = 40  # statuses per page when looking for a post (Mastodon's maximum)
 FIND_PAGES = 5  # pages looked at; a claim older than these is "cannot tell"
 CLOCK_SKEW = timedelta(minutes=5)  # the server's created_at against our claim time
+LENGTH_REFUSALS = (422, 400)  # Mastodon refuses an over-length status 422, Takahē 400
 
 
 # --- the publisher -----------------------------------------------------------------------
@@ -200,7 +202,7 @@ class MastodonPublisher(MediaUploads):
         except MastodonError as err:
             failure = self._translate(err, "publish")
             server_message = _api_error_details(err)[1] or ""
-            if failure.status_code == 422 and _TOO_LONG.search(server_message):
+            if failure.status_code in LENGTH_REFUSALS and _TOO_LONG.search(server_message):
                 self._learn_limit(server_message, self.length(post.text, post.spoiler_text))
                 failure.too_long = True
             raise failure from None
