@@ -160,6 +160,7 @@ class MastodonPublisher(MediaUploads):
         self._session = session
         self._max_chars: int | None = None
         self._learnt: int | None = None  # a lower limit learnt from a refusal for length
+        self._limit_unavailable = False  # the last read of the limit could not reach it
         self._me: str | None = None
         self._lock = threading.Lock()
         self._uploaded: dict[tuple[str, str], str] = {}  # (idempotency key, file) -> media id
@@ -365,19 +366,19 @@ class MastodonPublisher(MediaUploads):
         )
 
     def _read_max_chars(self) -> tuple[int, bool]:
-        """(limit, definitive): definitive unless the server could not be reached."""
-        definitive = True
+        """(limit, definitive): definitive unless the server could not be reached or
+        failed. A server that cannot be reached is not asked for its other pages, and
+        the fallback is one warning per outage (later reads in it log at debug)."""
+        failed: str | None = None  # the error of a read that could not be answered
         fetches = (self._client.instance_v2, self._client.instance_v1, self._instance_v1_unslashed)
         for fetch in fetches:
             try:
                 instance = fetch()
-            except requests.RequestException as err:
-                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
-                definitive = False
-                continue
-            except (MastodonNetworkError, MastodonServerError, MastodonRatelimitError) as err:
-                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
-                definitive = False
+            except (requests.RequestException, MastodonNetworkError) as err:
+                failed = type(err).__name__
+                break  # unreachable: its other pages are on the same server
+            except (MastodonServerError, MastodonRatelimitError) as err:
+                failed = type(err).__name__
                 continue
             except MastodonError as err:  # 404 and friends: this instance has no such page
                 log.info("event=instance_limit_missing error=%s", type(err).__name__)
@@ -385,8 +386,16 @@ class MastodonPublisher(MediaUploads):
             limit = _limit_from_instance(instance) if isinstance(instance, Mapping) else None
             if limit is not None:
                 self._media_limits = _media_limits(instance)
+                self._limit_unavailable = False
                 return limit, True
-        return DEFAULT_MAX_CHARS, definitive
+        if failed is None:
+            self._limit_unavailable = False
+            return DEFAULT_MAX_CHARS, True
+        level = logging.DEBUG if self._limit_unavailable else logging.WARNING
+        log.log(level, "event=instance_limit_unavailable error=%s fallback=%d", failed,
+                DEFAULT_MAX_CHARS)  # fmt: skip
+        self._limit_unavailable = True
+        return DEFAULT_MAX_CHARS, False
 
     def _translate(self, err: MastodonError, action: str) -> PublishError:
         """One Mastodon.py error -> one PublishError that says retry, fix, or give up."""
