@@ -124,6 +124,16 @@ def test_post_refused_with_takahes_400_for_length_is_composed_again(mastodon_ser
 
 
 @pytest.mark.usefixtures("unreachable_config")
+def test_check_online_against_an_unreachable_server_speaks_of_no_slot() -> None:
+    result = CliRunner().invoke(cli, ["check", "--online"])
+    assert result.exit_code == 1
+    [error] = result.stderr.splitlines()
+    assert error.startswith("Error: could not reach 127.0.0.1:") and "connection refused" in error
+    assert "slot" not in error and "idempotency" not in error  # `check` sends no post
+    assert "base_url" in error  # what to look at
+
+
+@pytest.mark.usefixtures("unreachable_config")
 def test_post_against_an_unreachable_server_is_one_error_not_a_wall_of_warnings() -> None:
     result = CliRunner().invoke(cli, ["post", "--yes", "--seed", "1"])
     assert result.exit_code == 1

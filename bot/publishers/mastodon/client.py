@@ -81,7 +81,7 @@ from bot.publishers.mastodon.api import (
     retry_after_seconds,
     status_length,
 )
-from bot.publishers.mastodon.errors import translate_error
+from bot.publishers.mastodon.errors import ACCOUNT_HINTS, SLOT_HINTS, translate_error
 from bot.publishers.mastodon.media import MediaUploads
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ class MastodonPublisher(MediaUploads):
         try:
             account = self._client.account_verify_credentials()
         except MastodonError as err:
-            raise self._translate(err, "verify the token") from None
+            raise self._translate(err, "verify the token", for_slot=False) from None
         return self._account_info(account)
 
     def mark_bot(self, note: str | None = None) -> AccountInfo:
@@ -308,7 +308,7 @@ class MastodonPublisher(MediaUploads):
         try:
             account = self._client.account_update_credentials(bot=True, note=note)
         except MastodonError as err:
-            raise self._translate(err, "update the profile") from None
+            raise self._translate(err, "update the profile", for_slot=False) from None
         return self._account_info(account)
 
     # -- internals --
@@ -397,9 +397,11 @@ class MastodonPublisher(MediaUploads):
         self._limit_unavailable = True
         return DEFAULT_MAX_CHARS, False
 
-    def _translate(self, err: MastodonError, action: str) -> PublishError:
-        """One Mastodon.py error -> one PublishError that says retry, fix, or give up."""
-        return translate_error(err, action, self.base_url, self.token_env, self._retry_after)
+    def _translate(self, err: MastodonError, action: str, *, for_slot: bool = True) -> PublishError:
+        """One Mastodon.py error -> one PublishError that says retry, fix, or give up;
+        `for_slot` False for the account checks, which have no slot to keep."""
+        hints = SLOT_HINTS if for_slot else ACCOUNT_HINTS
+        return translate_error(err, action, self.base_url, self.token_env, self._retry_after, hints)
 
     def _retry_after(self) -> float | None:
         headers = self._last.headers
