@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -427,6 +428,43 @@ def test_deep_threads_and_busy_accounts_get_no_reply(
         ("skipped", "account_limit"),
     ]
     assert len(bot.records()) == 2  # the post and one reply
+    store.close()
+
+
+def test_mentions_beyond_the_scan_cap_are_reported_not_dropped_silently(
+    bsky_network: Any,
+    bot: Bot,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bluesky lists notifications newest first, so a poll reads back to its cursor, at
+    most MAX_SCAN of them: older mentions past that cap are never read. The log and
+    `bot status` (a replies_missed failure) say so."""
+    from bot.publishers.bluesky import kind
+
+    alice = bsky_network.create_account("alice")
+    client = _client(bsky_network, alice)
+    _mention(client, bot, "first")
+    bsky_network.process_all()
+    store = SQLiteStore(tmp_path / "state.db")
+    clock = Clock()
+    clock.offset = timedelta(days=1)  # every mention is too old: skipped, nothing composed
+    assert [r.reason for r in _replier(bot, store, clock).poll()] == ["too_old"]  # the cursor
+    for words in ("second", "third", "fourth"):
+        _mention(client, bot, words)
+    bsky_network.process_all()
+    monkeypatch.setattr(kind, "PAGE", 1)
+    monkeypatch.setattr(kind, "MAX_SCAN", 2)  # reads back "fourth" and "third" only
+
+    with caplog.at_level(logging.WARNING):
+        results = _replier(bot, store, clock).poll()
+
+    assert [r.reason for r in results] == ["too_old", "too_old"]
+    assert "event=mentions_missed" in caplog.text
+    assert store.failure_counts("tiny") == {"replies_missed": 1}
+    (failure,) = store.recent_failures("tiny", 1)
+    assert "not read" in failure.error
     store.close()
 
 

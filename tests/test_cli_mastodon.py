@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,28 @@ def online_config(
             publisher: mastodon
             mastodon:
               base_url: {mastodon_server.base_url}
+              access_token_env: REVENANT_TEST_TOKEN
+        """
+    )
+
+
+@pytest.fixture
+def unreachable_config(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """ada posts to a Mastodon on a loopback port that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("REVENANT_TEST_TOKEN", "a-token-for-nowhere-0123456789")
+    return write_config(
+        f"""
+        personas:
+          ada:
+            model: {TINY}
+            publisher: mastodon
+            mastodon:
+              base_url: http://127.0.0.1:{port}
               access_token_env: REVENANT_TEST_TOKEN
         """
     )
@@ -86,3 +109,36 @@ def test_post_failure_does_not_promise_a_retry(mastodon_server) -> None:
     assert "ada: not posted" in result.stderr and "rate-limited" in result.stderr
     assert "nothing retries a manual post" in result.stderr
     assert "kept and retried" not in result.stderr
+
+
+@pytest.mark.usefixtures("online_config")
+def test_post_refused_with_takahes_400_for_length_is_composed_again(mastodon_server) -> None:
+    """Takahē answers an over-length status 400 "Status is too long": the limit is learnt
+    and the post composed again under it, not given up."""
+    mastodon_server.inject_error(400, body={"error": "Status is too long"})
+    result = CliRunner().invoke(cli, ["post", "--yes", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ada: posted to mastodon" in result.output
+    assert "event=length_limit_learnt" in result.stderr
+    assert len(mastodon_server.statuses()) == 1
+
+
+@pytest.mark.usefixtures("unreachable_config")
+def test_check_online_against_an_unreachable_server_speaks_of_no_slot() -> None:
+    result = CliRunner().invoke(cli, ["check", "--online"])
+    assert result.exit_code == 1
+    [error] = result.stderr.splitlines()
+    assert error.startswith("Error: could not reach 127.0.0.1:") and "connection refused" in error
+    assert "slot" not in error and "idempotency" not in error  # `check` sends no post
+    assert "base_url" in error  # what to look at
+
+
+@pytest.mark.usefixtures("unreachable_config")
+def test_post_against_an_unreachable_server_is_one_error_not_a_wall_of_warnings() -> None:
+    result = CliRunner().invoke(cli, ["post", "--yes", "--seed", "1"])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    [error] = [line for line in lines if line.startswith("Error:")]
+    assert "ada: not posted" in error and "connection refused" in error
+    warnings = [line for line in lines if "level=warning" in line]
+    assert len(warnings) <= 1, "\n".join(warnings)

@@ -181,3 +181,37 @@ def test_a_file_over_the_instances_limit_is_refused_before_uploading(
         publisher(mastodon_server, Sleeps()).publish(tune_post(media))
     assert not big.value.transient  # retrying cannot help
     assert mastodon_server.media_uploads == 0 and mastodon_server.statuses() == []
+
+
+V1_INSTANCE = {"uri": "other.example", "configuration": {"statuses": {"max_characters": 700}}}
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        # the server fails every instance page: ours, and the one Mastodon.py reads
+        [(503, "/api/v*/instance*", None)],
+        # a server that answers only /api/v1/instance: ours reads it, Mastodon.py cannot
+        [(404, "/api/v*/instance/", None), (200, "/api/v1/instance", V1_INSTANCE)],
+    ],
+    ids=["instance_failing", "instance_without_the_slash_only"],
+)
+def test_a_failing_instance_endpoint_keeps_the_slot_for_media(
+    mastodon_server: MastodonServer,
+    media: tuple[Media, Media],
+    answers: list[tuple[int, str, dict[str, object] | None]],
+) -> None:
+    """Before an upload Mastodon.py asks the instance for its version; when that fails it
+    asks again from inside its own check, until RecursionError. The slot is kept (a
+    transient PublishError), nothing is sent, and it posts once the instance answers."""
+    for status, path, body in answers:
+        mastodon_server.inject_error(status, path=path, methods=["GET"], count=None, body=body)
+    pub = publisher(mastodon_server, Sleeps())
+    with pytest.raises(PublishError) as failed:
+        pub.publish(tune_post(media))
+    assert failed.value.transient and not failed.value.maybe_sent
+    assert "version" in failed.value.message
+    assert mastodon_server.media_uploads == 0 and mastodon_server.statuses() == []
+    mastodon_server.clear_faults()
+    pub.publish(tune_post(media))
+    assert [len(a) for a in attachments(mastodon_server)] == [2]

@@ -344,6 +344,20 @@ def test_a_refusal_for_length_is_learnt(mastodon_server):
     assert publisher.max_chars() == 249  # no number given: one below what was refused
 
 
+def test_takahes_400_for_length_is_learnt_too(mastodon_server):
+    """Takahē refuses an over-length status with 400, not 422: learnt all the same."""
+    mastodon_server.inject_error(400, body={"error": "Status is too long"})
+    publisher = make_publisher(mastodon_server)
+    with pytest.raises(PublishError) as excinfo:
+        publisher.publish(post("x" * 450))
+    assert (excinfo.value.status_code, excinfo.value.too_long) == (400, True)
+    assert publisher.max_chars() == 449  # the next compose fits under what was refused
+    mastodon_server.inject_error(400, body={"error": "Invalid visibility"})
+    with pytest.raises(PublishError) as other:
+        publisher.publish(post("y" * 100, key="k2"))
+    assert not other.value.too_long and publisher.max_chars() == 449  # not about length
+
+
 def test_length_counts_the_content_warning(mastodon_server):
     publisher = make_publisher(mastodon_server)
     assert publisher.length("a" * 453, "b" * 69) == 522

@@ -77,6 +77,7 @@ def parse_pigeon(node: cfg.Node, used: bool) -> PigeonSettings:
 class PigeonInbox:
     host = ""
     addresses_author = True
+    capped = False
 
     def account_id(self) -> str:
         return "me"

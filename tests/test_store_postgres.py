@@ -242,6 +242,21 @@ def test_location_keeps_the_password_apart() -> None:
         PostgresLocation.parse("mysql://rv@h/db")
 
 
+def test_location_keeps_every_secret_libpq_knows_apart() -> None:
+    location = PostgresLocation.parse(
+        "postgresql://rv@db/rv?sslmode=verify-full&sslpassword=k3y-pass-phrase"
+        "&oauth_client_secret=0auth-s3cret"
+    )
+    assert location.url == "postgresql://rv@db/rv?sslmode=verify-full"
+    shown = str(location)
+    assert shown == (
+        "postgresql://rv@db/rv?sslmode=verify-full&sslpassword=***&oauth_client_secret=***"
+    )
+    for secret in ("k3y-pass-phrase", "0auth-s3cret"):
+        assert secret not in shown + repr(location)
+        assert redact(f"key {secret} refused") == "key *** refused"
+
+
 def write_store_config(tmp_path: Path, make_persona: Callable[..., Path], store: str) -> Path:
     make_persona("ada")
     path = tmp_path / "config.yaml"
@@ -290,6 +305,16 @@ def test_config_store_path_may_name_variables(
     [
         ("postgresql://rv:hunter2-literal@db/rv", {}, "store holds a literal password"),
         ("postgresql://rv@db/rv?password=hunter2-literal", {}, "store holds a literal password"),
+        (
+            "postgresql://rv@db/rv?sslmode=verify-full&sslpassword=hunter2-literal",
+            {},
+            "store holds a literal sslpassword",
+        ),
+        (
+            "postgresql://rv@db/rv?oauth_client_secret=hunter2-literal",
+            {},
+            "store holds a literal oauth_client_secret",
+        ),
         ("postgresql://rv:${RV_DB_PW}@db/rv", {}, "store: ${RV_DB_PW} is not set"),
         ("mysql://rv@db/rv", {}, "store: mysql://... is not a PostgreSQL URL"),
     ],
@@ -352,6 +377,20 @@ def test_bot_status_on_a_postgres_store(pg_config: Path, postgres_db: PostgresDa
     data = runner.invoke(cli, ["status", "--json"]).output
     assert '"store": "postgresql://revenant:***@127.0.0.1' in data
     assert postgres_db.password not in data + result.output
+
+
+def test_an_sslpassword_from_the_environment_is_used_and_never_shown(
+    pg_config: Path, postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`?sslpassword=${VAR}` reaches libpq (the store opens) and `bot status` shows it masked."""
+    url = postgres_db.url.replace("revenant@", "revenant:${RV_DB_PASSWORD}@")
+    pg_config.write_text(pg_config.read_text().replace(url, url + "?sslpassword=${RV_SSL_PW}"))
+    monkeypatch.setenv("RV_SSL_PW", "ssl-key-pass-9876")
+    result = CliRunner().invoke(cli, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"store": "postgresql://revenant:***@127.0.0.1' in result.output
+    assert "sslpassword=***" in result.output
+    assert "ssl-key-pass-9876" not in result.output
 
 
 TINY = Path(__file__).parent / "data" / "tiny_persona"

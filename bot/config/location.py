@@ -9,14 +9,16 @@ The password never sits in config.yaml: a literal one is refused, like a literal
 It comes from libpq's own environment (PGPASSWORD, PGPASSFILE, PGHOST, ...), read by
 libpq itself, or from a `${VAR}` reference. `PostgresLocation` (below) keeps it out of its
 `str`/`repr` (shown as `***`) and registers it with bot.core.log, so it is masked in every
-log line and CLI error.
+log line and CLI error. Every other secret libpq takes in a URL (`SECRET_KEYS`:
+`?sslpassword=`, `?oauth_client_secret=`) is held the same way: a `${VAR}` reference only,
+kept out of the URL, handed to libpq as its own parameter and shown as `***`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -29,22 +31,36 @@ PASSWORD_HINT = "put the password in PGPASSWORD (or ~/.pgpass), or write ${VAR} 
 
 
 SCHEMES = ("postgresql", "postgres")
+# libpq's connection parameters that hold a secret (the password, the SSL key's passphrase,
+# the OAuth client secret): never literal in config.yaml, never shown.
+SECRET_KEYS = ("password", "sslpassword", "oauth_client_secret")
 
 
 @dataclass(frozen=True)
 class PostgresLocation:
-    """A `postgresql://` URL without its password, and the password on the side."""
+    """A `postgresql://` URL without its secrets, and the secrets on the side."""
 
-    url: str  # the URL with the password taken out: safe to show
+    url: str  # the URL with the password and every other secret taken out: safe to show
     password: str | None = field(default=None, repr=False, compare=False)
+    # the other SECRET_KEYS found in the query, as (key, value), in their order there
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for value in (self.password, *(value for _key, value in self.secrets)):
+            if value:
+                register_secret(value)  # masked in every log line and CLI error
+
+    def connect_options(self) -> dict[str, str]:
+        """The secrets as libpq keyword parameters (psycopg.connect's **kwargs)."""
+        options = dict(self.secrets)
         if self.password:
-            register_secret(self.password)  # masked in every log line and CLI error
+            options["password"] = self.password
+        return options
 
     @classmethod
     def parse(cls, text: str) -> PostgresLocation:
-        """Split a postgresql:// URL (password in the user part or as `?password=`)."""
+        """Split a postgresql:// URL (password in the user part or as `?password=`; the
+        other SECRET_KEYS from the query)."""
         parts = urlsplit(text.strip())
         if parts.scheme not in SCHEMES:
             raise ValueError(f"not a PostgreSQL URL (scheme {parts.scheme or 'missing'!r})")
@@ -53,12 +69,14 @@ class PostgresLocation:
         netloc = f"{user}@{hosts}" if at else hosts
         query = parse_qsl(parts.query, keep_blank_values=True)
         secret = unquote(password) if colon else None
-        kept = []
+        kept, others = [], []
         for key, value in query:
             if key == "password":
                 secret = secret or value
                 if value:
                     register_secret(value)
+            elif key in SECRET_KEYS:
+                others.append((key, value))
             else:
                 kept.append((key, value))
         if colon and password:
@@ -66,14 +84,17 @@ class PostgresLocation:
         if secret:
             register_secret(secret)
         url = urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment))
-        return cls(url=url, password=secret or None)
+        return cls(url=url, password=secret or None, secrets=tuple(others))
 
     def __str__(self) -> str:
-        if not self.password:
-            return self.url
-        scheme, rest = self.url.split("://", 1)
-        user, at, hosts = rest.rpartition("@")
-        return f"{scheme}://{user}:{MASK}@{hosts}" if at else f"{scheme}://:{MASK}@{rest}"
+        shown = self.url
+        if self.password:
+            scheme, rest = self.url.split("://", 1)
+            user, at, hosts = rest.rpartition("@")
+            shown = f"{scheme}://{user}:{MASK}@{hosts}" if at else f"{scheme}://:{MASK}@{rest}"
+        for key, _value in self.secrets:
+            shown += f"{'&' if '?' in shown else '?'}{key}={MASK}"
+        return shown
 
 
 StoreLocation = Path | PostgresLocation
@@ -106,7 +127,7 @@ def parse_store_setting(
     if password_ref is not None:  # kept apart, so no character of it needs URL quoting
         password = env.get(password_ref, "")
         register_secret(password)
-        location = PostgresLocation(location.url, password or None)
+        location = replace(location, password=password or None)
     return location
 
 
@@ -127,12 +148,20 @@ def _password_part(text: str) -> str | None:
 
 
 def _refuse_literal_password(text: str, where: str) -> None:
-    password = _password_part(text)
+    """A ConfigError for a password, or any other of SECRET_KEYS, written out in the URL
+    rather than as a `${VAR}` reference."""
     query = text.split("?", 1)[1] if "?" in text else ""
-    from_query = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "password"]
-    for candidate in [password, *from_query]:
+    secrets = [("password", _password_part(text))]
+    secrets += [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k in SECRET_KEYS]
+    for key, candidate in secrets:
         if candidate and not REFERENCE.fullmatch(candidate):
-            raise ConfigError(f"{where} holds a literal password", PASSWORD_HINT)
+            raise ConfigError(f"{where} holds a literal {key}", _secret_hint(key))
+
+
+def _secret_hint(key: str) -> str:
+    if key == "password":
+        return PASSWORD_HINT
+    return f"write {key}=${{VAR}} in the URL and set VAR in the environment"
 
 
 def _expand(text: str, env: Mapping[str, str], where: str) -> str:

@@ -43,6 +43,9 @@ class Inbox(Protocol):
     # a reply starts with "@author" (Mastodon: that is who sees it); False where the
     # reply's reference alone reaches the author (Bluesky)
     addresses_author: bool
+    # True after a `mentions` call that stopped at its scan cap before it reached the
+    # cursor: the mentions between the cursor and the oldest one returned were not read
+    capped: bool
 
     def account_id(self) -> str:
         """The id of the account the publisher posts as."""

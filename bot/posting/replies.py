@@ -413,7 +413,21 @@ class Replier:
             self._read_failed(failure)
         if cursor is not None:
             items = [n for n in items if _id_key(str(n["id"])) > _id_key(cursor)]
+            if self.inbox.capped:
+                self._missed(cursor, items)
         return sorted(items, key=lambda n: _id_key(str(n["id"])))
+
+    def _missed(self, cursor: str, items: list[Mapping[str, Any]]) -> None:
+        """The inbox stopped at its scan cap before the cursor (more notifications came
+        since the last poll than one poll reads back): the mentions older than those read
+        are never answered. Said in the log and, as a replies_missed failure, by `bot status`."""
+        oldest = min((str(n["id"]) for n in items), key=_id_key, default="?")
+        error = (f"more notifications since the last poll than one poll reads back: the "
+                 f"mentions after {cursor} and before {oldest} were not read")  # fmt: skip
+        self.store.record_failure(self.name, self.cursor_name, "replies_missed", error,
+                                  transient=False)  # fmt: skip
+        event(log, "mentions_missed", logging.WARNING, persona=self.name, after=cursor,
+              before=oldest)  # fmt: skip
 
     def _persona_for(self, handle: str, spoiler: str) -> Persona:
         """The runner with room for `handle` ("@author " or "") and the reply's content

@@ -81,7 +81,7 @@ def connect(location: PostgresLocation, *, read_only: bool = False) -> psycopg.C
             "pip install -r requirements.txt (it has psycopg[binary])",
         ) from None
 
-    options: dict[str, Any] = {"password": location.password} if location.password else {}
+    options: dict[str, Any] = location.connect_options()
     try:
         conn = psycopg.connect(
             location.url,
@@ -101,10 +101,12 @@ def connect(location: PostgresLocation, *, read_only: bool = False) -> psycopg.C
 
 
 def _one_line(err: Exception, location: PostgresLocation) -> str:
-    """libpq's message on one line, with the password masked should it appear."""
+    """libpq's message on one line, with the password (and every other secret) masked
+    should it appear."""
     text = " ".join(str(err).split()) or type(err).__name__
-    if location.password:
-        text = text.replace(location.password, MASK)
+    for secret in location.connect_options().values():
+        if secret:
+            text = text.replace(secret, MASK)
     return text
 
 

@@ -231,6 +231,7 @@ class BlueskyInbox:
     def __init__(self, publisher: BlueskyPublisher) -> None:
         self.publisher = publisher
         self.host = ""  # handles are global on Bluesky: no home host to strip
+        self.capped = False
 
     def account_id(self) -> str:
         return self.publisher.did()
@@ -238,7 +239,9 @@ class BlueskyInbox:
     def mentions(self, cursor: str | None, limit: int) -> list[Mapping[str, Any]]:
         """Mentions and replies after `cursor` (a `notification_id`), oldest first, at most
         `limit`; the newest `limit` when there is no cursor. Bluesky lists notifications
-        newest first, so pages are read back until the cursor (or MAX_SCAN)."""
+        newest first, so pages are read back until the cursor, or MAX_SCAN: stopped there,
+        `capped` is set, since the mentions older than those read are never returned."""
+        self.capped = False
         found: list[Mapping[str, Any]] = []
         page_cursor: str | None = None
         scanned = 0
@@ -265,6 +268,8 @@ class BlueskyInbox:
                 break
             if cursor is None and len(found) >= limit:
                 break
+        else:  # MAX_SCAN read and the cursor not reached (without one, the newest suffice)
+            self.capped = cursor is not None
         found.sort(key=lambda m: str(m["id"]))
         return found[-limit:] if cursor is None else found[:limit]
 

@@ -19,8 +19,9 @@ lost is uploaded again, and the orphan is never attached (the server deletes it)
 
 Length is counted as the server counts it (`length`: URLs 23, `@user@domain` as `@user`,
 the content warning included). The limit comes from the instance (`max_chars`: v2, then
-v1 with and without the trailing slash, then 500); a refusal for length (422) lowers it
-for the publisher's life (`PublishError.too_long`), so the next compose fits.
+v1 with and without the trailing slash, then 500); a refusal for length (Mastodon's 422,
+Takahē's 400, whichever says the status is too long) lowers it for the publisher's life
+(`PublishError.too_long`), so the next compose fits.
 
 The client is built offline (`version_check_mode="none"`), with a short request timeout
 and `ratelimit_method="throw"`, so no job thread ever sleeps inside Mastodon.py. Every
@@ -81,7 +82,7 @@ from bot.publishers.mastodon.api import (
     retry_after_seconds,
     status_length,
 )
-from bot.publishers.mastodon.errors import translate_error
+from bot.publishers.mastodon.errors import ACCOUNT_HINTS, SLOT_HINTS, translate_error
 from bot.publishers.mastodon.media import MediaUploads, UploadKey
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ MEDIA_WAIT_SECONDS = 120.0  # an upload still processing after this: retry the s
 FIND_PAGE = 40  # statuses per page when looking for a post (Mastodon's maximum)
 FIND_PAGES = 5  # pages looked at; a claim older than these is "cannot tell"
 CLOCK_SKEW = timedelta(minutes=5)  # the server's created_at against our claim time
+LENGTH_REFUSALS = (422, 400)  # Mastodon refuses an over-length status 422, Takahē 400
 
 
 # --- the publisher -----------------------------------------------------------------------
@@ -159,6 +161,7 @@ class MastodonPublisher(MediaUploads):
         self._session = session
         self._max_chars: int | None = None
         self._learnt: int | None = None  # a lower limit learnt from a refusal for length
+        self._limit_unavailable = False  # the last read of the limit could not reach it
         self._me: str | None = None
         self._lock = threading.Lock()
         self._uploaded: dict[UploadKey, str] = {}  # -> media id (bot/publishers/mastodon/media.py)
@@ -201,7 +204,7 @@ class MastodonPublisher(MediaUploads):
         except MastodonError as err:
             failure = self._translate(err, "publish")
             server_message = _api_error_details(err)[1] or ""
-            if failure.status_code == 422 and _TOO_LONG.search(server_message):
+            if failure.status_code in LENGTH_REFUSALS and _TOO_LONG.search(server_message):
                 self._learn_limit(server_message, self.length(post.text, post.spoiler_text))
                 failure.too_long = True
             raise failure from None
@@ -298,7 +301,7 @@ class MastodonPublisher(MediaUploads):
         try:
             account = self._client.account_verify_credentials()
         except MastodonError as err:
-            raise self._translate(err, "verify the token") from None
+            raise self._translate(err, "verify the token", for_slot=False) from None
         return self._account_info(account)
 
     def mark_bot(self, note: str | None = None) -> AccountInfo:
@@ -306,7 +309,7 @@ class MastodonPublisher(MediaUploads):
         try:
             account = self._client.account_update_credentials(bot=True, note=note)
         except MastodonError as err:
-            raise self._translate(err, "update the profile") from None
+            raise self._translate(err, "update the profile", for_slot=False) from None
         return self._account_info(account)
 
     # -- internals --
@@ -364,19 +367,19 @@ class MastodonPublisher(MediaUploads):
         )
 
     def _read_max_chars(self) -> tuple[int, bool]:
-        """(limit, definitive): definitive unless the server could not be reached."""
-        definitive = True
+        """(limit, definitive): definitive unless the server could not be reached or
+        failed. A server that cannot be reached is not asked for its other pages, and
+        the fallback is one warning per outage (later reads in it log at debug)."""
+        failed: str | None = None  # the error of a read that could not be answered
         fetches = (self._client.instance_v2, self._client.instance_v1, self._instance_v1_unslashed)
         for fetch in fetches:
             try:
                 instance = fetch()
-            except requests.RequestException as err:
-                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
-                definitive = False
-                continue
-            except (MastodonNetworkError, MastodonServerError, MastodonRatelimitError) as err:
-                log.warning("event=instance_limit_unavailable error=%s", type(err).__name__)
-                definitive = False
+            except (requests.RequestException, MastodonNetworkError) as err:
+                failed = type(err).__name__
+                break  # unreachable: its other pages are on the same server
+            except (MastodonServerError, MastodonRatelimitError) as err:
+                failed = type(err).__name__
                 continue
             except MastodonError as err:  # 404 and friends: this instance has no such page
                 log.info("event=instance_limit_missing error=%s", type(err).__name__)
@@ -384,12 +387,22 @@ class MastodonPublisher(MediaUploads):
             limit = _limit_from_instance(instance) if isinstance(instance, Mapping) else None
             if limit is not None:
                 self._media_limits = _media_limits(instance)
+                self._limit_unavailable = False
                 return limit, True
-        return DEFAULT_MAX_CHARS, definitive
+        if failed is None:
+            self._limit_unavailable = False
+            return DEFAULT_MAX_CHARS, True
+        level = logging.DEBUG if self._limit_unavailable else logging.WARNING
+        log.log(level, "event=instance_limit_unavailable error=%s fallback=%d", failed,
+                DEFAULT_MAX_CHARS)  # fmt: skip
+        self._limit_unavailable = True
+        return DEFAULT_MAX_CHARS, False
 
-    def _translate(self, err: MastodonError, action: str) -> PublishError:
-        """One Mastodon.py error -> one PublishError that says retry, fix, or give up."""
-        return translate_error(err, action, self.base_url, self.token_env, self._retry_after)
+    def _translate(self, err: MastodonError, action: str, *, for_slot: bool = True) -> PublishError:
+        """One Mastodon.py error -> one PublishError that says retry, fix, or give up;
+        `for_slot` False for the account checks, which have no slot to keep."""
+        hints = SLOT_HINTS if for_slot else ACCOUNT_HINTS
+        return translate_error(err, action, self.base_url, self.token_env, self._retry_after, hints)
 
     def _retry_after(self) -> float | None:
         headers = self._last.headers

@@ -1,10 +1,12 @@
 """Mastodon.py's errors translated into Revenant's: each PublishError says whether the slot
 is retried with the same text and key (transient), whether the post may have reached the
-server (maybe_sent), and what the owner should fix. Used by client.py and media.py."""
+server (maybe_sent), and what the owner should fix. Used by client.py and media.py.
+A failure to send a slot's post and a failure of `bot check --online` or `bot setup`
+differ only in what is said will happen next (`SLOT_HINTS`, `ACCOUNT_HINTS`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from mastodon import (
@@ -24,6 +26,19 @@ from bot.publishers.mastodon.api import (
     _network_reason,
 )
 
+# What happens next, by kind of failure: for a slot's post (the daemon, `bot post`) ...
+SLOT_HINTS = {
+    "rate_limit": "the slot is kept and retried after the reset",
+    "retry": "the slot is kept and retried with the same text and idempotency key",
+    "refused": "the server's message is recorded against the slot; it will not be retried",
+}
+# ... and for the account checks, which have no slot (`bot check --online`, `bot setup`).
+ACCOUNT_HINTS = {
+    "rate_limit": "wait for the reset, then run it again",
+    "retry": "check that the server is up and mastodon.base_url names it, then run it again",
+    "refused": "see the server's message",
+}
+
 
 def translate_error(
     err: MastodonError,
@@ -31,9 +46,11 @@ def translate_error(
     base_url: str,
     token_env: str,
     retry_after_of: Callable[[], float | None],
+    hints: Mapping[str, str] = SLOT_HINTS,
 ) -> PublishError:
     """One Mastodon.py error -> one PublishError that says retry, fix, or give up.
-    `retry_after_of` reads the rate limit's reset (asked only for a 429)."""
+    `retry_after_of` reads the rate limit's reset (asked only for a 429); `hints` say
+    what happens next (SLOT_HINTS or ACCOUNT_HINTS)."""
     host = urlsplit(base_url).netloc or base_url
     auth_hint = (
         f"set {token_env} to an access token for this account with the scopes "
@@ -44,7 +61,7 @@ def translate_error(
         when = f"; resets in {retry_after:.0f} s" if retry_after is not None else ""
         return PublishError(
             f"{host} rate-limited the request to {action} (429){when}",
-            "the slot is kept and retried after the reset",
+            hints["rate_limit"],
             transient=True,
             status_code=429,
             retry_after=retry_after,
@@ -53,7 +70,7 @@ def translate_error(
         never_sent = any(word in str(err).lower() for word in _NOT_SENT)
         return PublishError(
             f"could not reach {host} to {action}: {_network_reason(err)}",
-            "the slot is kept and retried with the same text and idempotency key",
+            hints["retry"],
             transient=True,
             maybe_sent=not never_sent,
         )
@@ -77,7 +94,7 @@ def translate_error(
         return PublishError(
             f"{host} failed to {action} ({status_code or 'bad response'}"
             f"{': ' + server_message if server_message else ''})",
-            "the slot is kept and retried with the same text and idempotency key",
+            hints["retry"],
             transient=True,
             status_code=status_code,
             maybe_sent=True,
@@ -85,7 +102,7 @@ def translate_error(
     if isinstance(err, MastodonAPIError):
         return PublishError(
             f"{host} refused to {action} ({status_code}): {server_message or 'no reason given'}",
-            "the server's message is recorded against the slot; it will not be retried",
+            hints["refused"],
             status_code=status_code,
         )
     return PublishError(f"Mastodon.py failed to {action}: {type(err).__name__}")

@@ -156,6 +156,7 @@ class MastodonInbox:
     argument is a bug in our call and is raised as it is)."""
 
     addresses_author = True
+    capped = False  # min_id reads forward from the cursor: no mention is ever passed over
 
     def __init__(self, publisher: MastodonPublisher) -> None:
         self.publisher = publisher

@@ -40,6 +40,7 @@ class MediaUploads:
         _lock: threading.Lock
         _uploaded: dict[UploadKey, str]
         _media_limits: dict[str, int]
+        _limit_unavailable: bool
         _sleep: Callable[[float], Any]
 
         def max_chars(self) -> int: ...
@@ -53,6 +54,8 @@ class MediaUploads:
         upload is a PublishError that is never `maybe_sent`: no status was sent."""
         self.max_chars()  # reads the instance once: its media limits come with it
         host = urlsplit(self.base_url).netloc or self.base_url
+        if self._limit_unavailable:  # media_post would read it again, and again (below)
+            raise self._version_unreadable(host)
         for media in post.media:
             kind = media.mime_type.split("/", 1)[0]
             limit = self._media_limits.get(kind)
@@ -87,8 +90,22 @@ class MediaUploads:
                 failure = self._translate(err, "upload media")
                 failure.maybe_sent = False  # the status itself was not sent
                 raise failure from None
+            except RecursionError:
+                raise self._version_unreadable(host) from None
             ids.append(media_id)
         return ids
+
+    @staticmethod
+    def _version_unreadable(host: str) -> PublishError:
+        """`media_post` asks the instance for its version first (v1 or v2 upload), and
+        when that read fails Mastodon.py asks again from inside its own check until the
+        stack runs out (mastodon.py 2.x): a failing instance endpoint, so retry later."""
+        return PublishError(
+            f"could not read {host}'s version before uploading media (its instance "
+            "endpoint failed)",
+            "the slot is kept and retried; no status was sent",
+            transient=True,
+        )
 
     def _wait_processed(self, media_id: str) -> None:
         deadline = time.monotonic() + self.media_wait_seconds
