@@ -18,6 +18,7 @@ from bot.commands.cli import cli
 from bot.core.post import Receipt
 from bot.engine.card import MODEL_FILE
 from bot.store import SQLiteStore
+from tests.conftest import add_word_list_and_critic
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = sorted(cli.commands)
@@ -96,6 +97,21 @@ def test_check_missing_card(ada_config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "no persona card" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["words.npz", "critic.npz"])
+def test_check_a_truncated_word_list_or_critic_is_one_line(
+    ada_config: Path, tmp_path: Path, name: str
+) -> None:
+    folder = tmp_path / "models" / "ada"
+    add_word_list_and_critic(folder)
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])  # a copy cut short
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {folder / name}: cannot read the ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "`bot train -p ada --corpus <its corpus> --critic-only`" in result.stderr
 
 
 def test_check_mastodon_needs_token_env(
