@@ -223,14 +223,14 @@ class Persona:
         s = self.settings
         media: tuple[Media, ...] = ()
         if self.is_music():
-            from bot.music.post import MEDIA_ROOT, carries_notation, post_text, render_media
+            from bot.music.post import carries_notation, media_folder, post_text, render_media
 
             tune = text
             limit = self.publisher.max_chars() if self.publisher is not None else self.max_chars()
             text = post_text(tune, limit, self.length)
             if with_media:
                 try:
-                    media = render_media(tune, MEDIA_ROOT / self.name, slot_key)
+                    media = render_media(tune, media_folder(self.name), slot_key)
                 except music_tools.ToolError:
                     if s.media_fallback != "notation" or not carries_notation(text):
                         raise
