@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -165,6 +167,18 @@ def test_a_wake_renders_its_media_in_a_private_folder_not_a_planted_one(
         assert path.resolve() == path  # no link on the way
         mode = top.lstat()
         assert mode.st_uid == os.geteuid() and stat.S_IMODE(mode.st_mode) == 0o700, path
+
+
+@needs_tools
+def test_bot_post_leaves_no_media_folder_behind(tunes_config: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    env = {**os.environ, "TMPDIR": str(shared)}
+    result = subprocess.run([sys.executable, "-m", "bot", "post", "-p", "tunes"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "tunes: posted to outbox" in result.stdout, result.stdout
+    assert list(shared.iterdir()) == []
 
 
 def test_a_media_folder_that_is_no_longer_private_is_not_used_again(

@@ -10,7 +10,9 @@ otherwise the title and a plain description, the notation being in the score ima
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -31,13 +33,20 @@ def media_folder(persona: str) -> Path:
     guess), so another local user can neither plant a link there nor swap the files
     before the upload. One that is gone (a temp cleaner) or is no longer a private
     folder of this user (a link, another owner, open to others) is never used again:
-    a new one is made."""
+    a new one is made. The process removes its folder when it exits."""
     with _media_lock:
         base = tempfile.gettempdir()
         root = _media_roots.get(base)
         if root is None or not _private(root):
             root = _media_roots[base] = Path(tempfile.mkdtemp(prefix="revenant-media-"))
+            atexit.register(_remove, root)
     return root / persona
+
+
+def _remove(folder: Path) -> None:
+    """Remove this process's media folder at exit, unless it is no longer ours."""
+    if _private(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _private(folder: Path) -> bool:
