@@ -7,7 +7,7 @@ same budget, at several corpus sizes: the measurement behind `bot new`'s thresho
 For each size, the first posts of a seeded shuffle of the corpus up to that many characters
 are written to one JSONL file; `bot train` then runs on it twice, in its own process, with
 the same budget and settings: from scratch (the trainer's fresh-model start) and with
-`--from BASE`. Both hold out the same posts (the split is seeded by the file and --seed),
+`--base BASE`. Both hold out the same posts (the split is seeded by the file and --seed),
 so the best validation losses compare directly. A tiny critic (`--critic-samples 20`)
 keeps the time after training short; it does not touch the loss.
 
@@ -46,7 +46,7 @@ def train(
     args = [str(bot), "train", "-p", "bench", "--corpus", str(corpus), "--max-minutes",
             str(minutes), "--critic-samples", "20", "--seed", str(seed), "-o", str(out)]  # fmt: skip
     if base is not None:
-        args += ["--from", str(base)]
+        args += ["--base", str(base)]
     t0 = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -11,9 +11,12 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bot.engine.card import CARD_FILE, MODEL_FILE
+from bot.engine.card import CARD_FILE, MODEL_FILE, WORDS_FILE, read_card
+from bot.engine.critic import CRITIC_FILE, Critic
+from bot.engine.vocab import WordTrie
 
 TINY_PERSONA = Path(__file__).parent / "data" / "tiny_persona"
 
@@ -59,6 +62,14 @@ def fake_persona_dir(directory: Path, *, with_model: bool = True) -> Path:
     if not with_model:
         (directory / MODEL_FILE).unlink()
     return directory
+
+
+def add_word_list_and_critic(directory: Path) -> None:
+    """Give a persona folder a small word list (words.npz) and a neutral critic
+    (critic.npz), both real files of the kinds `bot train --critic-only` writes."""
+    itos = read_card(directory).itos
+    WordTrie.build(["the", "and", "man", "is", "a"], itos).save(directory / WORDS_FILE)
+    Critic(np.zeros(1 << 8, dtype=np.float32), 0.0, 8).save(directory / CRITIC_FILE)
 
 
 @pytest.fixture

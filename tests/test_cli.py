@@ -18,6 +18,7 @@ from bot.commands.cli import cli
 from bot.core.post import Receipt
 from bot.engine.card import MODEL_FILE
 from bot.store import SQLiteStore
+from tests.conftest import add_word_list_and_critic
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 COMMANDS = sorted(cli.commands)
@@ -96,6 +97,21 @@ def test_check_missing_card(ada_config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check"])
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "no persona card" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["words.npz", "critic.npz"])
+def test_check_a_truncated_word_list_or_critic_is_one_line(
+    ada_config: Path, tmp_path: Path, name: str
+) -> None:
+    folder = tmp_path / "models" / "ada"
+    add_word_list_and_critic(folder)
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])  # a copy cut short
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {folder / name}: cannot read the ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "`bot train -p ada --corpus <its corpus> --critic-only`" in result.stderr
 
 
 def test_check_mastodon_needs_token_env(
@@ -297,3 +313,63 @@ def test_every_option_says_what_it_does(argv: tuple[str, ...]) -> None:
             assert len(text.split()) >= 2, f"bot {' '.join(argv)} {param.opts[0]}: {text!r}"
             assert text not in ("Override the config.", "Fine-tune from."), param.opts[0]
     assert "Rarer chars are rare." not in CliRunner().invoke(cli, [*argv, "--help"]).output
+
+
+# --- one meaning per flag (#26.24) ------------------------------------------------------
+
+
+def command_at(argv: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in argv:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+def test_p_takes_names_and_globs_wherever_it_selects_personas() -> None:
+    helps = {
+        " ".join(argv): param.help
+        for argv in all_commands()
+        if argv != ("train",)  # `bot train -p NAME` names the one persona it makes
+        for param in command_at(argv).params
+        if isinstance(param, click.Option) and "-p" in param.opts
+    }
+    assert {"check", "eval", "post", "preview", "report", "run", "setup", "status"} <= set(helps)
+    assert len(set(helps.values())) == 1, helps
+    assert "glob" in next(iter(helps.values()))
+
+
+@pytest.mark.parametrize("argv", [("check",), ("preview", "-n", "1", "--seed", "1", "--json")])
+def test_p_takes_a_glob_in_check_and_preview_as_in_status(
+    write_config: Callable[[str], Path], make_persona: Callable[..., Path], argv: tuple[str, ...]
+) -> None:
+    for name in ("ada", "adam", "bob"):
+        make_persona(name)
+    write_config("personas: {ada: {}, adam: {}, bob: {}}")
+    result = CliRunner().invoke(cli, [*argv, "-p", "ad*"])
+    assert result.exit_code == 0, result.output
+    if argv[0] == "check":
+        assert "persona ada:" in result.output and "persona adam:" in result.output
+        assert "persona bob:" not in result.output
+    else:
+        assert [item["persona"] for item in json.loads(result.stdout)] == ["ada", "adam"]
+
+
+def test_a_folder_to_fine_tune_from_is_base_in_train_as_in_new(tmp_path: Path) -> None:
+    for argv in (("train",), ("new",)):
+        options = {opt for p in command_at(argv).params for opt in p.opts}
+        assert "--base" in options, argv
+    train_from = [p for p in command_at(("train",)).params if "--from" in p.opts]
+    assert all(getattr(p, "hidden", False) for p in train_from)  # only to say it moved
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("A corpus.\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["train", "-p", "x", "--corpus", str(corpus),
+                                      "--from", "models/nietzsche"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--base" in result.stderr and "Traceback" not in result.output
+
+
+def test_check_summary_names_its_online_part() -> None:
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=80)
+    summary = listed_summaries(result.output)["check"]
+    assert "--online" in summary, summary

@@ -198,6 +198,18 @@ BAD_CONFIGS = [
         id="top-zone",
     ),
     pytest.param(
+        "timezone: America\npersonas: {ada: {}}",
+        "config.yaml: timezone is not a known time zone (got 'America') "
+        "(use an IANA name such as UTC or Europe/Berlin)",
+        id="zone-is-a-tzdata-folder",
+    ),
+    pytest.param(
+        "personas: {ada: {schedule: {timezone: Europe}}}",
+        "config.yaml: personas.ada.schedule.timezone is not a known time zone "
+        "(got 'Europe') (use an IANA name such as UTC or Europe/Berlin)",
+        id="schedule-zone-is-a-tzdata-folder",
+    ),
+    pytest.param(
         "- just\n- a list",
         "config.yaml: the top level must be a mapping of key: value (got a list)",
         id="top-not-mapping",

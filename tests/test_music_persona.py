@@ -8,7 +8,12 @@ sample at once, so a prompt that holds a whole tune is the candidate."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +25,9 @@ from click.testing import CliRunner
 
 from bot.commands.cli import cli
 from bot.config import load_config
+from bot.core.post import Post, Receipt
 from bot.music import tools
-from bot.music.post import MEDIA_ROOT
+from bot.music.post import media_folder
 from bot.posting.persona import Persona
 from bot.publishers.mastodon.client import MastodonPublisher
 from bot.publishers.outbox import Outbox
@@ -126,8 +132,69 @@ def test_a_wake_posts_the_tune_with_sound_and_score_to_the_outbox(tunes_config: 
     assert [m["mime_type"] for m in entry["media"]] == ["audio/ogg", "image/png"]
     assert "\u201cThe Test Reel\u201d" in entry["media"][0]["description"]
     assert all((tmp_path / "outbox" / m["file"]).stat().st_size > 1000 for m in entry["media"])
-    rendered = MEDIA_ROOT / "tunes" / "2026-12-02T14-00Z"
+    rendered = media_folder("tunes") / "2026-12-02T14-00Z"
     assert not rendered.with_suffix(".ogg").exists() and not rendered.with_suffix(".png").exists()
+
+
+@needs_tools
+def test_a_wake_renders_its_media_in_a_private_folder_not_a_planted_one(
+    tunes_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "tmp"  # as /tmp: every local user may write here
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    planted = tmp_path / "someone-elses"
+    planted.mkdir()
+    (shared / "revenant-media").symlink_to(planted, target_is_directory=True)
+    outbox = Outbox(tmp_path / "outbox")
+    uploaded: list[Path] = []
+
+    def publish(post: Post) -> Receipt:
+        uploaded.extend(m.path for m in post.media)
+        return outbox.publish(post)
+
+    config = load_config(tunes_config)
+    with SQLiteStore(config.store) as store:
+        persona = Persona(config.personas["tunes"], store=store, publisher=outbox,
+                          rng=np.random.default_rng(1))  # fmt: skip
+        result = persona.wake("2026-12-02T14:00Z", publish=publish, wait=lambda s: False)
+    assert result.outcome == "posted", result
+    assert len(uploaded) == 2 and list(planted.iterdir()) == []
+    for path in uploaded:
+        assert path.is_relative_to(shared), path
+        top = shared / path.relative_to(shared).parts[0]
+        assert top.name != "revenant-media", path
+        assert path.resolve() == path  # no link on the way
+        mode = top.lstat()
+        assert mode.st_uid == os.geteuid() and stat.S_IMODE(mode.st_mode) == 0o700, path
+
+
+@needs_tools
+def test_bot_post_leaves_no_media_folder_behind(tunes_config: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    env = {**os.environ, "TMPDIR": str(shared)}
+    result = subprocess.run([sys.executable, "-m", "bot", "post", "-p", "tunes"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "tunes: posted to outbox" in result.stdout, result.stdout
+    assert list(shared.iterdir()) == []
+
+
+def test_a_media_folder_that_is_no_longer_private_is_not_used_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = media_folder("tunes")
+    assert media_folder("tunes") == first  # one folder for the process
+    first.parent.chmod(0o755)  # readable by others now
+    second = media_folder("tunes")
+    assert second.parent != first.parent
+    assert stat.S_IMODE(second.parent.lstat().st_mode) == 0o700
+    second.parent.rmdir()
+    second.parent.symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # swapped
+    third = media_folder("tunes")
+    assert third.parent not in (first.parent, second.parent) and not third.parent.is_symlink()
 
 
 @needs_tools

@@ -27,6 +27,17 @@ def section(text: str, heading: str) -> str:
     return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
+def committed(name: str) -> str:
+    """A file as a clone has it (HEAD), never the user's working copy: `bot new` adds
+    personas to config.yaml, and a test that read that copy would run them too."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip(f"reads the committed {name} (needs git and a checkout)")
+    result = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:{name}"], check=False,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def quick_start_commands() -> list[str]:
     block = section(README, "Quick start").split("```\n", 2)[1]
     lines = [line.split("#", 1)[0].strip() for line in block.splitlines()]
@@ -45,7 +56,7 @@ def test_quick_start_works_as_written_in_a_fresh_shell(tmp_path: Path) -> None:
     """Each Quick start line in its own `bash -c` in a fresh folder holding what a clone has
     (config.yaml, models/, .venv), with `bot` not on PATH and no REVENANT_* variables; the
     daemon runs until its first post, then gets Ctrl-C (SIGINT)."""
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    (tmp_path / "config.yaml").write_text(committed("config.yaml"), encoding="utf-8")
     (tmp_path / "models").symlink_to(ROOT / "models", target_is_directory=True)
     (tmp_path / ".venv").symlink_to(VENV, target_is_directory=True)
     bin_dir = str(VENV / "bin")

@@ -33,6 +33,7 @@ from bot.daemon.scheduler import (
 from bot.daemon.state import MAX_BACKOFF_WAKES
 from bot.posting.persona import Persona
 from bot.store import SQLiteStore, Store
+from tests.conftest import add_word_list_and_critic
 from tests.fakes.clock import FakeClock
 from tests.fakes.publishers import StandInPublisher
 
@@ -511,6 +512,34 @@ def test_replaced_model_is_used_and_a_corrupt_one_refused(
     assert any("event=model_refused" in r.getMessage() and "keeping=" in r.getMessage()
                for r in caplog.records)  # fmt: skip
     assert len(store.recent_posts("ada")) == 3
+
+
+@pytest.mark.parametrize("name", ["words.npz", "critic.npz"])
+def test_a_truncated_word_list_or_critic_is_refused_and_the_last_good_model_kept(
+    make_config: Callable[..., Config],
+    store: Store,
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    folder = tmp_path / "models" / "ada"
+    shutil.copytree(TINY, folder)
+    add_word_list_and_critic(folder)
+    daemon = make_daemon(make_config("ada", extra={"ada": "    vocabulary: any\n"}), store, clock)
+    handle = daemon.states["ada"].runner.model
+    assert daemon.wake("ada").outcome == "posted"
+    good = handle.get()
+    assert good.words is not None and good.critic is not None
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])  # a copy cut short
+    clock.advance(hours=1)
+    with caplog.at_level(logging.INFO, logger="bot"):
+        assert daemon.wake("ada").outcome == "posted"
+    assert handle.get() is good
+    assert any("event=model_refused" in r.getMessage() and name in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    assert len(store.recent_posts("ada")) == 2
 
 
 # --- coalescing, with APScheduler itself on the fake clock ------------------------------

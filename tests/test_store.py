@@ -428,3 +428,21 @@ def test_read_history_opens_read_only(tmp_path: Path) -> None:
     assert path.read_bytes() == before
     with SQLiteStore(path, read_only=True) as store, pytest.raises(sqlite3.OperationalError):
         store.set_cursor("x", "1")  # a read-only open cannot write
+
+
+@pytest.mark.parametrize("folder", ["why?", "no#1", "100%", "a%20b", "x?mode=rwc"])
+def test_a_read_only_open_reads_the_file_whatever_its_folder_is_called(
+    tmp_path: Path, folder: str
+) -> None:
+    """`bot status` and `bot preview` read the store through a `file:` URI: a `?`, `#` or
+    `%` in the path is the file's name, not the URI's query, fragment or an escape."""
+    from bot.store import read_history
+
+    path = tmp_path / folder / "s.db"
+    with SQLiteStore(path) as store:
+        store.record_post("ada", "s1", "text 1", Receipt("outbox", "ada-1"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert read_history(path, "ada", 5) == ["text 1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray database made
+    with SQLiteStore(path, read_only=True) as store, pytest.raises(sqlite3.OperationalError):
+        store.set_cursor("x", "1")  # still read-only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -71,6 +72,26 @@ def test_training_writes_a_complete_loadable_persona(tmp_path: Path) -> None:
     assert card.corpus["sha256"] and card.corpus["chars"] > 10_000
     assert set(card.samples) == {"0.2", "0.5", "0.8", "1.0"}
     assert card.versions["keras"] == keras.__version__
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
+def test_a_trained_persona_is_readable_by_the_daemons_user(tmp_path: Path) -> None:
+    """README's systemd unit and Docker image run `bot run` as another user than the one
+    who trained: the folder is 0755 and its files 0644, as the shipped personas are."""
+    from bot.train.trainer import train
+
+    out = tmp_path / "models" / "tiny"
+    old = os.umask(0o022)
+    try:
+        train(tiny_config(epochs=1), [DATA / "aphorisms.txt"], out, verbose=False,
+              critic_samples=20)  # fmt: skip
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.resolve().stat().st_mode) == 0o755
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
 
 
 @pytest.mark.slow

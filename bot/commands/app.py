@@ -81,14 +81,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def persona_option(fn: F) -> F:
-    """`-p/--persona NAME`, repeatable; none given means every persona."""
+    """`-p/--persona NAME`, a name or a glob, repeatable; none given means every persona.
+    The same in every command that selects personas (`Config.select`)."""
     return click.option(
         "-p",
         "--persona",
         "personas",
         multiple=True,
         metavar="NAME",
-        help="Persona to act on (repeatable; default: all).",
+        help="Persona name or glob, e.g. 'poet-*' (repeatable; default: all).",
     )(fn)
 
 

@@ -24,7 +24,10 @@ from bot.config import Config, PersonaSettings, registry
 )
 @pass_app
 def check(app: App, personas: tuple[str, ...], online: bool) -> None:
-    """Validate config and persona models offline; show what would run.
+    """Validate config and models (--online: accounts); show next runs.
+
+    Offline unless --online: the config, each persona's model folder, the music tools,
+    the publisher's settings, and when each persona would post.
 
     \b
     Examples:

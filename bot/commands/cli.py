@@ -72,6 +72,14 @@ def cli(
 # --- bot train / bot eval ----------------------------------------------------------------
 
 
+def _moved_to_base(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`bot train --from FOLDER` is `--base FOLDER` now: one flag, one meaning across
+    commands (`bot new --from` is the account to scrape, `--base` the folder)."""
+    if value is not None:
+        raise click.BadParameter(f"the folder to fine-tune from is --base now: --base {value}",
+                                 ctx=ctx, param=param)  # fmt: skip
+
+
 @cli.command()
 @click.option("-p", "--persona", "name", required=True, help="Persona name (models/NAME).")
 @click.option(
@@ -124,8 +132,10 @@ def cli(
 )
 @click.option("--critic-samples", default=1500, show_default=True, type=click.IntRange(20),
               help="The persona's own candidates the critic learns from.")  # fmt: skip
-@click.option("--from", "from_dir", type=click.Path(path_type=Path),
+@click.option("--base", "from_dir", type=click.Path(path_type=Path),
               help="Fine-tune from this persona folder (e.g. models/nietzsche).")  # fmt: skip
+@click.option("--from", hidden=True, expose_value=False, callback=_moved_to_base,
+              help="Moved to --base (`bot new --from` names an account).")  # fmt: skip
 @click.option("--mixed-precision", is_flag=True, help="Compute in float16 (GPU only).")
 @click.option("--kind", type=click.Choice(["char_lstm", "abc_lstm"]), default="char_lstm",
               show_default=True, help="abc_lstm: a music persona over ABC tunes.")  # fmt: skip
@@ -140,7 +150,7 @@ def train(name: str, corpus: tuple[Path, ...], out: Path | None, from_dir: Path 
     \b
     Examples:
       bot train -p nietzsche --corpus texts/ --max-minutes 90
-      bot train -p trump --corpus corpus/trump.jsonl --from models/nietzsche
+      bot train -p trump --corpus corpus/trump.jsonl --base models/nietzsche
     """
     import importlib.util
 

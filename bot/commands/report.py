@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from bot.commands.app import App
+from bot.commands.app import App, persona_option
 from bot.commands.figures import EVAL_FILE
 from bot.config import Config, PersonaSettings
 from bot.engine.card import LOSS_PLOT_FILE
@@ -41,13 +41,12 @@ svg{background:#fcfcfc;border:1px solid #eee}
 
 
 @click.command(name="report", short_help="Write one self-contained HTML page of every persona.")
-@click.option("-p", "--persona", "patterns", multiple=True, metavar="NAME",
-              help="Persona name or glob (repeatable; default: all).")  # fmt: skip
+@persona_option
 @click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("report.html"), show_default=True, help="The HTML file to write.")  # fmt: skip
 @click.option("-n", "--limit", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="Recent posts and rejected candidates per persona.")  # fmt: skip
-def report(patterns: tuple[str, ...], out: Path, limit: int) -> None:
+def report(personas: tuple[str, ...], out: Path, limit: int) -> None:
     """Write an HTML page: posts, rejections, loss curve, quality, next runs.
 
     \b
@@ -58,12 +57,12 @@ def report(patterns: tuple[str, ...], out: Path, limit: int) -> None:
     from bot.commands.status import select_personas
 
     config = App.current().config(check_models=False)
-    personas = select_personas(config, patterns)
-    page = render_report(config, personas, limit)
+    chosen = select_personas(config, personas)
+    page = render_report(config, chosen, limit)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
-    click.echo(f"wrote {out} ({len(personas)} persona{'s' if len(personas) != 1 else ''}, "
+    click.echo(f"wrote {out} ({len(chosen)} persona{'s' if len(chosen) != 1 else ''}, "
                f"{len(page.encode()) // 1024} KiB)")  # fmt: skip
 
 

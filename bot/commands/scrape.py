@@ -375,7 +375,7 @@ def scrape_score(
     \b
     Examples:
       bot scrape score --music21-mozart -o corpus/mozart.jsonl
-      bot train -p mozart --kind abc_lstm --corpus corpus/mozart.jsonl --from models/tunes
+      bot train -p mozart --kind abc_lstm --corpus corpus/mozart.jsonl --base models/tunes
     """
     import importlib.util
 

@@ -17,7 +17,6 @@ a daemon runs and serves that persona; otherwise status says so and what would c
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -27,26 +26,17 @@ from typing import Any
 
 import click
 
-from bot.commands.app import App, counts_text, shorten
+from bot.commands.app import App, counts_text, persona_option, shorten
 from bot.config import Config, PersonaSettings
-from bot.core.errors import ConfigError
 from bot.store import PersonaSummary, Store, isoformat_utc, store_exists
 
-GLOB_CHARS = frozenset("*?[")
 HEARTBEAT_MAX_AGE_SECONDS = 180.0  # 6 x bot.daemon.scheduler.HEARTBEAT_SECONDS (a test keeps them in step)
 NOT_SCHEDULED = "the running daemon does not run it (added since it started, or left out by -p)"
 STATES = ("ok", "failing", "backoff", "disabled", "not_scheduled", "not_running", "off")
 
 
 @click.command()
-@click.option(
-    "-p",
-    "--persona",
-    "patterns",
-    multiple=True,
-    metavar="NAME",
-    help="Persona name or glob, e.g. 'poet-*' (repeatable; default: all).",
-)
+@persona_option
 @click.option(
     "-s",
     "--state",
@@ -78,7 +68,7 @@ STATES = ("ok", "failing", "backoff", "disabled", "not_scheduled", "not_running"
     help="How old the heartbeat may be for the daemon to count as running.",
 )
 def status(
-    patterns: tuple[str, ...], states: tuple[str, ...], long_view: bool, limit: int, as_json: bool, check_alive: bool,
+    personas: tuple[str, ...], states: tuple[str, ...], long_view: bool, limit: int, as_json: bool, check_alive: bool,
     max_age_seconds: float,
 ) -> None:  # fmt: skip
     """Show each persona's last post, next run and failures.
@@ -98,8 +88,8 @@ def status(
     if check_alive:
         click.echo(check_heartbeat(config, max_age_seconds))
         return
-    personas = select_personas(config, patterns)
-    report = status_report(config, personas, limit, max_age_seconds=max_age_seconds)
+    chosen = select_personas(config, personas)
+    report = status_report(config, chosen, limit, max_age_seconds=max_age_seconds)
     if states:
         report["personas"] = {
             name: info for name, info in report["personas"].items() if info["state"] in states
@@ -109,29 +99,16 @@ def status(
         return
     if not store_exists(config.store):
         click.echo(f"no state yet: {config.store} does not exist (nothing has run)")
-    if long_view or (len(personas) == 1 and not states):
+    if long_view or (len(chosen) == 1 and not states):
         _echo_detail(report)
     else:
         _echo_table(report)
 
 
 def select_personas(config: Config, patterns: Sequence[str]) -> list[PersonaSettings]:
-    """The personas named or matched by glob (`poet-*`), in config order; all when none.
-    An unknown name or a glob that matches nothing is one ConfigError line."""
-    if not patterns:
-        return list(config.personas.values())
-    chosen: set[str] = set()
-    for pattern in patterns:
-        if not GLOB_CHARS & set(pattern):
-            chosen.add(config.persona(pattern).name)  # suggests the nearest name
-            continue
-        matched = fnmatch.filter(config.personas, pattern)
-        if not matched:
-            raise ConfigError(
-                f"{config.label}: no persona matches {pattern!r}",
-                f"{len(config.personas)} personas are configured; `bot status` lists them",
-            )
-        chosen.update(matched)
+    """The personas named or matched by glob (`poet-*`) as every `-p` selects them
+    (`Config.select`), in config order; all when none."""
+    chosen = {p.name for p in config.select(patterns)}
     return [p for name, p in config.personas.items() if name in chosen]
 
 

@@ -167,7 +167,7 @@ class Node:
         value = self.text(key, default) or default
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder (America)
             self.fail(
                 key,
                 f"is not a known time zone (got {value!r})",

@@ -8,6 +8,7 @@ bot.posting.persona.Persona). Secrets never live here as text: a `Secret` masks 
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
 DEFAULT_PUBLISHER = "outbox"
+GLOB_CHARS = frozenset("*?[")  # a `-p` value with one of these is a glob (`poet-*`)
 Ranking = Literal["best", "weighted"]
 Vocabulary = Literal["known", "any"]
 OnLink = Literal["reject", "strip"]
@@ -177,5 +179,22 @@ class Config:
         )
 
     def select(self, names: Sequence[str] = ()) -> list[PersonaSettings]:
-        """The named personas in the given order, or every persona when none is named."""
-        return [self.persona(n) for n in names] if names else list(self.personas.values())
+        """The personas `-p` selects: each name or glob (`poet-*`) in the order given, a
+        glob's matches in config order, each persona once; every persona when none is
+        given. An unknown name or a glob that matches nothing is a ConfigError."""
+        if not names:
+            return list(self.personas.values())
+        chosen: dict[str, PersonaSettings] = {}
+        for name in names:
+            if not GLOB_CHARS & set(name):
+                chosen.setdefault(name, self.persona(name))  # suggests the nearest name
+                continue
+            matched = fnmatch.filter(self.personas, name)
+            if not matched:
+                raise ConfigError(
+                    f"{self.label}: no persona matches {name!r}",
+                    f"{len(self.personas)} personas are configured; `bot status` lists them",
+                )
+            for found in matched:
+                chosen.setdefault(found, self.personas[found])
+        return list(chosen.values())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -84,7 +85,7 @@ class Critic:
                 bits = int(data["bits"])
                 weights = data["weights"].astype(np.float32)
                 bias = float(data["bias"])
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ModelError(f"{path}: cannot read the critic ({err})",
                              "retrain it with `bot train --critic-only`") from err  # fmt: skip
         if version != FEATURES_VERSION or weights.shape != (1 << bits,):

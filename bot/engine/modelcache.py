@@ -25,10 +25,11 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 # Models kept loaded by default: the shipped persona takes about 10 MB in memory, so 32
 # is at most ~320 MB, and a daemon's worker pool (20 threads) never waits on a reload.
 DEFAULT_CAPACITY = 32
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,9 +114,9 @@ class ModelHandle:
                 sampler = load_engine(self.directory)  # by the card's model kind
                 ngrams = self.directory / NGRAMS_FILE
                 index = load_index(ngrams) if ngrams.is_file() else None
-                words_path, critic_path = self.directory / WORDS_FILE, self.directory / CRITIC_FILE
-                words = WordTrie.load(words_path) if words_path.is_file() else None
-                critic = Critic.load(critic_path) if critic_path.is_file() else None
+                name = sampler.card.name
+                words = _curated(self.directory / WORDS_FILE, WordTrie.load, "word list", name)
+                critic = _curated(self.directory / CRITIC_FILE, Critic.load, "critic", name)
             except (ModelError, OSError, ValueError) as err:
                 if self._loaded is None:
                     if isinstance(err, ModelError):
@@ -129,6 +132,24 @@ class ModelHandle:
                 event(log, "model_reloaded", model=str(self.directory))
             self._loaded = Loaded(sampler, index, stamp, words, critic)
             return self._loaded
+
+
+def _curated(path: Path, load: Callable[[Path], T], what: str, name: str) -> T | None:
+    """The word list or critic at `path`, None where there is none. A truncated or
+    damaged one is a one-line ModelError naming the file and the command that rebuilds
+    it (a hot reload keeps the last good model on it)."""
+    if not path.is_file():
+        return None
+    hint = f"rebuild it with `bot train -p {name} --corpus <its corpus> --critic-only`"
+    try:
+        return load(path)
+    except ModelError as err:
+        raise ModelError(err.message, hint) from err
+    except (OSError, ValueError) as err:
+        text = str(err)
+        if not text.startswith(f"{path}: "):
+            text = f"{path}: cannot read the {what} ({text})"
+        raise ModelError(text, hint) from err
 
 
 class ModelCache:

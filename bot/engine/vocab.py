@@ -30,6 +30,7 @@ NumPy only: the daemon loads this.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -168,19 +169,23 @@ class WordTrie:
 
     @classmethod
     def load(cls, path: Path) -> WordTrie:
-        """Read what `save` wrote; ValueError for a file that does not hold a valid trie."""
-        with np.load(path, allow_pickle=False) as z:
-            try:
-                return cls(
-                    z["mask"],
-                    z["keys"],
-                    z["targets"],
-                    z["letter"],
-                    str(z["alphabet"]),
-                    [str(ch) for ch in z["itos"]],
-                )
-            except KeyError as err:
-                raise ValueError(f"{path}: not a word trie (no {err})") from err
+        """Read what `save` wrote; ValueError for a file that does not hold a valid trie
+        (a truncated or damaged one included)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                try:
+                    return cls(
+                        z["mask"],
+                        z["keys"],
+                        z["targets"],
+                        z["letter"],
+                        str(z["alphabet"]),
+                        [str(ch) for ch in z["itos"]],
+                    )
+                except KeyError as err:
+                    raise ValueError(f"{path}: not a word trie (no {err})") from err
+        except (EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: cannot read the word list ({err})") from err
 
     def _check(self) -> None:
         """The invariants the sampler and the C loop rely on (they index with these)."""

@@ -10,8 +10,13 @@ otherwise the title and a plain description, the notation being in the score ima
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +24,39 @@ from bot.core.post import Media
 from bot.music.filters import describe, with_x
 from bot.music.render import render
 
-MEDIA_ROOT = Path(tempfile.gettempdir()) / "revenant-media"  # rendered until uploaded
+_media_roots: dict[str, Path] = {}  # temp dir -> this process's own folder in it
+_media_lock = threading.Lock()
+
+
+def media_folder(persona: str) -> Path:
+    """Where a persona's sound and score wait until they are uploaded: under a folder of
+    this process's own in the temp dir, made by mkdtemp (mode 0700, a name no one can
+    guess), so another local user can neither plant a link there nor swap the files
+    before the upload. One that is gone (a temp cleaner) or is no longer a private
+    folder of this user (a link, another owner, open to others) is never used again:
+    a new one is made. The process removes its folder when it exits."""
+    with _media_lock:
+        base = tempfile.gettempdir()
+        root = _media_roots.get(base)
+        if root is None or not _private(root):
+            root = _media_roots[base] = Path(tempfile.mkdtemp(prefix="revenant-media-"))
+            atexit.register(_remove, root)
+    return root / persona
+
+
+def _remove(folder: Path) -> None:
+    """Remove this process's media folder at exit, unless it is no longer ours."""
+    if _private(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private(folder: Path) -> bool:
+    """A real folder (not a link) of this user that nobody else may enter."""
+    try:
+        st = folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
 def post_text(tune: str, limit: int, length: Callable[[str], int] = len) -> str:

@@ -254,13 +254,13 @@ class Persona:
         s = self.settings
         media: tuple[Media, ...] = ()
         if self.is_music():
-            from bot.music.post import MEDIA_ROOT, carries_notation, render_media
+            from bot.music.post import carries_notation, media_folder, render_media
 
             tune = text
             text = post_text or self._post_text(tune) or tune
             if with_media:
                 try:
-                    media = render_media(tune, MEDIA_ROOT / self.name, slot_key)
+                    media = render_media(tune, media_folder(self.name), slot_key)
                 except music_tools.ToolError:
                     if s.media_fallback != "notation" or not carries_notation(text):
                         raise

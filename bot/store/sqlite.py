@@ -9,12 +9,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from bot.core.errors import StoreError
 from bot.store.protocol import utc_now
 from bot.store.sql import SQLStore
 
 BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for another process's lock
+
+
+def _file_uri(path: Path) -> str:
+    """`path` as an SQLite `file:` URI: a `?`, `#` or `%` in it is part of the file's name,
+    not the start of the query (a `?mode=ro` after it would be lost), a fragment or an
+    escape."""
+    return "file:" + quote(str(path), safe="/")
 
 
 def _enable_wal(db: sqlite3.Connection) -> None:
@@ -52,7 +60,7 @@ class SQLiteStore(SQLStore):
         if read_only:
             try:
                 self.db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                    f"{_file_uri(self.path)}?mode=ro", uri=True, check_same_thread=False
                 )
             except sqlite3.Error as err:
                 raise StoreError(

@@ -17,6 +17,8 @@ import numpy as np
 
 import bot
 
+MODEL_DIR_MODE = 0o755  # readable by the daemon's user; the files get 0644 under umask 022
+
 
 @contextlib.contextmanager
 def _atomic_dir(out_dir: Path) -> Iterator[Path]:
@@ -27,9 +29,13 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
     model folder and a crash at any point leaves the old or the new persona. A real
     directory from an older version is exchanged for the link atomically where the OS
     can (Linux renameat2 RENAME_EXCHANGE); elsewhere that one-time conversion has a short
-    window. The previous version is removed after the flip."""
+    window. The previous version is removed after the flip.
+
+    The folder is 0755 (mkdtemp makes it 0700), as the shipped personas are: the daemon
+    may run as another user than the trainer (README: the systemd unit, the Docker image)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp.chmod(MODEL_DIR_MODE)
     try:
         yield tmp
     except BaseException:
