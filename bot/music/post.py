@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -20,9 +21,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.config import registry
+from bot.core.log import event
 from bot.core.post import Media
 from bot.music.filters import describe, with_x
 from bot.music.render import render
+
+log = logging.getLogger(__name__)
 
 _media_roots: dict[str, Path] = {}  # temp dir -> this process's own folder in it
 _media_lock = threading.Lock()
@@ -83,3 +88,19 @@ def render_media(tune: str, folder: Path, stem: str) -> tuple[Media, Media]:
     identity = hashlib.sha256(tune.strip().encode("utf-8")).hexdigest()[:16]
     return (Media(done.audio, done.alt_audio, "audio/ogg", identity),
             Media(done.image, done.alt_image, "image/png", identity))  # fmt: skip
+
+
+def media_taken(
+    media: tuple[Media, ...], publisher: str, persona: str, slot_key: str
+) -> tuple[Media, ...]:
+    """The media the publisher's network takes (Bluesky: images, no audio); what it does
+    not take is left out of the post, and the log says so."""
+    kind = registry.kinds().get(publisher)
+    if kind is None or not media:
+        return media
+    taken = tuple(m for m in media if m.mime_type.startswith(kind.media_types))
+    if len(taken) < len(media):
+        left = ",".join(m.mime_type for m in media if m not in taken)
+        event(log, "media_skipped", persona=persona, slot=slot_key,
+              why="not_taken_by_publisher", publisher=publisher, types=left)  # fmt: skip
+    return taken

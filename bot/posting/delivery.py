@@ -29,7 +29,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Self
@@ -51,6 +52,13 @@ Outcome = Literal["posted", "failed", "refused", "too_long", "unknown", "lost", 
 Send = Callable[[Post, Callable[[], bool]], Receipt]
 
 
+def plain_wait(seconds: float) -> bool:
+    """A wait that nothing cuts short (the default `wait` of a wake, a poll, a settle):
+    returns False, "not stopped"."""
+    time.sleep(max(0.0, seconds))
+    return False
+
+
 class LeaseLost(PublishError):
     """A `Send` was told not to send again: another holder has the slot now."""
 
@@ -58,11 +66,6 @@ class LeaseLost(PublishError):
         super().__init__("the slot's lease was lost during a retry wait",
                          "another holder has the slot; nothing more is sent from here",
                          transient=True)  # fmt: skip
-
-
-def _wait(seconds: float) -> bool:
-    time.sleep(max(0.0, seconds))
-    return False
 
 
 class LeaseKeeper:
@@ -131,7 +134,7 @@ def deliver(
     kind: str = "post",
     publish: Send | None = None,
     now: Callable[[], datetime],
-    wait: Callable[[float], bool] = _wait,
+    wait: Callable[[float], bool] = plain_wait,
     may_send: bool = True,
 ) -> Delivery:
     """Get the claimed slot's written-ahead `post` onto the server once (see the module
@@ -306,3 +309,21 @@ def publish_with_retries(
                 on_attempt(attempt, None)
             return receipt
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+@contextmanager
+def released_on_error(store: Store, claim: Claim) -> Iterator[None]:
+    """An unexpected error while holding `claim`: the holder releases its slot for a later
+    attempt (`mark_failed`, a no-op once the slot ended or the lease was lost) and the
+    error goes on. Only the holder does this; the daemon never touches a slot it may not
+    hold (#26.2). A store that fails here too leaves the slot to its lease."""
+    try:
+        yield
+    except Exception:
+        try:
+            store.mark_failed(claim)
+        except Exception as err:  # noqa: BLE001 - the error being raised matters more
+            event(log, "release_failed", logging.WARNING, persona=claim.persona,
+                  slot=claim.slot_key, error=str(err))  # fmt: skip
+        raise
+

@@ -15,9 +15,7 @@ TensorFlow.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -37,35 +35,20 @@ from bot.music import tools as music_tools
 from bot.music.filters import MusicRules, apply_music
 from bot.music.novelty import load_bar_index
 from bot.posting.compose import Composition, WakeResult, fill_prompt, join_post
-from bot.posting.delivery import Delivery, LeaseKeeper, Send, deliver
+from bot.posting.delivery import (
+    Delivery,
+    LeaseKeeper,
+    Send,
+    deliver,
+    plain_wait,
+    released_on_error,
+)
 from bot.posting.filters import Rules, apply, default_blocklist, rank
 from bot.store import LEASE_SECONDS, Claim, Store
 
 log = logging.getLogger(__name__)
 
 MAX_SLOT_ATTEMPTS = 5  # attempts at one slot (claims and take-overs) before it is given up
-
-
-def _sleep(seconds: float) -> bool:
-    time.sleep(max(0.0, seconds))
-    return False
-
-
-@contextmanager
-def _released_on_error(store: Store, claim: Claim) -> Iterator[None]:
-    """An unexpected error while holding `claim`: the holder releases its slot for a later
-    attempt (`mark_failed`, a no-op once the slot ended or the lease was lost) and the
-    error goes on. Only the holder does this; the daemon never touches a slot it may not
-    hold (#26.2). A store that fails here too leaves the slot to its lease."""
-    try:
-        yield
-    except Exception:
-        try:
-            store.mark_failed(claim)
-        except Exception as err:  # noqa: BLE001 - the error being raised matters more
-            event(log, "release_failed", logging.WARNING, persona=claim.persona,
-                  slot=claim.slot_key, error=str(err))  # fmt: skip
-        raise
 
 
 class Persona:
@@ -156,81 +139,70 @@ class Persona:
         pick; a round that leaves no survivor is sampled again, within the round budget.
         Waits for a place among the model cache's workers first (bot/engine/modelcache.py)."""
         with self.model.at_work():
-            return self._compose(want, prompt, history, candidates, temperature, top_k, top_p)
-
-    def _compose(
-        self,
-        want: int,
-        prompt: str | None,
-        history: list[str] | None,
-        candidates: int | None,
-        temperature: float | None,
-        top_k: int | None,
-        top_p: float | None,
-    ) -> Composition:
-        s = self.settings
-        loaded = self.model.get()
-        if history is None:
-            history = self.store.recent_texts(self.name, s.filters.history) if self.store else []
-        music = self.is_music(loaded)
-        rules = self.rules(history, loaded)
-        tune_rules = self.music_rules(history) if music else None
-        n = candidates or s.candidates
-        constraint = loaded.words if s.vocabulary == "known" and not music else None
-        critic = loaded.critic if s.critic and not music else None
-        comp = Composition(prompt="", unknown_chars=[])
-        # a tune's length is its own (the post carries sound and score, the ABC if it fits)
-        limit = s.filters.max_chars if music else self.max_chars()
-        rounds_left = s.max_rounds + want - 1
-        while len(comp.chosen) < want and rounds_left > 0:
-            this_prompt = prompt if prompt is not None else self.pick_prompt()
-            survivors: list[Candidate] = []
-            while not survivors and rounds_left > 0:
-                rounds_left -= 1
-                comp.rounds += 1
-                primed = loaded.sampler.prime(this_prompt)
-                comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
-                budget = limit - (len(this_prompt) if s.include_prompt or music else 0)
-                samples = loaded.sampler.generate(
-                    this_prompt,
-                    n=n,
-                    max_chars=max(budget, 1),
-                    temperature=s.temperature if temperature is None else temperature,
-                    top_k=s.top_k if top_k is None else top_k,
-                    top_p=s.top_p if top_p is None else top_p,
-                    rng=self.rng,
-                    primed=primed,
-                    constraint=constraint,
-                )
-                cands = [
-                    Candidate(
-                        (this_prompt + x.text).strip()
-                        if music  # a prompt opens the tune
-                        else join_post(this_prompt, x.text, s.include_prompt),
-                        x.mean_logprob,
-                        x.stop,
-                        prompt=this_prompt,
+            s = self.settings
+            loaded = self.model.get()
+            if history is None:
+                store = self.store
+                history = store.recent_texts(self.name, s.filters.history) if store else []
+            music = self.is_music(loaded)
+            rules = self.rules(history, loaded)
+            tune_rules = self.music_rules(history) if music else None
+            n = candidates or s.candidates
+            constraint = loaded.words if s.vocabulary == "known" and not music else None
+            critic = loaded.critic if s.critic and not music else None
+            comp = Composition(prompt="", unknown_chars=[])
+            # a tune's length is its own (the post carries sound and score, the ABC if it fits)
+            limit = s.filters.max_chars if music else self.max_chars()
+            rounds_left = s.max_rounds + want - 1
+            while len(comp.chosen) < want and rounds_left > 0:
+                this_prompt = prompt if prompt is not None else self.pick_prompt()
+                survivors: list[Candidate] = []
+                while not survivors and rounds_left > 0:
+                    rounds_left -= 1
+                    comp.rounds += 1
+                    primed = loaded.sampler.prime(this_prompt)
+                    comp.unknown_chars = sorted(set(comp.unknown_chars) | set(primed.unknown))
+                    budget = limit - (len(this_prompt) if s.include_prompt or music else 0)
+                    samples = loaded.sampler.generate(
+                        this_prompt,
+                        n=n,
+                        max_chars=max(budget, 1),
+                        temperature=s.temperature if temperature is None else temperature,
+                        top_k=s.top_k if top_k is None else top_k,
+                        top_p=s.top_p if top_p is None else top_p,
+                        rng=self.rng,
+                        primed=primed,
+                        constraint=constraint,
                     )
-                    for x in samples
-                ]
-                verdicts = apply_music(cands, tune_rules) if tune_rules else apply(cands, rules)
-                comp.verdicts += verdicts
-                survivors = [v.candidate for v in verdicts if v.ok]
-            if not survivors:
-                break
-            if critic is not None:
-                scores = critic.score([c.text for c in survivors])
-                survivors = [replace(c, critic=float(x)) for c, x in zip(survivors, scores,
-                                                                          strict=True)]  # fmt: skip
-            pick = rank(survivors, s.ranking, self.rng)[0]
-            comp.chosen.append(pick)
-            comp.prompt = comp.prompt or this_prompt
-            rules.remember(pick.text)  # later posts of this compose never repeat it
-            if tune_rules is not None:
-                tune_rules.remember(pick.text)
-        return comp
+                    cands = [
+                        Candidate(
+                            (this_prompt + x.text).strip()
+                            if music  # a prompt opens the tune
+                            else join_post(this_prompt, x.text, s.include_prompt),
+                            x.mean_logprob,
+                            x.stop,
+                            prompt=this_prompt,
+                        )
+                        for x in samples
+                    ]
+                    verdicts = apply_music(cands, tune_rules) if tune_rules else apply(cands, rules)
+                    comp.verdicts += verdicts
+                    survivors = [v.candidate for v in verdicts if v.ok]
+                if not survivors:
+                    break
+                if critic is not None:
+                    scores = critic.score([c.text for c in survivors])
+                    pairs = zip(survivors, scores, strict=True)
+                    survivors = [replace(c, critic=float(x)) for c, x in pairs]
+                pick = rank(survivors, s.ranking, self.rng)[0]
+                comp.chosen.append(pick)
+                comp.prompt = comp.prompt or this_prompt
+                rules.remember(pick.text)  # later posts of this compose never repeat it
+                if tune_rules is not None:
+                    tune_rules.remember(pick.text)
+            return comp
 
-    # -- posting -------------------------------------------------------------------------
+        # -- posting -------------------------------------------------------------------------
 
     def _post_text(self, text: str) -> str | None:
         """What the post for a chosen `text` carries when not `text`: a tune's title and ABC
@@ -254,7 +226,7 @@ class Persona:
         s = self.settings
         media: tuple[Media, ...] = ()
         if self.is_music():
-            from bot.music.post import carries_notation, media_folder, render_media
+            from bot.music.post import carries_notation, media_folder, media_taken, render_media
 
             tune = text
             text = post_text or self._post_text(tune) or tune
@@ -266,7 +238,8 @@ class Persona:
                         raise
                     event(log, "media_skipped", logging.WARNING, persona=self.name,
                           slot=slot_key, why="render_failed", fallback="notation")  # fmt: skip
-            media = self._media_taken(media, slot_key)
+            publisher = self.publisher.name if self.publisher is not None else s.publisher
+            media = media_taken(media, publisher, self.name, slot_key)
         return Post(
             persona=self.name,
             text=text,
@@ -277,20 +250,6 @@ class Persona:
             sensitive=s.sensitive,
             media=media,
         )
-
-    def _media_taken(self, media: tuple[Media, ...], slot_key: str) -> tuple[Media, ...]:
-        """The media the publisher's network takes (Bluesky: images, no audio); what it
-        does not take is left out of the post, and the log says so."""
-        name = self.publisher.name if self.publisher is not None else self.settings.publisher
-        kind = registry.kinds().get(name)
-        if kind is None or not media:
-            return media
-        taken = tuple(m for m in media if m.mime_type.startswith(kind.media_types))
-        if len(taken) < len(media):
-            left = ",".join(m.mime_type for m in media if m not in taken)
-            event(log, "media_skipped", persona=self.name, slot=slot_key,
-                  why="not_taken_by_publisher", publisher=name, types=left)  # fmt: skip
-        return taken
 
     def wake(
         self,
@@ -311,7 +270,7 @@ class Persona:
         store, publisher = self.store, self.publisher
         if store is None or publisher is None:
             raise RuntimeError("wake() needs a store and a publisher")
-        self.recover(before=slot_key, wait=wait or _sleep)
+        self.recover(before=slot_key, wait=wait or plain_wait)
         claim = store.claim_slot(self.name, slot_key, lease_seconds=self.lease_seconds)
         if claim is None:
             event(log, "slot_skipped", persona=self.name, slot=slot_key, why="already_claimed")
@@ -319,11 +278,13 @@ class Persona:
         crash_point("after_claim")
         with (
             LeaseKeeper(store, claim, self.lease_seconds) as keeper,
-            _released_on_error(store, claim),
+            released_on_error(store, claim),
         ):
-            return self._resume(claim, keeper, publish, late_grace, wait or _sleep)
+            return self._resume(claim, keeper, publish, late_grace, wait or plain_wait)
 
-    def recover(self, *, before: str | None = None, wait: Callable[[float], bool] = _sleep) -> int:
+    def recover(
+        self, *, before: str | None = None, wait: Callable[[float], bool] = plain_wait
+    ) -> int:
         """Close earlier slots a crash left open (not `before`, the one about to be
         woken): a post that may have reached the server is looked for and recorded if
         found; otherwise the slot is skipped (it is past, not posted late). Returns how
@@ -339,7 +300,7 @@ class Persona:
                 continue
             with (
                 LeaseKeeper(store, claim, self.lease_seconds) as keeper,
-                _released_on_error(store, claim),
+                released_on_error(store, claim),
             ):
                 if claim.text is None:
                     self._end_without_post(claim, "late")

@@ -28,7 +28,6 @@ inbox (`registry.Inbox`; Mastodon's is `MastodonInbox`); never imports TensorFlo
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -40,7 +39,7 @@ from bot.core.errors import ConfigError, ModelError, PublishError
 from bot.core.faults import crash_point
 from bot.core.log import event
 from bot.core.post import Post, Publisher, Visibility
-from bot.posting.delivery import LeaseKeeper, deliver
+from bot.posting.delivery import LeaseKeeper, deliver, plain_wait
 from bot.posting.mentions import (
     MAX_VISIBILITY,
     ReplyResult,
@@ -290,7 +289,7 @@ class Replier:
         for recomposed in (False, True):
             done = deliver(store, self.publisher, claim, post, keeper=keeper, kind="reply",
                            now=self.now, may_send=not gave_up,
-                           wait=self.wait or _sleep)  # fmt: skip
+                           wait=self.wait or plain_wait)  # fmt: skip
             if done.outcome != "too_long" or recomposed:
                 break
             again, rejected = self._compose(nid, acct, handle, spoiler, status, claim)
@@ -449,8 +448,3 @@ class Replier:
                 lease_seconds=r.lease_seconds,
             )
         return self._personas[budget]
-
-
-def _sleep(seconds: float) -> bool:
-    time.sleep(max(0.0, seconds))
-    return False
