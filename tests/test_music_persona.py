@@ -149,7 +149,7 @@ def test_a_wake_renders_its_media_in_a_private_folder_not_a_planted_one(
     outbox = Outbox(tmp_path / "outbox")
     uploaded: list[Path] = []
 
-    def publish(post: Post) -> Receipt:
+    def publish(post: Post, may_send: Callable[[], bool]) -> Receipt:
         uploaded.extend(m.path for m in post.media)
         return outbox.publish(post)
 

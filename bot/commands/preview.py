@@ -163,7 +163,8 @@ def _preview_media(config: Config, name: str, runner: Any, chosen: list[Any],
 
 @click.command()
 @click.option("-p", "--persona", "personas", multiple=True, metavar="NAME",
-              help="Persona to post as (repeatable; needed when the config has several).")  # fmt: skip
+              help="Persona name or glob, e.g. 'poet-*' (repeatable; default: the only "
+                   "persona; --all for every one).")  # fmt: skip
 @click.option("--all", "every", is_flag=True, help="Post as every persona in the config.")
 @publisher_option
 @click.option("--yes", is_flag=True, help="Do not ask before posting to Mastodon.")
