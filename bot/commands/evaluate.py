@@ -37,6 +37,7 @@ import numpy as np
 from bot import config as cfg
 from bot.core.errors import BotError
 from bot.engine.card import EOS, read_card
+from bot.engine.modelcache import Loaded
 from bot.engine.novelty import longest_shared_run
 from bot.engine.sampler import Sampler
 from bot.engine.vocab import words
@@ -129,6 +130,17 @@ def daemon_posts(
     return posts, verdicts, (time.perf_counter() - t0) / max(count, 1)
 
 
+def novelty_check(loaded: Loaded, words_needed: int) -> Callable[[str], bool]:
+    """Whether a text copies no `words_needed`-word run of the corpus (the `not_novel`
+    filter's test); everything passes for a model without a novelty index."""
+    index, n = loaded.novelty_index, loaded.sampler.card.novelty_n
+
+    def is_novel(text: str) -> bool:
+        return index is None or longest_shared_run(text, index, n) < words_needed
+
+    return is_novel
+
+
 def load_persona_corpus(
     settings: cfg.PersonaSettings, corpus: list[Path]
 ) -> tuple[list[str], list[str]]:
@@ -170,12 +182,8 @@ def evaluate(
     real = quality.real_runs(judge_half, lengths, np.random.default_rng(seed), used=used)
     real2 = quality.real_runs(judge_half, lengths, np.random.default_rng(seed + 1), used=used)
     known = quality.english_words() | {w for d in train_docs for w in words(d)}
-    index, n = loaded.novelty_index, loaded.sampler.card.novelty_n
     words_needed = settings.filters.novelty_words
-
-    def is_novel(text: str) -> bool:
-        return index is None or longest_shared_run(text, index, n) < words_needed
-
+    is_novel = novelty_check(loaded, words_needed)
     baseline = None
     if markov:
         chain = quality.markov_posts(train_docs, lengths, seed=seed, is_novel=is_novel,
