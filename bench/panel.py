@@ -11,7 +11,8 @@ the seed:
 - `posts`: N posts chosen as the daemon chooses them (one wake each, the persona's
   settings from config.yaml, filtered against the posts before it), as `bot eval` does;
 - `real`: N runs of the author's own whole sentences, each matched to a post's length, from
-  the judges' half of the corpus (bot/train/quality.py, as `bot eval` draws them);
+  the whole corpus as the persona was trained on it (bot/train/quality.py draws them, as
+  for `bot eval`; readers learn nothing from them, so no half is kept apart);
 - `markov`: N novel posts of a word Markov chain over the training text (`bot eval
   --markov`), matched to the posts' lengths.
 
@@ -105,14 +106,18 @@ def sheet_texts(settings: PersonaSettings, corpus: list[Path], count: int,
         raise BotError(f"only {len(posts)} of {count} wakes found a post",
                        "see `bot preview --all` for why candidates are rejected")  # fmt: skip
     lengths = [len(p) for p in posts]
-    _, judge_half = quality.halves(train_docs + val_docs)
+    paragraphs = train_docs + val_docs  # readers train on nothing: the whole text serves
     used: set[tuple[int, int]] = set()  # no sentence in two runs
 
     def real(wanted: list[int], attempt: int) -> list[str]:
         rng = np.random.default_rng([seed, attempt])
-        return quality.real_runs(judge_half, wanted, rng, used=used)
+        return quality.real_runs(paragraphs, wanted, rng, used=used)
 
-    is_novel = novelty_check(loaded, settings.filters.novelty_words)
+    copied = novelty_check(loaded, settings.filters.novelty_words)
+    text = normalise(" ".join(paragraphs))
+
+    def is_novel(post: str) -> bool:  # and not a passage of the author's, however short
+        return copied(post) and normalise(post) not in text
 
     def chain(wanted: list[int], attempt: int) -> list[str]:
         return quality.markov_posts(train_docs, wanted, seed=seed + attempt, is_novel=is_novel,
