@@ -124,6 +124,25 @@ def test_bot_new_refuses_to_resume_from_another_source(
     assert "--restart" in result.output
 
 
+def test_bot_new_from_another_source_on_a_finished_persona_says_it_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#26.20: every phase done is a finished persona, not a run "in progress"."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "corpus" / "ada"
+    work.mkdir(parents=True)
+    source = {"kind": "mastodon", "acct": "@ada@mastodon.example"}
+    done = {"corpus": {"paths": []}, "train": {}, "config": {}, "eval": {"posts": 10}}
+    (work / "new.json").write_text(json.dumps({"version": 1, "source": source, "done": done}))
+    result = CliRunner().invoke(cli, ["new", "ada", "--text", str(TINY_TEXT)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "Error: ada is already made, by `bot new` from --from @ada@mastodon.example "
+        "(corpus/ada/new.json) (choose another NAME, or add --restart to make it again from "
+        "this source)"
+    )
+
+
 def test_small_corpora_fine_tune_and_large_ones_start_from_scratch(tmp_path: Path) -> None:
     base, why = choose_start(50_000, "auto", SHIPPED)
     assert base == SHIPPED and "fine-tuning" in why

@@ -63,14 +63,19 @@ class NewState:
     def open(cls, work: Path, source: dict[str, Any], restart: bool) -> NewState:
         path = work / STATE_FILE
         if path.is_file() and not restart:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("source") != source:
+            state = cls(path, json.loads(path.read_text(encoding="utf-8")))
+            theirs = state.data.get("source", {})
+            if theirs == source:
+                return state
+            if all(state.done(phase) is not None for phase in PHASES):
                 raise BotError(
-                    f"{path}: a `bot new` from another source is in progress "
-                    f"({_describe(data.get('source', {}))})",
-                    "run it again with that source to resume, or add --restart to start over",
+                    f"{work.name} is already made, by `bot new` from {_describe(theirs)} ({path})",
+                    "choose another NAME, or add --restart to make it again from this source",
                 )
-            return cls(path, data)
+            raise BotError(
+                f"{path}: a `bot new` from another source is in progress ({_describe(theirs)})",
+                "run it again with that source to resume, or add --restart to start over",
+            )
         work.mkdir(parents=True, exist_ok=True)
         state = cls(path, {"version": 1, "source": source, "done": {}})
         state.save()
