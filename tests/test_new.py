@@ -8,6 +8,7 @@ meets without training: the source flags, the resume state, the start choice, co
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -48,7 +49,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
     shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
     config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
-    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.2", "--base",
+    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "1.2", "--base",
             str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
 
     first = _run(*args, cwd=tmp_path)
@@ -58,7 +59,12 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     # 2, though never alone; a training cut short resumes through `bot train --resume`,
     # which tests/test_train.py covers.)
     assert first.returncode == 1, first.stdout + first.stderr
+    plan = re.search(r"^plan: 1\.2 min in all: ([0-9.]+) min of training, then ", first.stdout,
+                     re.MULTILINE)  # fmt: skip
+    assert plan, first.stdout
+    planned = float(plan.group(1))  # what the critic and the eval will not need
     assert "[2/4] train: fine-tuning from" in first.stdout and "Epoch 1/" in first.stdout
+    assert f"budget {planned:g} min" in first.stdout
     assert first.stderr.strip().splitlines() == [
         (
             f"Error: {config_file}: not valid YAML (ParserError) (fix the YAML syntax, then run "
@@ -76,7 +82,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert second.returncode == 0, second.stdout + second.stderr
     out = second.stdout
     assert "resuming `bot new aphorist`: done: corpus, train" in out
-    assert "Epoch" not in out  # not trained again
+    assert "Epoch" not in out and "plan:" not in out  # not trained again
     assert (model / "card.json").stat().st_mtime_ns == trained_at
     assert "[3/4] config: adding aphorist" in out and "[4/4] eval" in out
     assert "distinguishable from the author (ROC AUC" in out and "bits/char" in out
@@ -92,6 +98,23 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert figures["persona"] == "aphorist" and figures["posts"] >= 5
 
     assert _run("preview", "-p", "aphorist", "-n", "1", cwd=tmp_path).returncode == 0
+
+
+def test_bot_new_refuses_minutes_that_leave_too_little_to_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#26.18: --minutes bounds the whole command, the critic and the eval included; a budget
+    they would eat is refused at once, before the corpus phase."""
+    monkeypatch.chdir(tmp_path)
+    args = ["new", "ada", "--text", str(TINY_TEXT), "--minutes", "0.1", "--eval-posts", "10",
+            "--critic-samples", "20"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: --minutes 0.1 leaves too little time to train: the critic "
+                           "(20 samples) and the eval (10 posts) need about ")  # fmt: skip
+    assert "give --minutes " in last and "or fewer --critic-samples and --eval-posts" in last
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize(
