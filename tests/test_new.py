@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -40,6 +41,26 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600, check=False)  # fmt: skip
 
 
+def _interrupt_after_first_epoch(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run `bot` and press Ctrl-C (SIGINT) once its first epoch's line is out."""
+    proc = subprocess.Popen([str(BOT), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "epoch 1: train " in line:  # the trainer's line, after the checkpoint
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, "".join(seen) + out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.tf
 def test_bot_new_from_text_trains_configures_measures_and_resumes(
@@ -52,19 +73,27 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "1.2", "--base",
             str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
 
+    # Ctrl-C in training: one line saying how to go on; the checkpoint is kept.
+    code, out, err = _interrupt_after_first_epoch(*args, cwd=tmp_path)
+    assert code == 130, out + err
+    plan = re.search(r"^plan: 1\.2 min in all: ([0-9.]+) min of training, then ", out, re.MULTILINE)
+    assert plan, out
+    planned = float(plan.group(1))
+    assert "[2/4] train: fine-tuning from" in out and f"budget {planned:g} min" in out
+    assert err.splitlines()[-1] == (
+        "Interrupted: run the same command to resume (corpus/aphorist/new.json)"
+    )
+    checkpoint = tmp_path / "models" / ".aphorist.train"
+    assert (checkpoint / "state.json").is_file()
+
     first = _run(*args, cwd=tmp_path)
-    # It trained (fine-tuning the shipped persona), then stopped at the config phase on
-    # the user's broken file: one line naming the file and the fix, exit 1. (A Ctrl-C sent
-    # once the first epoch's checkpoint appeared raced the training's end in CI, 2 runs of
-    # 2, though never alone; a training cut short resumes through `bot train --resume`,
-    # which tests/test_train.py covers.)
+    # It resumed the training with what is left of its share, then stopped at the config
+    # phase on the user's broken file: one line naming the file and the fix, exit 1.
     assert first.returncode == 1, first.stdout + first.stderr
-    plan = re.search(r"^plan: 1\.2 min in all: ([0-9.]+) min of training, then ", first.stdout,
-                     re.MULTILINE)  # fmt: skip
-    assert plan, first.stdout
-    planned = float(plan.group(1))  # what the critic and the eval will not need
-    assert "[2/4] train: fine-tuning from" in first.stdout and "Epoch 1/" in first.stdout
-    assert f"budget {planned:g} min" in first.stdout
+    resumed = re.search(r"\[2/4\] train: resuming after epoch \d+: ([0-9.]+) of ([0-9.]+) min "
+                        r"left", first.stdout)  # fmt: skip
+    assert resumed, first.stdout
+    assert float(resumed.group(2)) == planned and float(resumed.group(1)) < planned
     assert first.stderr.strip().splitlines() == [
         (
             f"Error: {config_file}: not valid YAML (ParserError) (fix the YAML syntax, then run "

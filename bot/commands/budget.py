@@ -54,13 +54,18 @@ class Plan:
             )
         return self
 
-    def describe(self) -> str:
-        """One line for the start of `bot new`."""
+    def describe(self, spent_s: float = 0.0) -> str:
+        """One line for the start of `bot new`; `spent_s`: training done before an interruption."""
+        left = f" ({self.left(spent_s):.2f} left)" if spent_s else ""
         return (
-            f"plan: {self.minutes:g} min in all: {self.train_minutes:g} min of training, "
+            f"plan: {self.minutes:g} min in all: {self.train_minutes:g} min of training{left}, "
             f"then ~{_span(self.critic_s)} for the critic ({self.critic_samples:,} samples) "
             f"and ~{_span(self.eval_s)} for the eval ({self.eval_posts:,} posts)"
         )
+
+    def left(self, spent_s: float) -> float:
+        """Minutes of training left after `spent_s` seconds of it."""
+        return max(self.train_minutes - spent_s / 60, 0.0)
 
 
 def _span(seconds: float) -> str:

@@ -14,8 +14,9 @@ command again after an interruption continues where it stopped:
             trained on as they are (the trainer reads them as `bot train --corpus` does).
 2. train    `--minutes` (default 30) bounds the whole command: training gets what the critic
             and the eval will not need (bot/commands/budget.py; the plan is printed at
-            start); it spans interruptions: an interrupted run resumes from the trainer's
-            checkpoint. A corpus under
+            start), across interruptions: an interrupted run resumes from the trainer's
+            checkpoint with what is left of that share. A Ctrl-C says to run the same
+            command again. A corpus under
             FINE_TUNE_BELOW_CHARS is fine-tuned from the base persona (the shipped one), a
             larger one is trained from scratch (BENCHMARKS.md, "bot new: fine-tune or not").
 3. config   the persona is added to config.yaml (ruamel.yaml round trip: the user's comments,
@@ -30,10 +31,12 @@ never load it).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -176,8 +179,25 @@ def new(
     work = WORK_DIR / name
     plan = Plan(minutes, critic_samples, eval_posts).check()  # before anything is written
     state = NewState.open(work, source, restart)
-    _phases(app, state, name, source, out, plan, start=start, base=base, seed=seed,
-            consent=consent, config_path=config_path)  # fmt: skip
+    try:
+        _phases(app, state, name, source, out, plan, start=start, base=base, seed=seed,
+                consent=consent, config_path=config_path)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: what is done is recorded; say how to go on
+        click.echo(f"\nInterrupted: run the same command to resume ({state.path})", err=True)
+        _leave(130)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit with `code` at once. Once TensorFlow is loaded, the interpreter's normal exit
+    tears it down for seconds (6 s measured on the shared 2 cores, 18 s in #26) after the
+    user pressed Ctrl-C; nothing is lost by skipping that: the state file and the trainer's
+    checkpoint are written atomically, and the log and the terminal are flushed here."""
+    if "tensorflow" not in sys.modules:
+        raise click.exceptions.Exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _phases(
@@ -192,7 +212,7 @@ def _phases(
     # Only a training this `bot new` started is resumed (not another run's checkpoint).
     saved = _checkpoint(out) if trained is None and state.data.get("train_started") else None
     if trained is None:
-        click.echo(plan.describe())
+        click.echo(plan.describe(saved.get("elapsed_s", 0.0) if saved else 0.0))
 
     corpus = state.done("corpus") or _corpus_phase(name, source, state.path.parent, consent)
     state.finish("corpus", corpus)
@@ -325,7 +345,8 @@ def _train_phase(
     app: App, name: str, corpus: list[Path], chars: int, out: Path, plan: Plan, start: str,
     base: Path, seed: int, *, saved: dict[str, Any] | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train within the plan's share of --minutes."""
+    """Train within the plan's share of --minutes, across interruptions: a resumed training
+    gets what is left of it (the trainer's budget counts the time spent before)."""
     import importlib.util
 
     if importlib.util.find_spec("keras") is None:
@@ -340,9 +361,11 @@ def _train_phase(
     from_dir, why = choose_start(chars, start, base)
     if saved is not None:
         from_dir = Path(saved["from"]) if saved.get("from") else None
-        why = (f"resuming after epoch {saved.get('epoch', 0)}, "
-               f"{saved.get('elapsed_s', 0) / 60:.1f} of {minutes:g} min spent")  # fmt: skip
-    _phase(2, "train", f"{why}; budget {minutes:g} min")
+        left = plan.left(saved.get("elapsed_s", 0.0))
+        _phase(2, "train", f"resuming after epoch {saved.get('epoch', 0)}: {left:.2f} of "
+                           f"{minutes:g} min left")  # fmt: skip
+    else:
+        _phase(2, "train", f"{why}; budget {minutes:g} min")
     cfg = TrainConfig(name=name, max_minutes=minutes, seed=seed)
     card = train(cfg, corpus, out, resume=saved is not None, from_dir=from_dir,
                  critic_samples=plan.critic_samples)  # fmt: skip
