@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,12 +62,19 @@ def _interrupt_after_first_epoch(*args: str, cwd: Path) -> tuple[int, str, str]:
             proc.wait()
 
 
+def _git(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 @pytest.mark.slow
 @pytest.mark.tf
 def test_bot_new_from_text_trains_configures_measures_and_resumes(
     tmp_path: Path, config_file: Path
 ) -> None:
     pytest.importorskip("tensorflow")
+    # The user's project: a git checkout with the shipped .gitignore.
+    shutil.copy(REPO / ".gitignore", tmp_path / ".gitignore")
+    assert _git("init", "-q", cwd=tmp_path).returncode == 0
     shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
     shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
     config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
@@ -102,6 +110,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     ]
     model = tmp_path / "models" / "aphorist"
     assert (model / "model.keras").is_file()
+    assert not checkpoint.exists()  # trained: the 33 MB checkpoint is not needed any more
     state = json.loads((tmp_path / "corpus" / "aphorist" / "new.json").read_text())
     assert set(state["done"]) == {"corpus", "train"}
     trained_at = (model / "card.json").stat().st_mtime_ns
@@ -127,6 +136,14 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert figures["persona"] == "aphorist" and figures["posts"] >= 5
 
     assert _run("preview", "-p", "aphorist", "-n", "1", cwd=tmp_path).returncode == 0
+    # git sees none of the user's persona (the link, its versioned folder); it would see a
+    # shipped persona's or a base model's new file.
+    untracked = _git("status", "--porcelain", "--untracked-files=all", cwd=tmp_path).stdout
+    assert "models/" not in untracked, untracked
+    shipped_files = ["models/nietzsche/eval.json", "models/tunes/eval.json",
+                     "models/base/model.keras"]  # fmt: skip
+    ignored = _git("check-ignore", "--no-index", *shipped_files, cwd=tmp_path)
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout
 
 
 def test_bot_new_refuses_minutes_that_leave_too_little_to_train(

@@ -15,8 +15,8 @@ command again after an interruption continues where it stopped:
 2. train    `--minutes` (default 30) bounds the whole command: training gets what the critic
             and the eval will not need (bot/commands/budget.py; the plan is printed at
             start), across interruptions: an interrupted run resumes from the trainer's
-            checkpoint with what is left of that share. A Ctrl-C says to run the same
-            command again. A corpus under
+            checkpoint with what is left of that share; the checkpoint is removed once the
+            training is done. A Ctrl-C says to run the same command again. A corpus under
             FINE_TUNE_BELOW_CHARS is fine-tuned from the base persona (the shipped one), a
             larger one is trained from scratch (BENCHMARKS.md, "bot new: fine-tune or not").
 3. config   the persona is added to config.yaml (ruamel.yaml round trip: the user's comments,
@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -224,6 +225,7 @@ def _phases(
         trained = _train_phase(app, name, corpus_paths, corpus["chars"], out, plan, start,
                                base, seed, saved=saved)  # fmt: skip
         state.finish("train", trained)
+        shutil.rmtree(_checkpoint_dir(out), ignore_errors=True)  # only a resume needs it
     else:
         _phase(2, "train", f"done ({trained['start']}), {out}")
 
