@@ -8,6 +8,9 @@ meets without training: the source flags, the resume state, the start choice, co
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -39,26 +42,66 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=600, check=False)  # fmt: skip
 
 
+def _interrupt_after_first_epoch(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run `bot` and press Ctrl-C (SIGINT) once its first epoch's line is out."""
+    proc = subprocess.Popen([str(BOT), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "epoch 1: train " in line:  # the trainer's line, after the checkpoint
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, "".join(seen) + out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _git(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
 @pytest.mark.slow
 @pytest.mark.tf
 def test_bot_new_from_text_trains_configures_measures_and_resumes(
     tmp_path: Path, config_file: Path
 ) -> None:
     pytest.importorskip("tensorflow")
+    # The user's project: a git checkout with the shipped .gitignore.
+    shutil.copy(REPO / ".gitignore", tmp_path / ".gitignore")
+    assert _git("init", "-q", cwd=tmp_path).returncode == 0
     shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
     shipped = shipped.replace("model: models/nietzsche", f"model: {SHIPPED}")
     config_file.write_text(shipped + "  broken: [\n", encoding="utf-8")  # a user's typo
-    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "0.2", "--base",
+    args = ["new", "aphorist", "--text", str(TINY_TEXT), "--minutes", "1.2", "--base",
             str(SHIPPED), "--eval-posts", "10", "--critic-samples", "20"]  # fmt: skip
 
+    # Ctrl-C in training: one line saying how to go on; the checkpoint is kept.
+    code, out, err = _interrupt_after_first_epoch(*args, cwd=tmp_path)
+    assert code == 130, out + err
+    plan = re.search(r"^plan: 1\.2 min in all: ([0-9.]+) min of training, then ", out, re.MULTILINE)
+    assert plan, out
+    planned = float(plan.group(1))
+    assert "[2/4] train: fine-tuning from" in out and f"budget {planned:g} min" in out
+    assert err.splitlines()[-1] == (
+        "Interrupted: run the same command to resume (corpus/aphorist/new.json)"
+    )
+    checkpoint = tmp_path / "models" / ".aphorist.train"
+    assert (checkpoint / "state.json").is_file()
+
     first = _run(*args, cwd=tmp_path)
-    # It trained (fine-tuning the shipped persona), then stopped at the config phase on
-    # the user's broken file: one line naming the file and the fix, exit 1. (A Ctrl-C sent
-    # once the first epoch's checkpoint appeared raced the training's end in CI, 2 runs of
-    # 2, though never alone; a training cut short resumes through `bot train --resume`,
-    # which tests/test_train.py covers.)
+    # It resumed the training with what is left of its share, then stopped at the config
+    # phase on the user's broken file: one line naming the file and the fix, exit 1.
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "[2/4] train: fine-tuning from" in first.stdout and "Epoch 1/" in first.stdout
+    resumed = re.search(r"\[2/4\] train: resuming after epoch \d+: ([0-9.]+) of ([0-9.]+) min "
+                        r"left", first.stdout)  # fmt: skip
+    assert resumed, first.stdout
+    assert float(resumed.group(2)) == planned and float(resumed.group(1)) < planned
     assert first.stderr.strip().splitlines() == [
         (
             f"Error: {config_file}: not valid YAML (ParserError) (fix the YAML syntax, then run "
@@ -67,6 +110,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     ]
     model = tmp_path / "models" / "aphorist"
     assert (model / "model.keras").is_file()
+    assert not checkpoint.exists()  # trained: the 33 MB checkpoint is not needed any more
     state = json.loads((tmp_path / "corpus" / "aphorist" / "new.json").read_text())
     assert set(state["done"]) == {"corpus", "train"}
     trained_at = (model / "card.json").stat().st_mtime_ns
@@ -76,7 +120,7 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert second.returncode == 0, second.stdout + second.stderr
     out = second.stdout
     assert "resuming `bot new aphorist`: done: corpus, train" in out
-    assert "Epoch" not in out  # not trained again
+    assert "Epoch" not in out and "plan:" not in out  # not trained again
     assert (model / "card.json").stat().st_mtime_ns == trained_at
     assert "[3/4] config: adding aphorist" in out and "[4/4] eval" in out
     assert "distinguishable from the author (ROC AUC" in out and "bits/char" in out
@@ -92,6 +136,31 @@ def test_bot_new_from_text_trains_configures_measures_and_resumes(
     assert figures["persona"] == "aphorist" and figures["posts"] >= 5
 
     assert _run("preview", "-p", "aphorist", "-n", "1", cwd=tmp_path).returncode == 0
+    # git sees none of the user's persona (the link, its versioned folder); it would see a
+    # shipped persona's or a base model's new file.
+    untracked = _git("status", "--porcelain", "--untracked-files=all", cwd=tmp_path).stdout
+    assert "models/" not in untracked, untracked
+    shipped_files = ["models/nietzsche/eval.json", "models/tunes/eval.json",
+                     "models/base/model.keras"]  # fmt: skip
+    ignored = _git("check-ignore", "--no-index", *shipped_files, cwd=tmp_path)
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout
+
+
+def test_bot_new_refuses_minutes_that_leave_too_little_to_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#26.18: --minutes bounds the whole command, the critic and the eval included; a budget
+    they would eat is refused at once, before the corpus phase."""
+    monkeypatch.chdir(tmp_path)
+    args = ["new", "ada", "--text", str(TINY_TEXT), "--minutes", "0.1", "--eval-posts", "10",
+            "--critic-samples", "20"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: --minutes 0.1 leaves too little time to train: the critic "
+                           "(20 samples) and the eval (10 posts) need about ")  # fmt: skip
+    assert "give --minutes " in last and "or fewer --critic-samples and --eval-posts" in last
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize(
@@ -122,6 +191,25 @@ def test_bot_new_refuses_to_resume_from_another_source(
     assert result.exit_code == 1
     assert "from another source is in progress (--from @ada@mastodon.example)" in result.output
     assert "--restart" in result.output
+
+
+def test_bot_new_from_another_source_on_a_finished_persona_says_it_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#26.20: every phase done is a finished persona, not a run "in progress"."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "corpus" / "ada"
+    work.mkdir(parents=True)
+    source = {"kind": "mastodon", "acct": "@ada@mastodon.example"}
+    done = {"corpus": {"paths": []}, "train": {}, "config": {}, "eval": {"posts": 10}}
+    (work / "new.json").write_text(json.dumps({"version": 1, "source": source, "done": done}))
+    result = CliRunner().invoke(cli, ["new", "ada", "--text", str(TINY_TEXT)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "Error: ada is already made, by `bot new` from --from @ada@mastodon.example "
+        "(corpus/ada/new.json) (choose another NAME, or add --restart to make it again from "
+        "this source)"
+    )
 
 
 def test_small_corpora_fine_tune_and_large_ones_start_from_scratch(tmp_path: Path) -> None:

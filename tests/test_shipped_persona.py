@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -47,3 +48,18 @@ def test_preview_on_the_shipped_config_writes_whole_english_sentences(repo_confi
         words = text.split()
         common = {"the", "of", "and", "to", "a", "is", "in", "that", "it", "his", "he"}
         assert sum(w.lower().strip(",.;:!?") in common for w in words) >= len(words) // 8
+
+
+def test_report_on_the_shipped_config_shows_the_recorded_eval(
+    repo_config: Path, tmp_path: Path
+) -> None:
+    """#26.23: the shipped persona comes with its `bot eval` figures (eval.json, 300 posts),
+    so `bot report` shows them rather than "not measured yet"."""
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["-c", str(repo_config), "report", "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    assert "Not measured yet" not in text
+    assert "300 posts measured (eval.json)" in text
+    assert "distinguishable from the author (ROC AUC, 0.5 = not at all): ngram 0." in text
+    assert "held-out loss: 1.802 bits/char" in text  # BENCHMARKS.md's 1.8020

@@ -111,6 +111,24 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.tf
 @pytest.mark.usefixtures("tf")
+def test_a_resumed_training_counts_the_time_spent_before_against_its_budget(
+    tmp_path: Path,
+) -> None:
+    """#26.19: a budget already spent before the interruption leaves one more step (its
+    partial epoch validated), not the whole budget again."""
+    from bot.train.trainer import train
+
+    out = tmp_path / "tiny"
+    train(tiny_config(epochs=4), [DATA / "aphorisms.txt"], out, verbose=False)
+    spent = json.loads((tmp_path / ".tiny.train" / "state.json").read_text())["elapsed_s"]
+    card = train(tiny_config(epochs=50, max_minutes=spent / 60), [DATA / "aphorisms.txt"], out,
+                 resume=True, verbose=False)  # fmt: skip
+    assert [h["epoch"] for h in card.metrics["history"]] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+@pytest.mark.usefixtures("tf")
 def test_time_budget_stops_cleanly_and_keeps_the_best(tmp_path: Path) -> None:
     from bot.train.trainer import train
 

@@ -92,7 +92,8 @@ def _moved_to_base(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--epochs", default=100, show_default=True, type=click.IntRange(1),
               help="Upper bound on passes over the corpus.")  # fmt: skip
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
-              help="Wall-clock budget; stops cleanly and keeps the best model so far.")  # fmt: skip
+              help="Wall-clock budget (with --resume, the time spent before counts); stops "
+                   "cleanly and keeps the best model so far.")  # fmt: skip
 @click.option("--seq-len", default=128, show_default=True, type=click.IntRange(2),
               help="Characters per training window.")  # fmt: skip
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),

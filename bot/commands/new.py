@@ -12,8 +12,11 @@ command again after an interruption continues where it stopped:
 1. corpus   scrape or import (the `bot scrape` commands themselves: consent checks, cleaning,
             dedupe, a progress bar; a scrape resumes by its own cursor). Text files are
             trained on as they are (the trainer reads them as `bot train --corpus` does).
-2. train    the time budget (default 30 min) spans interruptions: an interrupted run resumes
-            from the trainer's checkpoint with the minutes it has left. A corpus under
+2. train    `--minutes` (default 30) bounds the whole command: training gets what the critic
+            and the eval will not need (bot/commands/budget.py; the plan is printed at
+            start), across interruptions: an interrupted run resumes from the trainer's
+            checkpoint with what is left of that share; the checkpoint is removed once the
+            training is done. A Ctrl-C says to run the same command again. A corpus under
             FINE_TUNE_BELOW_CHARS is fine-tuned from the base persona (the shipped one), a
             larger one is trained from scratch (BENCHMARKS.md, "bot new: fine-tune or not").
 3. config   the persona is added to config.yaml (ruamel.yaml round trip: the user's comments,
@@ -28,14 +31,18 @@ never load it).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from bot.commands.app import App
+from bot.commands.budget import Plan
 from bot.commands.figures import format_figures, quality_figures, record_eval
 from bot.core.errors import BotError, ConfigError
 
@@ -63,14 +70,19 @@ class NewState:
     def open(cls, work: Path, source: dict[str, Any], restart: bool) -> NewState:
         path = work / STATE_FILE
         if path.is_file() and not restart:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("source") != source:
+            state = cls(path, json.loads(path.read_text(encoding="utf-8")))
+            theirs = state.data.get("source", {})
+            if theirs == source:
+                return state
+            if all(state.done(phase) is not None for phase in PHASES):
                 raise BotError(
-                    f"{path}: a `bot new` from another source is in progress "
-                    f"({_describe(data.get('source', {}))})",
-                    "run it again with that source to resume, or add --restart to start over",
+                    f"{work.name} is already made, by `bot new` from {_describe(theirs)} ({path})",
+                    "choose another NAME, or add --restart to make it again from this source",
                 )
-            return cls(path, data)
+            raise BotError(
+                f"{path}: a `bot new` from another source is in progress ({_describe(theirs)})",
+                "run it again with that source to resume, or add --restart to start over",
+            )
         work.mkdir(parents=True, exist_ok=True)
         state = cls(path, {"version": 1, "source": source, "done": {}})
         state.save()
@@ -119,7 +131,8 @@ def _phase(number: int, name: str, text: str) -> None:
               help="Scrape an account that opted out (#nobot, noindex): only with its owner's OK.")  # fmt: skip
 @click.option("--minutes", default=DEFAULT_MINUTES, show_default=True,
               type=click.FloatRange(0, min_open=True),
-              help="Training time budget; it spans interruptions.")  # fmt: skip
+              help="Time budget of the whole command: training gets what the critic and the "
+                   "eval will not need; it spans interruptions.")  # fmt: skip
 @click.option("--start", type=click.Choice(["auto", "fine-tune", "scratch"]), default="auto",
               show_default=True,
               help=f"Fine-tune from --base, or train from scratch (auto: fine-tune below "
@@ -165,24 +178,54 @@ def new(
     config_path = app.config_path or Path(os.environ.get("REVENANT_CONFIG") or "config.yaml")
     out = out or Path("models") / name
     work = WORK_DIR / name
+    plan = Plan(minutes, critic_samples, eval_posts).check()  # before anything is written
     state = NewState.open(work, source, restart)
+    try:
+        _phases(app, state, name, source, out, plan, start=start, base=base, seed=seed,
+                consent=consent, config_path=config_path)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: what is done is recorded; say how to go on
+        click.echo(f"\nInterrupted: run the same command to resume ({state.path})", err=True)
+        _leave(130)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit with `code` at once. Once TensorFlow is loaded, the interpreter's normal exit
+    tears it down for seconds (6 s measured on the shared 2 cores, 18 s in #26) after the
+    user pressed Ctrl-C; nothing is lost by skipping that: the state file and the trainer's
+    checkpoint are written atomically, and the log and the terminal are flushed here."""
+    if "tensorflow" not in sys.modules:
+        raise click.exceptions.Exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _phases(
+    app: App, state: NewState, name: str, source: dict[str, Any], out: Path, plan: Plan, *,
+    start: str, base: Path, seed: int, consent: bool, config_path: Path,
+) -> None:  # fmt: skip
+    """The four phases, each skipped when the state file says it is done."""
     already = [p for p in PHASES if state.done(p) is not None]
     if already:
         click.echo(f"resuming `bot new {name}`: done: {', '.join(already)} ({state.path})")
+    trained = state.done("train")
+    # Only a training this `bot new` started is resumed (not another run's checkpoint).
+    saved = _checkpoint(out) if trained is None and state.data.get("train_started") else None
+    if trained is None:
+        click.echo(plan.describe(saved.get("elapsed_s", 0.0) if saved else 0.0))
 
-    corpus = state.done("corpus") or _corpus_phase(name, source, work, consent)
+    corpus = state.done("corpus") or _corpus_phase(name, source, state.path.parent, consent)
     state.finish("corpus", corpus)
     corpus_paths = [Path(p) for p in corpus["paths"]]
 
-    trained = state.done("train")
     if trained is None:
-        # Only a training this `bot new` started is resumed (not another run's checkpoint).
-        started = bool(state.data.get("train_started"))
         state.data["train_started"] = True
         state.save()
-        trained = _train_phase(app, name, corpus_paths, corpus["chars"], out, minutes, start,
-                               base, critic_samples, seed, resume=started)  # fmt: skip
+        trained = _train_phase(app, name, corpus_paths, corpus["chars"], out, plan, start,
+                               base, seed, saved=saved)  # fmt: skip
         state.finish("train", trained)
+        shutil.rmtree(_checkpoint_dir(out), ignore_errors=True)  # only a resume needs it
     else:
         _phase(2, "train", f"done ({trained['start']}), {out}")
 
@@ -194,7 +237,7 @@ def new(
     settings = _settings(config_path, name)
     figures = state.done("eval")
     if figures is None:
-        figures = _eval_phase(settings, corpus_paths, eval_posts, seed)
+        figures = _eval_phase(settings, corpus_paths, plan.eval_posts, seed)
         state.finish("eval", figures)
     else:
         _phase(4, "eval", "done")
@@ -286,10 +329,26 @@ def choose_start(chars: int, start: str, base: Path) -> tuple[Path | None, str]:
     return base, f"fine-tuning from {base} ({chars:,} characters < {FINE_TUNE_BELOW_CHARS:,})"
 
 
+def _checkpoint_dir(out: Path) -> Path:
+    """The trainer's checkpoint folder for a persona folder (bot/train/trainer.py)."""
+    return out.with_name(f".{out.name}.train")
+
+
+def _checkpoint(out: Path) -> dict[str, Any] | None:
+    """The trainer's saved state of an interrupted training (epoch, seconds spent), if any."""
+    path = _checkpoint_dir(out) / "state.json"
+    if not path.is_file():
+        return None
+    saved: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return saved
+
+
 def _train_phase(
-    app: App, name: str, corpus: list[Path], chars: int, out: Path, minutes: float, start: str,
-    base: Path, critic_samples: int, seed: int, *, resume: bool,
+    app: App, name: str, corpus: list[Path], chars: int, out: Path, plan: Plan, start: str,
+    base: Path, seed: int, *, saved: dict[str, Any] | None,
 ) -> dict[str, Any]:  # fmt: skip
+    """Train within the plan's share of --minutes, across interruptions: a resumed training
+    gets what is left of it (the trainer's budget counts the time spent before)."""
     import importlib.util
 
     if importlib.util.find_spec("keras") is None:
@@ -300,18 +359,18 @@ def _train_phase(
     with quiet_backend_import(verbose=app.verbose):  # before TensorFlow loads
         from bot.train.trainer import TrainConfig, train
 
-    workdir = out.with_name(f".{out.name}.train")
-    resume = resume and (workdir / "state.json").is_file()
+    minutes = plan.train_minutes
     from_dir, why = choose_start(chars, start, base)
-    if resume:
-        saved = json.loads((workdir / "state.json").read_text(encoding="utf-8"))
+    if saved is not None:
         from_dir = Path(saved["from"]) if saved.get("from") else None
-        why = (f"resuming after epoch {saved.get('epoch', 0)}, "
-               f"{saved.get('elapsed_s', 0) / 60:.1f} of {minutes:g} min spent")  # fmt: skip
-    _phase(2, "train", f"{why}; budget {minutes:g} min")
+        left = plan.left(saved.get("elapsed_s", 0.0))
+        _phase(2, "train", f"resuming after epoch {saved.get('epoch', 0)}: {left:.2f} of "
+                           f"{minutes:g} min left")  # fmt: skip
+    else:
+        _phase(2, "train", f"{why}; budget {minutes:g} min")
     cfg = TrainConfig(name=name, max_minutes=minutes, seed=seed)
-    card = train(cfg, corpus, out, resume=resume, from_dir=from_dir,
-                 critic_samples=critic_samples)  # fmt: skip
+    card = train(cfg, corpus, out, resume=saved is not None, from_dir=from_dir,
+                 critic_samples=plan.critic_samples)  # fmt: skip
     return {
         "start": "fine-tuned from " + str(from_dir) if from_dir else "from scratch",
         "model": str(out),

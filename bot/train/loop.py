@@ -73,7 +73,8 @@ class Budget(keras.callbacks.Callback):
 
     Progress is the larger of steps done / steps planned and minutes spent / budget, so the
     cosine decay ends when the time does; the run stops cleanly once the budget is spent
-    (Keras still validates the partial epoch, so the best weights are kept).
+    (Keras still validates the partial epoch, so the best weights are kept). The time spent
+    before a resume (`elapsed0`) counts against the budget, as it does for the decay.
     """
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int, step0: int, elapsed0: float):
@@ -106,7 +107,7 @@ class Budget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.step += 1
-        if self.budget_s and time.monotonic() - self.t0 >= self.budget_s:
+        if self.budget_s and self.elapsed >= self.budget_s:  # spent before a resume counts
             self.out_of_time = True
             self.model.stop_training = True
 
