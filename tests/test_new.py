@@ -21,7 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from bot.commands.cli import cli
-from bot.commands.new import FINE_TUNE_BELOW_CHARS, add_persona, choose_start, network_of
+from bot.commands.config_file import add_persona
+from bot.commands.new import FINE_TUNE_BELOW_CHARS, choose_start, network_of
 from bot.config import load_config
 from bot.core.errors import ConfigError
 from tests.test_corpus import seed_account
