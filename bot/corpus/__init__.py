@@ -8,6 +8,9 @@ account); `clean.py` turns HTML into text; `hygiene.py` takes a book's contents,
 section numbers, footnotes and notes out of the text the trainer reads. This package never imports TensorFlow and
 never touches the network itself (only `mastodon.py`, through the client it is given).
 
+`hygiene.py` keeps a book's prose (no contents, headings, numbers, notes) and `pipeline.py`
+filters, dedupes and writes what every `bot scrape` gathers.
+
 Offline: read by `bot.commands` and `bot.train`; the daemon uses only `clean.py` (a
 mention's HTML as text). May import: `bot.config`, `bot.core`.
 """

@@ -8,6 +8,7 @@ scikit-learn. Used by `bot.commands` only, inside the command functions.
     data.py       the corpus read and split, the vocabulary (NumPy only)
     curate.py     the word list and the critic a persona chooses with
     quality.py    bot eval's judges (scikit-learn)
+    sense.py      bot eval's sense proxy: an independent English model (GGUF) read in NumPy
     sense.py      bot eval's sense proxy: an English model's loss per character (gguf)
     artifacts.py  the persona folder written atomically, the loss plot
     quiet.py      TensorFlow's start-up noise kept out of the terminal
