@@ -28,7 +28,6 @@ import yaml
 from bot.config import registry
 from bot.config.location import StoreLocation, parse_store_setting
 from bot.config.node import (
-    LITERAL_TOKEN_HINT,
     Inherited,
     Node,
     _DuplicateKeyError,
@@ -43,44 +42,15 @@ from bot.config.settings import (
     Config,
     Filters,
     LoggingSettings,
-    OnLink,
     PersonaSettings,
     Ranking,
     Replies,
     Schedule,
-    Secret,
     Vocabulary,
 )
 from bot.core.errors import ConfigError
 from bot.core.log import register_secret
 from bot.core.post import VISIBILITIES, Visibility
-
-__all__ = [
-    "CONFIG_ENV",
-    "DEFAULT_CONFIG",
-    "DEFAULT_HOME",
-    "DEFAULT_PUBLISHER",
-    "HOME_ENV",
-    "LITERAL_TOKEN_HINT",
-    "MAX_TOP_K",
-    "STORE_FILE",
-    "Config",
-    "Filters",
-    "LoggingSettings",
-    "Node",
-    "OnLink",
-    "PersonaSettings",
-    "Ranking",
-    "Replies",
-    "Schedule",
-    "Secret",
-    "Vocabulary",
-    "load_config",
-    "merge_defaults",
-    "parse_config",
-    "persona_keys",
-    "with_overrides",
-]
 
 # ---------------------------------------------------------------------------------------
 # defaults, in one place
