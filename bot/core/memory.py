@@ -27,27 +27,25 @@ M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD_BYTES = 1 << 20  # blocks of 1 MiB and more get their own mapping
 
 
-def _find_trim() -> Callable[[int], int] | None:
+def _libc(name: str) -> Callable[..., int] | None:
+    """A function of the process's own C library, None where it has none (musl, macOS)."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # the process's own libc
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    return trim
+    return function
 
 
-_TRIM = _find_trim()
+_TRIM = _libc("malloc_trim")
+_MALLOPT = _libc("mallopt")
 
 
 def map_large_blocks() -> bool:
     """Serve blocks of 1 MiB and more from their own mappings for good (glibc's mallopt),
     so that freed model arrays go back to the OS; True where it was set."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if _MALLOPT is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    return bool(_MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 def release_free_memory() -> bool:

@@ -9,8 +9,8 @@ dropped when another is loaded, and loaded again on its next use (about 0.07 s f
 shipped persona, against the 0.8 s a wake takes). At most `workers` models sample at
 once (`at_work`, one per usable core by default): wakes bunched closer than they can be
 served wait their turn there instead of each holding a model and its sampling buffers, so
-the memory a fleet takes does not depend on how closely its wakes are spaced. Personas that name the same model
-folder share one loaded copy: the engine is read-only once built. A wake keeps the
+the memory a fleet takes does not depend on how closely its wakes are spaced. Personas
+that name the same model folder share one loaded copy: the engine is read-only once built. A wake keeps the
 `Loaded` it got, so dropping a model never pulls it from under a running wake.
 
 The trainer swaps models/<name>/ atomically; the handle notices (file stamps) and loads
@@ -22,7 +22,6 @@ between fails the wake in one line instead. Never imports TensorFlow.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from bot.core.log import event
 from bot.engine.card import CARD_FILE, MODEL_FILE, NGRAMS_FILE, WORDS_FILE, read_card
 from bot.engine.critic import CRITIC_FILE, Critic
 from bot.engine.engines import load_engine
+from bot.engine.native import usable_cpus
 from bot.engine.novelty import load_index
 from bot.engine.sampler import Sampler
 from bot.engine.vocab import WordTrie
@@ -204,14 +204,6 @@ class ModelCache:
             victims = [self._recent.popitem(last=False)[1] for _ in range(max(0, extra))]
         for victim in victims:  # no cache lock held: a victim may be loading right now
             victim.drop()
-
-
-def usable_cpus() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 MODELS = ModelCache()  # the process's cache; `bot run` sizes it from `models_in_memory`

@@ -178,10 +178,10 @@ def _pack(s: Weights, threads: int) -> _Packed:
 
 def _split_threads() -> int:
     """Threads for the C loop on a model worth splitting."""
-    return min(MAX_THREADS, _usable_cpus())
+    return min(MAX_THREADS, usable_cpus())
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     """CPUs this process may run on: its affinity, capped by a cgroup v2 CPU quota (a
     container started with --cpus=1 still sees every CPU of the host)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -200,7 +200,7 @@ def _cores_free() -> int:
     try:
         running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
-        return _usable_cpus()
+        return usable_cpus()
     return (os.cpu_count() or 1) - (running - 1)
 
 
